@@ -1,0 +1,381 @@
+//! The command line: clap definitions, overrides merged into the profile as its last layer,
+//! and the dispatch of subcommands.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::diagnose;
+use crate::error::Error;
+use crate::plan::{Plan, RunOptions};
+use crate::profile::{self, Loader, NetMode, ProfileFile, Sourced, Vars};
+use crate::sandbox::report::Step;
+use crate::supervisor;
+
+/// Exit code for sbx's own failures: the command never ran.
+pub const EXIT_SBX_FAILED: i32 = 125;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sbx",
+    version,
+    about = "Run a command in a rootless sandbox: new namespaces, a tmpfs root, TOML profiles",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: the command's own; 128+N when killed by signal N; 124 timeout; \
+                  125 sbx failed (the command never ran); 126 not executable; 127 not found."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// List, show or check profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// List the built-in profiles and the user's own
+    List,
+    /// Print the fully merged profile(s) as TOML that loads back identically
+    Show {
+        /// Profile names or paths, merged in order
+        #[arg(default_value = "default")]
+        names: Vec<String>,
+    },
+    /// Load a profile file, resolve its extends and paths, and report problems
+    Check {
+        /// The profile file
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    /// A private network namespace with only lo
+    None,
+    /// Share the host's network
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Profile name or path to a TOML file; repeatable, later ones win [default: default]
+    #[arg(short = 'p', long = "profile", value_name = "NAME|PATH")]
+    pub profiles: Vec<String>,
+    /// Bind SRC read-write at DST (default: the same path); a trailing ? skips a missing SRC
+    #[arg(long, value_name = "SRC[:DST]")]
+    pub bind: Vec<String>,
+    /// Bind SRC read-only (recursively, submounts included) at DST
+    #[arg(long = "ro-bind", value_name = "SRC[:DST]")]
+    pub ro_bind: Vec<String>,
+    /// Mount a fresh tmpfs at DST
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<String>,
+    /// Set an environment variable for the command
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub setenv: Vec<String>,
+    /// Remove an environment variable the profile would pass or set
+    #[arg(long, value_name = "KEY")]
+    pub unsetenv: Vec<String>,
+    /// Start the command in DIR (a path inside the sandbox) instead of the current directory
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<String>,
+    /// Hostname inside the sandbox (needs the UTS namespace)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Network: none (private namespace, only lo) or host (share the host's network)
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub net: Option<NetArg>,
+    /// Map your uid and gid to 0 inside (still no privileges on the host)
+    #[arg(long)]
+    pub map_root: bool,
+    /// Run the command itself as PID 1 (no sbx init; it must reap its own children)
+    #[arg(long = "as-pid-1")]
+    pub as_pid_1: bool,
+    /// More output: -v shows each step, -vv debug details
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// The command line as a profile layer, merged over the profiles.
+    pub fn overlay(&self, vars: &Vars) -> Result<ProfileFile, Error> {
+        let mut p = ProfileFile::default();
+        let absolute = |entry: &str| -> String {
+            // Relative sources are relative to the current directory, as in bwrap.
+            if entry.starts_with('/') {
+                entry.to_string()
+            } else {
+                Path::new(&vars.cwd).join(entry).display().to_string()
+            }
+        };
+        let fs = &mut p.filesystem;
+        fs.rw = self
+            .bind
+            .iter()
+            .map(|b| Sourced::new(absolute(b), "the command line", "--bind"))
+            .collect();
+        fs.ro = self
+            .ro_bind
+            .iter()
+            .map(|b| Sourced::new(absolute(b), "the command line", "--ro-bind"))
+            .collect();
+        fs.tmpfs = self
+            .tmpfs
+            .iter()
+            .map(|t| Sourced::new(t.clone(), "the command line", "--tmpfs"))
+            .collect();
+        for kv in &self.setenv {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| Error::Usage(format!("--setenv {kv:?}: expected KEY=VALUE")))?;
+            p.env.set.insert(k.to_string(), v.to_string());
+        }
+        p.env.unset = self.unsetenv.clone();
+        p.process.chdir = self.chdir.clone();
+        p.process.hostname = self.hostname.clone();
+        if self.map_root {
+            p.process.map_root = Some(true);
+        }
+        if self.as_pid_1 {
+            p.process.as_pid_1 = Some(true);
+        }
+        match self.net {
+            Some(NetArg::None) => {
+                p.network.mode = Some(NetMode::None);
+                p.namespaces.net = Some(true);
+            }
+            Some(NetArg::Host) => {
+                p.network.mode = Some(NetMode::Host);
+                p.namespaces.net = Some(false);
+            }
+            None => {}
+        }
+        Ok(p)
+    }
+}
+
+fn init_logging(run: &RunArgs) {
+    let level = match (run.quiet, run.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, _) => tracing::Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Parses the command line, runs, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => EXIT_SBX_FAILED,
+            };
+        }
+    };
+    init_logging(&cli.run);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sbx: {e}");
+            EXIT_SBX_FAILED
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    let vars = Vars::from_host()?;
+    match cli.sub {
+        Some(Sub::Profile(cmd)) => profile_cmd(cmd, vars),
+        None => run(&cli.run, vars),
+    }
+}
+
+fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
+    if args.command.is_empty() {
+        return Err(Error::Usage(
+            "no command given: usage is `sbx [OPTIONS] [--] COMMAND [ARGS...]` (see --help)".into(),
+        ));
+    }
+    let loader = Loader::new(vars.clone());
+    let names = if args.profiles.is_empty() {
+        vec!["default".to_string()]
+    } else {
+        args.profiles.clone()
+    };
+    let merged = loader.load_all(&names)?;
+    let overlay = args.overlay(&vars)?;
+    if args.hostname.is_some() && merged.namespaces.uts == Some(false) {
+        return Err(Error::Usage(
+            "--hostname needs the UTS namespace, which the profile turns off".into(),
+        ));
+    }
+    let profile = profile::merge(merged, overlay);
+    let plan = Plan::build(
+        &profile,
+        &vars,
+        &RunOptions {
+            command: args.command.clone(),
+        },
+    )?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        profiles = names.join(","),
+        namespaces = ?plan.namespaces,
+        mounts = plan.ops.len(),
+        cwd = %plan.exec.cwd.to_string_lossy(),
+        "starting sandbox"
+    );
+    let outcome = supervisor::run(&plan)?;
+    match outcome.failure {
+        Some(f) if f.step == Step::Exec => {
+            eprintln!("sbx: {}", diagnose::exec_failure(&plan, f.errno));
+            Ok(outcome.ending.code())
+        }
+        Some(f) => Err(Error::Setup(diagnose::setup_failure(&plan, &f))),
+        None => Ok(outcome.ending.code()),
+    }
+}
+
+fn profile_cmd(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
+    let loader = Loader::new(vars.clone());
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ProfileCmd::List => {
+            for (name, text) in profile::BUILTIN {
+                let d = Loader::parse(name, text)
+                    .ok()
+                    .and_then(|p| p.description)
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{name:<12} built-in  {d}");
+            }
+            if let Some(dir) = &loader.user_dir {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                entries.sort();
+                for path in entries {
+                    let name = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    let d = match loader.load(&path.display().to_string()) {
+                        Ok(p) => p.description.unwrap_or_default(),
+                        Err(e) => format!("(invalid: {e})"),
+                    };
+                    let _ = writeln!(out, "{name:<12} user      {d}");
+                }
+            }
+            Ok(0)
+        }
+        ProfileCmd::Show { names } => {
+            let merged = loader.load_all(&names)?;
+            let text = toml::to_string(&merged)
+                .map_err(|e| Error::Usage(format!("cannot render profile: {e}")))?;
+            let _ = write!(out, "{text}");
+            Ok(0)
+        }
+        ProfileCmd::Check { file } => {
+            let name = file.display().to_string();
+            let name = if name.contains('/') || name.ends_with(".toml") {
+                name
+            } else {
+                format!("./{name}")
+            };
+            let p = loader.load(&name)?;
+            Plan::build(
+                &p,
+                &vars,
+                &RunOptions {
+                    command: vec!["true".into()],
+                },
+            )?;
+            let _ = writeln!(out, "{}: ok", file.display());
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn trailing_command_keeps_its_flags() {
+        let c =
+            Cli::try_parse_from(["sbx", "--net", "host", "--", "ls", "-la", "--color"]).unwrap();
+        assert_eq!(c.run.net, Some(NetArg::Host));
+        assert_eq!(c.run.command, ["ls", "-la", "--color"]);
+        let c = Cli::try_parse_from(["sbx", "echo", "-n", "hi"]).unwrap();
+        assert_eq!(c.run.command, ["echo", "-n", "hi"]);
+    }
+
+    #[test]
+    fn profile_subcommand_and_command_named_profile() {
+        let c = Cli::try_parse_from(["sbx", "profile", "list"]).unwrap();
+        assert!(matches!(c.sub, Some(Sub::Profile(ProfileCmd::List))));
+        let c = Cli::try_parse_from(["sbx", "--", "profile", "list"]).unwrap();
+        assert!(c.sub.is_none());
+        assert_eq!(c.run.command, ["profile", "list"]);
+    }
+
+    #[test]
+    fn setenv_needs_an_equals_sign() {
+        let c = Cli::try_parse_from(["sbx", "--setenv", "NOEQ", "true"]).unwrap();
+        let vars = Vars {
+            home: "/h".into(),
+            cwd: "/c".into(),
+            uid: 1,
+            gid: 1,
+            user: "u".into(),
+            tmpdir: "/tmp".into(),
+            env: Default::default(),
+        };
+        assert!(c.run.overlay(&vars).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! sbx: a rootless sandbox for untrusted commands.
+//!
+//! Data flows one way: command line and profiles → [`profile::ProfileFile`] (merged) →
+//! [`plan::Plan`] (resolved before any fork) → [`sandbox`] (replays the plan in new
+//! namespaces) under the [`supervisor`].
+
+pub mod cli;
+pub mod diagnose;
+pub mod error;
+pub mod plan;
+pub mod profile;
+pub mod sandbox;
+pub mod supervisor;
+
+pub use error::Error;

@@ -1,0 +1,192 @@
+//! The resolved plan: everything the sandboxed processes need, computed before any fork, so
+//! that the child only replays a list of system calls. Building a plan reads the host (bind
+//! sources, the working directory) but changes nothing.
+
+mod command;
+mod mounts;
+
+use std::ffi::{CString, OsString};
+
+pub use command::ExecPlan;
+pub use mounts::{BindFlags, Op, OpInfo};
+
+use crate::profile::{NetMode, Origin, ProfileFile, Vars};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{origin}: bind source {path} does not exist (append `?` to make it optional)")]
+    MissingSource { origin: Origin, path: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: Origin, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PlanError {
+    pub(crate) fn invalid(origin: &Origin, message: impl Into<String>) -> PlanError {
+        PlanError::Invalid {
+            origin: origin.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Which namespaces the sandbox gets besides the user namespace, which it always gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceSet {
+    pub pid: bool,
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub cgroup: bool,
+}
+
+impl NamespaceSet {
+    pub fn clone_flags(&self) -> libc::c_int {
+        let mut f = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
+        for (on, flag) in [
+            (self.pid, libc::CLONE_NEWPID),
+            (self.net, libc::CLONE_NEWNET),
+            (self.ipc, libc::CLONE_NEWIPC),
+            (self.uts, libc::CLONE_NEWUTS),
+            (self.cgroup, libc::CLONE_NEWCGROUP),
+        ] {
+            if on {
+                f |= flag;
+            }
+        }
+        f
+    }
+}
+
+/// Command-line settings that are not profile keys.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub namespaces: NamespaceSet,
+    /// Contents for `/proc/self/uid_map` and `gid_map`: one line each.
+    pub uid_map: Vec<u8>,
+    pub gid_map: Vec<u8>,
+    pub map_root: bool,
+    /// Filesystem operations in order, with paths as the setup process sees them.
+    pub ops: Vec<Op>,
+    /// What each op is, for messages; same index as `ops`.
+    pub op_info: Vec<OpInfo>,
+    pub hostname: Option<CString>,
+    pub lo_up: bool,
+    pub new_session: bool,
+    pub as_pid_1: bool,
+    pub exec: ExecPlan,
+    /// Notes for the user (e.g. the working directory is not visible).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn build(profile: &ProfileFile, vars: &Vars, opts: &RunOptions) -> Result<Plan, PlanError> {
+        let cli = Origin {
+            profile: "the merged profile".into(),
+            key: "",
+        };
+        let ns = &profile.namespaces;
+        let mode = profile.network.mode;
+        let net_ns = match (ns.net, mode) {
+            (Some(true), Some(NetMode::Host)) => {
+                return Err(PlanError::invalid(
+                    &Origin {
+                        key: "network.mode",
+                        ..cli
+                    },
+                    "mode = \"host\" conflicts with namespaces.net = true",
+                ));
+            }
+            (Some(false), Some(NetMode::None)) => {
+                return Err(PlanError::invalid(
+                    &Origin {
+                        key: "network.mode",
+                        ..cli
+                    },
+                    "mode = \"none\" needs namespaces.net = true",
+                ));
+            }
+            (_, Some(NetMode::Host)) | (Some(false), _) => false,
+            _ => true,
+        };
+        let namespaces = NamespaceSet {
+            pid: ns.pid.unwrap_or(true),
+            net: net_ns,
+            ipc: ns.ipc.unwrap_or(true),
+            uts: ns.uts.unwrap_or(true),
+            cgroup: ns.cgroup.unwrap_or(true),
+        };
+        let map_root = profile.process.map_root.unwrap_or(false);
+        let inside = |id: u32| if map_root { 0 } else { id };
+        let euid = nix::unistd::geteuid().as_raw();
+        let egid = nix::unistd::getegid().as_raw();
+        let uid_map = format!("{} {} 1\n", inside(euid), euid).into_bytes();
+        let gid_map = format!("{} {} 1\n", inside(egid), egid).into_bytes();
+
+        let mut layout = mounts::build(&profile.filesystem, namespaces.pid)?;
+        let mut warnings = std::mem::take(&mut layout.warnings);
+
+        let hostname = match &profile.process.hostname {
+            Some(h) if namespaces.uts && !h.is_empty() => {
+                if h.len() > 64 || h.contains('\0') || h.contains('/') {
+                    return Err(PlanError::invalid(
+                        &Origin {
+                            key: "process.hostname",
+                            ..cli
+                        },
+                        format!("{h:?} is not a valid hostname (at most 64 bytes, no NUL or /)"),
+                    ));
+                }
+                Some(CString::new(h.as_str()).expect("checked for NUL"))
+            }
+            _ => None,
+        };
+
+        let cwd = match &profile.process.chdir {
+            Some(dir) => {
+                if !dir.starts_with('/') {
+                    return Err(PlanError::invalid(
+                        &Origin {
+                            key: "process.chdir",
+                            ..cli
+                        },
+                        format!("{dir:?} is not an absolute path inside the sandbox"),
+                    ));
+                }
+                dir.clone()
+            }
+            None => match layout.sandbox_path_of(&vars.cwd) {
+                Some(p) => p,
+                None => {
+                    warnings.push(format!(
+                        "the working directory {} is not visible in the sandbox; starting in /",
+                        vars.cwd
+                    ));
+                    "/".to_string()
+                }
+            },
+        };
+
+        let exec = ExecPlan::build(&profile.env, vars, &opts.command, &cwd)?;
+        Ok(Plan {
+            namespaces,
+            uid_map,
+            gid_map,
+            map_root,
+            ops: layout.ops,
+            op_info: layout.info,
+            hostname,
+            lo_up: namespaces.net,
+            new_session: profile.process.new_session.unwrap_or(true),
+            as_pid_1: profile.process.as_pid_1.unwrap_or(false),
+            exec,
+            warnings,
+        })
+    }
+}

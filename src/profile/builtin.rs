@@ -1,0 +1,16 @@
+//! The profiles shipped in `profiles/`, embedded so that the binary works on its own.
+
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("default", include_str!("../../profiles/default.toml")),
+    ("net-off", include_str!("../../profiles/net-off.toml")),
+    ("net-on", include_str!("../../profiles/net-on.toml")),
+    ("strict", include_str!("../../profiles/strict.toml")),
+    ("ci", include_str!("../../profiles/ci.toml")),
+];
+
+pub fn find(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}

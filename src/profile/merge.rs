@@ -1,0 +1,160 @@
+//! Folding profile layers: a later layer (a profile that `extends` another, a later
+//! `--profile`, the command line) wins.
+
+use super::model::{Env, Filesystem, Namespaces, Network, Process, ProfileFile, Sourced};
+use super::spec::destination_of;
+
+pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
+    ProfileFile {
+        description: over.description.or(base.description),
+        extends: Vec::new(),
+        namespaces: Namespaces {
+            pid: over.namespaces.pid.or(base.namespaces.pid),
+            net: over.namespaces.net.or(base.namespaces.net),
+            ipc: over.namespaces.ipc.or(base.namespaces.ipc),
+            uts: over.namespaces.uts.or(base.namespaces.uts),
+            cgroup: over.namespaces.cgroup.or(base.namespaces.cgroup),
+        },
+        filesystem: merge_fs(base.filesystem, over.filesystem),
+        env: merge_env(base.env, over.env),
+        process: Process {
+            hostname: over.process.hostname.or(base.process.hostname),
+            new_session: over.process.new_session.or(base.process.new_session),
+            chdir: over.process.chdir.or(base.process.chdir),
+            map_root: over.process.map_root.or(base.process.map_root),
+            as_pid_1: over.process.as_pid_1.or(base.process.as_pid_1),
+        },
+        network: Network {
+            mode: over.network.mode.or(base.network.mode),
+        },
+    }
+}
+
+/// A destination named by the later layer in any of `ro`, `rw` or `tmpfs` replaces every
+/// earlier mount of that destination, so `--ro-bind $PWD` overrides a profile's `rw = [$PWD]`.
+fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
+    let taken: Vec<String> = over
+        .ro
+        .iter()
+        .chain(&over.rw)
+        .chain(&over.tmpfs)
+        .map(|e| destination_of(&e.value).to_string())
+        .collect();
+    let keep = |list: Vec<Sourced>, add: Vec<Sourced>| -> Vec<Sourced> {
+        let mut out: Vec<Sourced> = list
+            .into_iter()
+            .filter(|e| !taken.iter().any(|t| t == destination_of(&e.value)))
+            .collect();
+        out.extend(add);
+        out
+    };
+    let ro = keep(base.ro, over.ro);
+    let rw = keep(base.rw, over.rw);
+    let tmpfs = keep(base.tmpfs, over.tmpfs);
+    let mut dirs = base.dirs;
+    for d in over.dirs {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    let mut symlinks = base.symlinks;
+    symlinks.extend(over.symlinks);
+    let mut files = base.files;
+    files.extend(over.files);
+    Filesystem {
+        ro,
+        rw,
+        tmpfs,
+        dirs,
+        symlinks,
+        files,
+        dev: over.dev.or(base.dev),
+        proc: over.proc.or(base.proc),
+    }
+}
+
+fn merge_env(base: Env, over: Env) -> Env {
+    let mut keep = base.keep;
+    for k in over.keep {
+        if !keep.contains(&k) {
+            keep.push(k);
+        }
+    }
+    let mut set = base.set;
+    let mut unset = base.unset;
+    for k in &over.unset {
+        set.remove(k);
+        if !unset.contains(k) {
+            unset.push(k.clone());
+        }
+    }
+    unset.retain(|k| !over.set.contains_key(k));
+    set.extend(over.set);
+    Env { keep, set, unset }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs(ro: &[&str], rw: &[&str], tmpfs: &[&str]) -> ProfileFile {
+        let s = |v: &[&str]| v.iter().map(|x| Sourced::new(*x, "t", "k")).collect();
+        ProfileFile {
+            filesystem: Filesystem {
+                ro: s(ro),
+                rw: s(rw),
+                tmpfs: s(tmpfs),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn later_layer_replaces_same_destination_across_lists() {
+        let m = merge(
+            fs(&["/usr"], &["/w"], &["/tmp"]),
+            fs(&["/w"], &[], &["/usr"]),
+        );
+        let vals = |l: &[Sourced]| l.iter().map(|e| e.value.clone()).collect::<Vec<_>>();
+        assert_eq!(vals(&m.filesystem.ro), ["/w"]);
+        assert!(m.filesystem.rw.is_empty());
+        assert_eq!(vals(&m.filesystem.tmpfs), ["/tmp", "/usr"]);
+    }
+
+    #[test]
+    fn bind_with_destination_is_matched_on_destination() {
+        let m = merge(fs(&[], &["/host/a:/a"], &[]), fs(&["/other:/a?"], &[], &[]));
+        assert!(m.filesystem.rw.is_empty());
+        assert_eq!(m.filesystem.ro.len(), 1);
+    }
+
+    #[test]
+    fn env_set_and_unset_override_each_other() {
+        let mut a = ProfileFile::default();
+        a.env.set.insert("A".into(), "1".into());
+        a.env.unset.push("B".into());
+        a.env.keep.push("TERM".into());
+        let mut b = ProfileFile::default();
+        b.env.unset.push("A".into());
+        b.env.set.insert("B".into(), "2".into());
+        b.env.keep.push("TERM".into());
+        let m = merge(a, b);
+        assert_eq!(m.env.set.get("B").map(String::as_str), Some("2"));
+        assert!(!m.env.set.contains_key("A"));
+        assert_eq!(m.env.unset, ["A"]);
+        assert_eq!(m.env.keep, ["TERM"]);
+    }
+
+    #[test]
+    fn scalars_take_the_later_value() {
+        let mut a = ProfileFile::default();
+        a.namespaces.net = Some(true);
+        a.process.hostname = Some("a".into());
+        let mut b = ProfileFile::default();
+        b.namespaces.net = Some(false);
+        let m = merge(a, b);
+        assert_eq!(m.namespaces.net, Some(false));
+        assert_eq!(m.process.hostname.as_deref(), Some("a"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The profile as written in TOML. Every section is optional so that profiles can be layered
+//! with `extends`; [`super::merge`] folds layers and [`crate::plan`] turns the result into
+//! decisions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where a value came from, so that an error about it can name the profile and the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub profile: String,
+    pub key: &'static str,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (key {})", self.profile, self.key)
+    }
+}
+
+/// A string from a profile, tagged with its origin. Serialises as the bare string; equality
+/// ignores the origin so that a profile shown and loaded back compares equal.
+#[derive(Clone, Debug, Default)]
+pub struct Sourced {
+    pub value: String,
+    pub origin: Origin,
+}
+
+impl Sourced {
+    pub fn new(value: impl Into<String>, profile: impl Into<String>, key: &'static str) -> Self {
+        Sourced {
+            value: value.into(),
+            origin: Origin {
+                profile: profile.into(),
+                key,
+            },
+        }
+    }
+}
+
+impl PartialEq for Sourced {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Serialize for Sourced {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sourced {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|value| Sourced {
+            value,
+            origin: Origin::default(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extends: Vec<String>,
+    #[serde(default)]
+    pub namespaces: Namespaces,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub env: Env,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default)]
+    pub network: Network,
+}
+
+/// The user namespace is always created; these switch the others.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespaces {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DevMode {
+    /// A tmpfs with null, zero, full, random, urandom, tty, a private devpts and shm.
+    Minimal,
+    /// No /dev at all.
+    None,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// Read-only binds, `SRC[:DST]`, a trailing `?` for optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ro: Vec<Sourced>,
+    /// Read-write binds, same syntax as `ro`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rw: Vec<Sourced>,
+    /// Fresh tmpfs mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Sourced>,
+    /// Empty directories created in the sandbox's own tmpfs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<Sourced>,
+    /// Symlinks: path in the sandbox = target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub symlinks: BTreeMap<String, String>,
+    /// Small files: path in the sandbox = content.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<DevMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proc: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    /// Host variables passed through; a trailing `*` matches a prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_session: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_root: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_pid_1: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetMode {
+    /// A private network namespace with only `lo`, up.
+    None,
+    /// The host's network, shared.
+    Host,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<NetMode>,
+}
+
+impl ProfileFile {
+    /// Tags every path-like string with the profile it came from.
+    pub fn stamp_origins(&mut self, profile: &str) {
+        let fs = &mut self.filesystem;
+        for (list, key) in [
+            (&mut fs.ro, "filesystem.ro"),
+            (&mut fs.rw, "filesystem.rw"),
+            (&mut fs.tmpfs, "filesystem.tmpfs"),
+            (&mut fs.dirs, "filesystem.dirs"),
+        ] {
+            for entry in list.iter_mut() {
+                entry.origin = Origin {
+                    profile: profile.to_string(),
+                    key,
+                };
+            }
+        }
+    }
+}

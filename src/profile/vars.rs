@@ -1,0 +1,222 @@
+//! `${NAME}` expansion in profile strings, done once at load time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::ProfileError;
+use super::model::ProfileFile;
+
+/// The values variables expand to. Built from the host once per run; tests build their own.
+#[derive(Clone, Debug)]
+pub struct Vars {
+    pub home: String,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub tmpdir: String,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Vars {
+    pub fn from_host() -> Result<Vars, ProfileError> {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let uid = nix::unistd::getuid();
+        let gid = nix::unistd::getgid();
+        let passwd = nix::unistd::User::from_uid(uid).ok().flatten();
+        let home = env
+            .get("HOME")
+            .filter(|h| h.starts_with('/'))
+            .cloned()
+            .or_else(|| {
+                passwd
+                    .as_ref()
+                    .map(|p| p.dir.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "/".to_string());
+        let user = env
+            .get("USER")
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .or_else(|| passwd.as_ref().map(|p| p.name.clone()))
+            .unwrap_or_else(|| uid.to_string());
+        let cwd = std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .map_err(|e| ProfileError::Cwd { source: e })?;
+        let tmpdir = env
+            .get("TMPDIR")
+            .filter(|t| t.starts_with('/'))
+            .cloned()
+            .unwrap_or_else(|| "/tmp".to_string());
+        Ok(Vars {
+            home: normalize(&home),
+            cwd: cwd.to_string_lossy().into_owned(),
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            user,
+            tmpdir: normalize(&tmpdir),
+            env,
+        })
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(var) = name.strip_prefix("env:") {
+            return self.env.get(var).cloned();
+        }
+        Some(match name {
+            "HOME" => self.home.clone(),
+            "CWD" => self.cwd.clone(),
+            "UID" => self.uid.to_string(),
+            "GID" => self.gid.to_string(),
+            "USER" => self.user.clone(),
+            "TMPDIR" => self.tmpdir.clone(),
+            _ => return None,
+        })
+    }
+
+    /// Expands `${NAME}`; `$$` is a literal `$`. An unknown or unset variable is an error.
+    pub fn expand(&self, input: &str, profile: &str, key: &str) -> Result<String, ProfileError> {
+        let mut out = String::with_capacity(input.len());
+        let mut rest = input;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            if let Some(tail) = after.strip_prefix('$') {
+                out.push('$');
+                rest = tail;
+            } else if let Some(body) = after.strip_prefix('{') {
+                let end = body.find('}').ok_or_else(|| ProfileError::Var {
+                    profile: profile.to_string(),
+                    key: key.to_string(),
+                    message: format!("unterminated `${{` in {input:?}"),
+                })?;
+                let name = &body[..end];
+                let value = self.lookup(name).ok_or_else(|| ProfileError::Var {
+                    profile: profile.to_string(),
+                    key: key.to_string(),
+                    message: if let Some(var) = name.strip_prefix("env:") {
+                        format!("environment variable `{var}` is not set")
+                    } else {
+                        format!(
+                            "unknown variable `${{{name}}}` (known: HOME, CWD, UID, GID, USER, TMPDIR, env:NAME; write `$$` for a literal `$`)"
+                        )
+                    },
+                })?;
+                out.push_str(&value);
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Expands every string of a profile that names a path, a variable value or a hostname.
+    /// File contents are left alone: they are often scripts with their own `${...}`.
+    pub fn expand_profile(&self, p: &mut ProfileFile, profile: &str) -> Result<(), ProfileError> {
+        let fs = &mut p.filesystem;
+        for (list, key) in [
+            (&mut fs.ro, "filesystem.ro"),
+            (&mut fs.rw, "filesystem.rw"),
+            (&mut fs.tmpfs, "filesystem.tmpfs"),
+            (&mut fs.dirs, "filesystem.dirs"),
+        ] {
+            for entry in list.iter_mut() {
+                entry.value = self.expand(&entry.value, profile, key)?;
+            }
+        }
+        fs.symlinks = std::mem::take(&mut fs.symlinks)
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    self.expand(&k, profile, "filesystem.symlinks")?,
+                    self.expand(&v, profile, "filesystem.symlinks")?,
+                ))
+            })
+            .collect::<Result<_, ProfileError>>()?;
+        fs.files = std::mem::take(&mut fs.files)
+            .into_iter()
+            .map(|(k, v)| Ok((self.expand(&k, profile, "filesystem.files")?, v)))
+            .collect::<Result<_, ProfileError>>()?;
+        for v in p.env.set.values_mut() {
+            *v = self.expand(v, profile, "env.set")?;
+        }
+        if let Some(h) = p.process.hostname.as_mut() {
+            *h = self.expand(h, profile, "process.hostname")?;
+        }
+        if let Some(d) = p.process.chdir.as_mut() {
+            *d = self.expand(d, profile, "process.chdir")?;
+        }
+        Ok(())
+    }
+}
+
+/// Drops a trailing slash so that `${HOME}/x` never yields `//x`.
+fn normalize(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        Path::new(trimmed).to_string_lossy().into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn vars() -> Vars {
+        Vars {
+            home: "/home/u".into(),
+            cwd: "/work/p".into(),
+            uid: 1000,
+            gid: 100,
+            user: "u".into(),
+            tmpdir: "/tmp".into(),
+            env: [("FOO".to_string(), "bar".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn expands_known_variables() {
+        let v = vars();
+        assert_eq!(
+            v.expand("${HOME}/.cargo", "p", "k").unwrap(),
+            "/home/u/.cargo"
+        );
+        assert_eq!(
+            v.expand("${CWD}:${UID}:${GID}", "p", "k").unwrap(),
+            "/work/p:1000:100"
+        );
+        assert_eq!(
+            v.expand("${env:FOO}-$$x-$y", "p", "k").unwrap(),
+            "bar-$x-$y"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_unset() {
+        let v = vars();
+        let e = v
+            .expand("${NOPE}", "myprof", "filesystem.rw")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("myprof") && e.contains("filesystem.rw") && e.contains("NOPE"),
+            "{e}"
+        );
+        let e = v
+            .expand("${env:MISSING}", "p", "env.set")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("MISSING is not set") || e.contains("`MISSING` is not set"),
+            "{e}"
+        );
+        assert!(v.expand("${HOME", "p", "k").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! The sandbox's PID 1: it forks the payload, forwards the signals the supervisor relays,
+//! reaps orphans, and exits with the payload's status (128+N for a signal).
+
+use std::os::fd::RawFd;
+
+use super::exec::{self, Argv};
+use super::report::{self, Failure, Step};
+use super::sys;
+use crate::plan::Plan;
+
+pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, signal_fd: RawFd) -> ! {
+    let me = nix::unistd::getpid().as_raw();
+    let payload = match sys::clone_fork(0) {
+        Ok(0) => exec::payload(plan, argv, report_fd, Some(me)),
+        Ok(pid) => pid,
+        Err(e) => {
+            report::send(report_fd, Failure::new(Step::ForkPayload, e));
+            sys::exit(125)
+        }
+    };
+    // Nothing of the host stays with init: not the terminal, not the lifeline.
+    let mut keep = [report_fd, signal_fd];
+    keep.sort_unstable();
+    sys::close_all_except(&keep);
+    // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
+    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+
+    // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: the struct is exactly `size` bytes of plain data.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut info as *mut libc::signalfd_siginfo).cast::<u8>(),
+                size,
+            )
+        };
+        match sys::read(signal_fd, buf) {
+            Ok(n) if n == size => {}
+            _ => sys::exit(125),
+        }
+        let sig = info.ssi_signo as libc::c_int;
+        if sig != libc::SIGCHLD {
+            let _ = sys::kill(payload, sig);
+            continue;
+        }
+        while let Some((pid, status)) = sys::wait_any_nohang() {
+            if pid == payload {
+                sys::exit(status_to_code(status));
+            }
+        }
+    }
+}
+
+/// A wait status as a shell would report it: the exit code, or 128+N for signal N.
+pub fn status_to_code(status: libc::c_int) -> libc::c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        125
+    }
+}

@@ -1,0 +1,136 @@
+//! Fixed-size records that the sandboxed processes send to the supervisor over a pipe. The
+//! child cannot allocate or format, so it sends numbers; the supervisor turns them into words.
+
+use std::os::fd::RawFd;
+
+use super::sys;
+
+/// The setup step that failed, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    Lifeline = 1,
+    Setgroups,
+    UidMap,
+    GidMap,
+    MakePrivate,
+    MountScratch,
+    EnterScratch,
+    PivotScratch,
+    /// One op of the plan; the record's index says which.
+    Op,
+    RootReadOnly,
+    DetachHost,
+    PivotRoot,
+    DetachScratch,
+    Hostname,
+    Loopback,
+    DropPrivileges,
+    ForkPayload,
+    Signals,
+    Setsid,
+    Chdir,
+    Exec,
+}
+
+impl Step {
+    fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        [
+            Lifeline,
+            Setgroups,
+            UidMap,
+            GidMap,
+            MakePrivate,
+            MountScratch,
+            EnterScratch,
+            PivotScratch,
+            Op,
+            RootReadOnly,
+            DetachHost,
+            PivotRoot,
+            DetachScratch,
+            Hostname,
+            Loopback,
+            DropPrivileges,
+            ForkPayload,
+            Signals,
+            Setsid,
+            Chdir,
+            Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+}
+
+/// A failure inside the sandbox: the step, which op (for `Step::Op`), and the errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub step: Step,
+    pub index: u32,
+    pub errno: i32,
+}
+
+impl Failure {
+    pub fn new(step: Step, errno: sys::Errno) -> Failure {
+        Failure {
+            step,
+            index: 0,
+            errno: errno as i32,
+        }
+    }
+
+    pub fn at(step: Step, index: usize, errno: sys::Errno) -> Failure {
+        Failure {
+            step,
+            index: index as u32,
+            errno: errno as i32,
+        }
+    }
+}
+
+const RECORD: usize = 12;
+
+/// Sends a failure record; a pipe write of this size is atomic.
+pub fn send(fd: RawFd, f: Failure) {
+    let mut buf = [0u8; RECORD];
+    buf[0..4].copy_from_slice(&(f.step as u32).to_ne_bytes());
+    buf[4..8].copy_from_slice(&f.index.to_ne_bytes());
+    buf[8..12].copy_from_slice(&f.errno.to_ne_bytes());
+    let _ = sys::write_all(fd, &buf);
+}
+
+/// Reads every record until end of file. A partial or unknown record is ignored.
+pub fn receive_all(fd: RawFd) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; RECORD];
+    while let Ok(RECORD) = sys::read(fd, &mut buf) {
+        let word = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
+        if let Some(step) = Step::from_u32(word(0)) {
+            out.push(Failure {
+                step,
+                index: word(4),
+                errno: word(8) as i32,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_a_pipe() {
+        let (r, w) = sys::pipe().unwrap();
+        let a = Failure::at(Step::Op, 7, sys::Errno::ENOENT);
+        let b = Failure::new(Step::Exec, sys::Errno::EACCES);
+        send(w, a);
+        send(w, b);
+        sys::close(w);
+        assert_eq!(receive_all(r), vec![a, b]);
+        sys::close(r);
+    }
+}

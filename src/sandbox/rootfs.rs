@@ -1,0 +1,117 @@
+//! Builds the new root: a scratch tmpfs holds the host's root at `/oldroot` and the new root
+//! at `/newroot` while the plan's ops run; then the host is detached and `/newroot` becomes `/`.
+//! The scratch tmpfs sits on the host's `/tmp` of our private mount namespace only, so bind
+//! sources under `/tmp` stay reachable through `/oldroot/tmp`.
+
+use super::report::{Failure, Step};
+use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::plan::{Op, Plan};
+
+const MS_NOSUID: libc::c_ulong = libc::MS_NOSUID;
+const MS_NODEV: libc::c_ulong = libc::MS_NODEV;
+const MS_NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
+
+pub fn build(plan: &Plan) -> Result<(), Failure> {
+    let fail = |step| move |e| Failure::new(step, e);
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(fail(Step::MakePrivate))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        c"/tmp",
+        Some(c"tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(fail(Step::MountScratch))?;
+    sys::chdir(c"/tmp").map_err(fail(Step::EnterScratch))?;
+    sys::mkdir(c"newroot", 0o755).map_err(fail(Step::EnterScratch))?;
+    sys::mkdir(c"oldroot", 0o755).map_err(fail(Step::EnterScratch))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        c"newroot",
+        Some(c"tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(fail(Step::MountScratch))?;
+    sys::pivot_root(c".", c"oldroot").map_err(fail(Step::PivotScratch))?;
+    sys::chdir(c"/").map_err(fail(Step::PivotScratch))?;
+
+    for (i, op) in plan.ops.iter().enumerate() {
+        apply(op).map_err(|e| Failure::at(Step::Op, i, e))?;
+    }
+
+    // Proc was mounted above while the host's proc was still visible; now the host goes.
+    sys::umount_detach(c"/oldroot").map_err(fail(Step::DetachHost))?;
+    let scratch =
+        sys::open(c"/", libc::O_DIRECTORY | libc::O_RDONLY, 0).map_err(fail(Step::PivotRoot))?;
+    let swap = (|| {
+        sys::chdir(c"/newroot")?;
+        sys::pivot_root(c".", c".")?;
+        sys::fchdir(scratch)
+    })();
+    sys::close(scratch);
+    swap.map_err(fail(Step::PivotRoot))?;
+    sys::umount_detach(c".").map_err(fail(Step::DetachScratch))?;
+    sys::chdir(c"/").map_err(fail(Step::DetachScratch))?;
+    // The root tmpfs itself holds only mount points, links and the profile's files.
+    sys::mount_setattr(
+        c"/",
+        false,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .map_err(fail(Step::RootReadOnly))?;
+    Ok(())
+}
+
+fn apply(op: &Op) -> sys::SysResult {
+    match op {
+        Op::Mkdir { path, mode } => match sys::mkdir(path, *mode) {
+            Err(sys::Errno::EEXIST) => Ok(()),
+            r => r,
+        },
+        Op::Touch { path } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, b""),
+        Op::Bind { src, dst, flags } => {
+            sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
+            let mut attr = MOUNT_ATTR_NOSUID;
+            if !flags.devices {
+                attr |= MOUNT_ATTR_NODEV;
+            }
+            if flags.readonly {
+                attr |= MOUNT_ATTR_RDONLY;
+            }
+            sys::mount_setattr(dst, true, attr)
+        }
+        Op::Tmpfs {
+            dst,
+            data,
+            nodev,
+            noexec,
+        } => {
+            let mut flags = MS_NOSUID;
+            if *nodev {
+                flags |= MS_NODEV;
+            }
+            if *noexec {
+                flags |= MS_NOEXEC;
+            }
+            sys::mount(Some(c"tmpfs"), dst, Some(c"tmpfs"), flags, Some(data))
+        }
+        Op::Proc { dst } => sys::mount(
+            Some(c"proc"),
+            dst,
+            Some(c"proc"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            None,
+        ),
+        Op::Devpts { dst } => sys::mount(
+            Some(c"devpts"),
+            dst,
+            Some(c"devpts"),
+            MS_NOSUID | MS_NOEXEC,
+            Some(c"newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        Op::Symlink { target, path } => sys::symlink(target, path),
+        Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
+    }
+}

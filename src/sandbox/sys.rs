@@ -1,0 +1,324 @@
+//! Thin wrappers over the raw system calls the sandbox makes. They take C strings prepared by
+//! the plan and return the errno on failure; they never allocate, so they are safe to call
+//! between clone and execve.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use libc::{c_int, c_ulong};
+pub use nix::errno::Errno;
+
+pub type SysResult<T = ()> = Result<T, Errno>;
+
+fn check(ret: c_int) -> SysResult<c_int> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+fn check_long(ret: libc::c_long) -> SysResult<libc::c_long> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+fn ptr_or_null(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+pub fn mount(
+    src: Option<&CStr>,
+    dst: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> SysResult {
+    // SAFETY: every pointer is a valid NUL-terminated string or null, as mount(2) accepts.
+    let ret = unsafe {
+        libc::mount(
+            ptr_or_null(src),
+            dst.as_ptr(),
+            ptr_or_null(fstype),
+            flags,
+            ptr_or_null(data).cast(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Sets mount attributes, recursively when asked. Unlike a remount, this keeps the flags the
+/// kernel locked on the source and reaches every submount.
+pub fn mount_setattr(path: &CStr, recursive: bool, set: u64) -> SysResult {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 } as libc::c_uint;
+    // SAFETY: path is NUL-terminated, attr lives across the call and its size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult {
+    // SAFETY: both arguments are NUL-terminated paths.
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    check_long(ret).map(drop)
+}
+
+pub fn umount_detach(path: &CStr) -> SysResult {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
+}
+
+pub fn mkdir(path: &CStr, mode: u32) -> SysResult {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
+}
+
+pub fn symlink(target: &CStr, path: &CStr) -> SysResult {
+    // SAFETY: both are NUL-terminated.
+    check(unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) }).map(drop)
+}
+
+pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<RawFd> {
+    // SAFETY: path is NUL-terminated; the fd returned is owned by the caller.
+    check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) })
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing an fd we own; errors from close are not actionable here.
+    unsafe { libc::close(fd) };
+}
+
+pub fn write_all(fd: RawFd, mut buf: &[u8]) -> SysResult {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Opens `path` with `flags`, writes `content`, closes it.
+pub fn write_file(path: &CStr, flags: c_int, content: &[u8]) -> SysResult {
+    let fd = open(path, libc::O_WRONLY | flags, 0o644)?;
+    let r = write_all(fd, content);
+    close(fd);
+    r
+}
+
+pub fn chdir(path: &CStr) -> SysResult {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+pub fn fchdir(fd: RawFd) -> SysResult {
+    // SAFETY: plain syscall on an fd.
+    check(unsafe { libc::fchdir(fd) }).map(drop)
+}
+
+pub fn sethostname(name: &CStr) -> SysResult {
+    // SAFETY: the pointer and length describe the name without its NUL.
+    check(unsafe { libc::sethostname(name.as_ptr(), name.to_bytes().len()) }).map(drop)
+}
+
+/// fork(2) semantics with namespace flags: returns 0 in the child. Raw clone skips libc's
+/// atfork handlers, which is fine because the child never allocates or takes libc locks.
+pub fn clone_fork(flags: c_int) -> SysResult<libc::pid_t> {
+    // SAFETY: a null stack makes the child run on a copy-on-write copy of the caller's stack,
+    // exactly like fork; the remaining arguments are unused without CLONE_*TID/SETTLS.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check_long(ret).map(|p| p as libc::pid_t)
+}
+
+pub fn set_pdeathsig(sig: c_int) -> SysResult {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as c_ulong, 0, 0, 0) }).map(drop)
+}
+
+pub fn prctl(option: c_int, arg: c_ulong) -> SysResult {
+    // SAFETY: options used here take one integer argument.
+    check(unsafe { libc::prctl(option, arg, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
+}
+
+pub fn setsid() -> SysResult {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() }).map(drop)
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// Marks every fd from `first` up close-on-exec, so they vanish at execve but stay usable
+/// until then (the report pipe among them).
+pub fn cloexec_from(first: u32) -> SysResult {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// Closes every fd except those in `keep` (which must be sorted).
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut from: u32 = 0;
+    for &k in keep {
+        let k = k as u32;
+        if k > from {
+            // SAFETY: closing a range of our own fds.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0) };
+        }
+        from = k + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
+}
+
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    // SAFETY: argv and envp are null-terminated arrays of pointers into C strings that the
+    // plan owns and keeps alive; execve only returns on failure.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+pub fn exit(code: c_int) -> ! {
+    // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn kill(pid: libc::pid_t, sig: c_int) -> SysResult {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Sets the signal mask to `set` (SIG_SETMASK).
+pub fn set_sigmask(set: &libc::sigset_t) -> SysResult {
+    // SAFETY: set points to an initialised sigset_t.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) }).map(drop)
+}
+
+pub fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set.
+    unsafe {
+        let mut s: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut s);
+        s
+    }
+}
+
+pub fn default_disposition(sig: c_int) -> SysResult {
+    // SAFETY: SIG_DFL is always a valid handler.
+    let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if r == libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads one fixed-size record; returns the bytes read (0 at end of file).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    loop {
+        // SAFETY: buf is a valid writable slice for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Waits for any child without blocking; returns (pid, raw status) or None.
+pub fn wait_any_nohang() -> Option<(libc::pid_t, c_int)> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Brings the loopback interface up in the current network namespace.
+pub fn loopback_up() -> SysResult {
+    // SAFETY: a datagram socket only serves as a handle for the interface ioctls.
+    let sock =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain data; zeroed is a valid initial state.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills ifr_flags of a valid ifreq.
+    let r = check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
+        // SAFETY: the union member ifru_flags was just written by the kernel.
+        unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+        // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
+        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
+    });
+    close(sock);
+    r.map(drop)
+}
+
+/// Creates a pipe with both ends close-on-exec: (read, write).
+pub fn pipe() -> SysResult<(RawFd, RawFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// True when the write end of the pipe whose read end is `fd` has been closed everywhere.
+pub fn peer_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLHUP != 0
+}
