@@ -248,6 +248,7 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         &vars,
         &RunOptions {
             command: args.command.clone(),
+            landlock_abi: crate::sandbox::sys::landlock_abi(),
         },
     )?;
     for w in &plan.warnings {
@@ -260,7 +261,16 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         cwd = %plan.exec.cwd.to_string_lossy(),
         "starting sandbox"
     );
+    tracing::info!("layers: {}", diagnose::layers(&plan));
+    if let Some(l) = &plan.landlock {
+        for (path, access) in &l.rules {
+            tracing::debug!("landlock rule {}: {:?}", path.to_string_lossy(), access);
+        }
+    }
     let outcome = supervisor::run(&plan)?;
+    if let Some(status) = outcome.landlock {
+        tracing::info!("landlock enforcement: {status:?}");
+    }
     match outcome.failure {
         Some(f) if f.step == Step::Exec => {
             eprintln!("sbx: {}", diagnose::exec_failure(&plan, f.errno));
@@ -327,6 +337,7 @@ fn profile_cmd(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                 &vars,
                 &RunOptions {
                     command: vec!["true".into()],
+                    landlock_abi: crate::sandbox::sys::landlock_abi(),
                 },
             )?;
             let _ = writeln!(out, "{}: ok", file.display());

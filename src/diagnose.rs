@@ -107,6 +107,25 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "the directory must exist inside the sandbox: bind it, or pick another with --chdir",
         ),
         Step::Exec => (format!("executing {}", plan.exec.display), ""),
+        Step::Landlock => (
+            match plan
+                .landlock
+                .as_ref()
+                .and_then(|l| l.rules.get(f.index as usize))
+            {
+                Some((path, _)) if errno != Errno::EOPNOTSUPP => {
+                    format!("landlock rule for {}", path.to_string_lossy())
+                }
+                _ => "applying landlock".to_string(),
+            },
+            "the kernel could not enforce every landlock right the profile needs;              set [security] landlock = \"best-effort\" to run with what it supports",
+        ),
+        Step::NoNewPrivs => ("setting no_new_privs".into(), ""),
+        Step::Seccomp => (
+            "installing the seccomp filter".into(),
+            "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
+        ),
+        Step::LandlockStatus => ("reporting landlock status".into(), ""),
     };
     let mut msg = format!("setup failed at {what}: {}", errno_text(errno));
     if !hint.is_empty() {
@@ -169,4 +188,45 @@ pub fn exec_failure(plan: &Plan, errno: i32) -> String {
         ),
         e => format!("{cmd}: cannot execute: {}", errno_text(e)),
     }
+}
+
+/// One line naming every protection layer the plan applies.
+pub fn layers(plan: &Plan) -> String {
+    let mut out = vec![format!(
+        "namespaces {}",
+        describe_namespaces(plan.namespaces)
+    )];
+    match &plan.landlock {
+        Some(l) => out.push(format!(
+            "landlock {:?} at ABI {} ({} path rules{}{})",
+            l.mode,
+            l.kernel_abi,
+            l.rules.len(),
+            if l.scoped {
+                ", sockets and signals scoped"
+            } else {
+                ""
+            },
+            if l.connect_ports.is_some() || l.bind_ports.is_some() {
+                ", TCP port rules"
+            } else {
+                ""
+            },
+        )),
+        None => out.push("landlock off".into()),
+    }
+    match &plan.seccomp {
+        Some(s) => out.push(format!(
+            "seccomp deny list ({} entries, action {:?})",
+            s.denied.len(),
+            s.action
+        )),
+        None => out.push("seccomp off".into()),
+    }
+    out.push("all capabilities dropped".into());
+    out.push("no_new_privs".into());
+    if plan.new_session {
+        out.push("new session".into());
+    }
+    out.join("; ")
 }

@@ -40,11 +40,21 @@ impl Ending {
     }
 }
 
+/// How far landlock was enforced, as the sandbox reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LandlockOutcome {
+    Full,
+    Partial,
+    None,
+}
+
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub ending: Ending,
     /// What went wrong inside before the command ran, if anything.
     pub failure: Option<Failure>,
+    /// None when landlock was not attempted.
+    pub landlock: Option<LandlockOutcome>,
 }
 
 /// Restores the signal mask when the supervisor is done, also on error paths.
@@ -121,8 +131,21 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         unsafe { std::os::fd::BorrowedFd::borrow_raw(spawned.report_fd) },
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
-    let failure = report::receive_all(spawned.report_fd).into_iter().next();
+    let records = report::receive_all(spawned.report_fd);
+    let failure = records.iter().find(|r| r.is_failure()).copied();
+    let landlock = records
+        .iter()
+        .find(|r| !r.is_failure())
+        .map(|r| match r.index {
+            2 => LandlockOutcome::Full,
+            1 => LandlockOutcome::Partial,
+            _ => LandlockOutcome::None,
+        });
     sys::close(spawned.report_fd);
     sys::close(spawned.lifeline_fd);
-    Ok(Outcome { ending, failure })
+    Ok(Outcome {
+        ending,
+        failure,
+        landlock,
+    })
 }

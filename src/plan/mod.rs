@@ -3,7 +3,9 @@
 //! sources, the working directory) but changes nothing.
 
 mod command;
+pub mod landlock;
 mod mounts;
+pub mod seccomp;
 
 use std::ffi::{CString, OsString};
 
@@ -63,6 +65,8 @@ impl NamespaceSet {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub command: Vec<OsString>,
+    /// The kernel's landlock ABI (`sandbox::sys::landlock_abi()`), 0 when unavailable.
+    pub landlock_abi: i32,
 }
 
 #[derive(Debug)]
@@ -81,6 +85,8 @@ pub struct Plan {
     pub new_session: bool,
     pub as_pid_1: bool,
     pub exec: ExecPlan,
+    pub landlock: Option<landlock::LandlockPlan>,
+    pub seccomp: Option<seccomp::SeccompPlan>,
     /// Notes for the user (e.g. the working directory is not visible).
     pub warnings: Vec<String>,
 }
@@ -174,6 +180,24 @@ impl Plan {
         };
 
         let exec = ExecPlan::build(&profile.env, vars, &opts.command, &cwd)?;
+        // Without a network namespace abstract unix sockets are shared with the host, and
+        // without a PID namespace so are signal targets: landlock's scoping closes both.
+        let shares = !namespaces.net || !namespaces.pid;
+        let landlock = landlock::build(
+            &profile.security,
+            &profile.network,
+            &layout.grants,
+            shares,
+            opts.landlock_abi,
+        )?;
+        if let Some(l) = &landlock {
+            for d in &l.degraded {
+                warnings.push(format!("landlock is best-effort here: not enforced: {d}"));
+            }
+        } else if profile.security.landlock == Some(crate::profile::Enforcement::BestEffort) {
+            warnings.push("landlock is best-effort and this kernel has none: not applied".into());
+        }
+        let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
         Ok(Plan {
             namespaces,
             uid_map,
@@ -186,6 +210,8 @@ impl Plan {
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
             exec,
+            landlock,
+            seccomp,
             warnings,
         })
     }

@@ -108,8 +108,31 @@ enum Kind {
     File(String),
 }
 
+/// What landlock grants beneath a mount (see `plan::landlock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Read and execute: read-only binds.
+    ReadExec,
+    /// Everything: read-write binds and tmpfs mounts.
+    Full,
+    /// Read, write and device ioctls, no execute: /dev.
+    Device,
+    /// Read and write, no execute: /proc.
+    Proc,
+}
+
+#[derive(Clone, Debug)]
+pub struct GrantRule {
+    /// The path inside the sandbox (after pivot_root).
+    pub path: String,
+    pub grant: Grant,
+    pub is_dir: bool,
+}
+
 pub struct Layout {
     pub ops: Vec<Op>,
+    /// Landlock grants for every mount sbx makes, parents first.
+    pub grants: Vec<GrantRule>,
     pub info: Vec<OpInfo>,
     pub warnings: Vec<String>,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
@@ -442,6 +465,7 @@ pub fn build(fs: &Filesystem, pid_ns: bool) -> Result<Layout, PlanError> {
     }
     Ok(Layout {
         ops: b.ops,
+        grants: b.grants,
         info: b.info,
         warnings,
         binds: b.binds,
@@ -453,6 +477,7 @@ pub fn build(fs: &Filesystem, pid_ns: bool) -> Result<Layout, PlanError> {
 struct Builder {
     nodes: BTreeMap<String, Node>,
     ops: Vec<Op>,
+    grants: Vec<GrantRule>,
     info: Vec<OpInfo>,
     binds: Vec<(String, PathBuf)>,
     mount_points: Vec<String>,
@@ -619,6 +644,13 @@ impl Builder {
                     "bind"
                 };
                 self.push(op, what, &r, Some(&src));
+                let grant = match (flags.devices, flags.readonly, r.dst.as_str()) {
+                    (true, _, _) => Grant::Device,
+                    (_, _, "/proc") => Grant::Proc,
+                    (_, true, _) => Grant::ReadExec,
+                    (_, false, _) => Grant::Full,
+                };
+                self.grant(&r.dst, grant, is_dir);
                 self.binds.push((r.dst.clone(), src.clone()));
                 let node = if is_dir {
                     Node::HostDir(src)
@@ -644,10 +676,14 @@ impl Builder {
                     &r,
                     None,
                 );
+                // Only sbx's /dev tmpfs keeps device nodes working; it is noexec.
+                let grant = if nodev { Grant::Full } else { Grant::Device };
+                self.grant(&r.dst, grant, true);
                 self.mounted(&r.dst, Node::OwnDir);
             }
             Kind::Proc => {
                 self.push(Op::Proc { dst }, "proc", &r, None);
+                self.grant(&r.dst, Grant::Proc, true);
                 self.mounted(&r.dst, Node::Leaf("proc mount"));
             }
             Kind::Devpts => {
@@ -697,6 +733,14 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    fn grant(&mut self, path: &str, grant: Grant, is_dir: bool) {
+        self.grants.push(GrantRule {
+            path: path.to_string(),
+            grant,
+            is_dir,
+        });
     }
 
     fn mounted(&mut self, dst: &str, node: Node) {
@@ -839,8 +883,24 @@ mod tests {
         ] {
             assert!(p.iter().any(|x| x == want), "{want} missing from {p:?}");
         }
+        let grant =
+            |l: &Layout, path: &str| l.grants.iter().find(|g| g.path == path).map(|g| g.grant);
+        assert_eq!(grant(&l, "/dev"), Some(Grant::Device));
+        assert_eq!(grant(&l, "/dev/shm"), Some(Grant::Full));
+        assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
         let l = build(&Filesystem::default(), false).unwrap();
         assert!(paths(&l).contains(&"bind /proc".to_string()));
+        assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
+        let fs = Filesystem {
+            ro: vec![entry("/usr", "filesystem.ro")],
+            rw: vec![entry("/var", "filesystem.rw")],
+            tmpfs: vec![entry("/tmp", "filesystem.tmpfs")],
+            ..Default::default()
+        };
+        let l = build(&fs, true).unwrap();
+        assert_eq!(grant(&l, "/usr"), Some(Grant::ReadExec));
+        assert_eq!(grant(&l, "/var"), Some(Grant::Full));
+        assert_eq!(grant(&l, "/tmp"), Some(Grant::Full));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Folding profile layers: a later layer (a profile that `extends` another, a later
 //! `--profile`, the command line) wins.
 
-use super::model::{Env, Filesystem, Namespaces, Network, Process, ProfileFile, Sourced};
+use super::model::{
+    Env, Filesystem, Namespaces, Network, Process, ProfileFile, Seccomp, Security, Sourced,
+};
 use super::spec::destination_of;
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
@@ -26,7 +28,44 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
         },
         network: Network {
             mode: over.network.mode.or(base.network.mode),
+            connect_ports: over.network.connect_ports.or(base.network.connect_ports),
+            bind_ports: over.network.bind_ports.or(base.network.bind_ports),
         },
+        security: Security {
+            landlock: over.security.landlock.or(base.security.landlock),
+            seccomp: over.security.seccomp.or(base.security.seccomp),
+            nested_userns: over.security.nested_userns.or(base.security.nested_userns),
+        },
+        seccomp: merge_seccomp(base.seccomp, over.seccomp),
+    }
+}
+
+/// A later layer's `allow` takes a name off earlier `deny` lists and the other way round.
+fn merge_seccomp(base: Seccomp, over: Seccomp) -> Seccomp {
+    let mut allow: Vec<String> = base
+        .allow
+        .into_iter()
+        .filter(|n| !over.deny.contains(n))
+        .collect();
+    let mut deny: Vec<String> = base
+        .deny
+        .into_iter()
+        .filter(|n| !over.allow.contains(n))
+        .collect();
+    for n in over.allow {
+        if !allow.contains(&n) {
+            allow.push(n);
+        }
+    }
+    for n in over.deny {
+        if !deny.contains(&n) {
+            deny.push(n);
+        }
+    }
+    Seccomp {
+        allow,
+        deny,
+        action: over.action.or(base.action),
     }
 }
 

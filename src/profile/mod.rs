@@ -14,7 +14,8 @@ pub use builtin::BUILTIN;
 pub use load::Loader;
 pub use merge::merge;
 pub use model::{
-    DevMode, Env, Filesystem, Namespaces, NetMode, Network, Origin, Process, ProfileFile, Sourced,
+    DevMode, Enforcement, Env, Filesystem, Namespaces, NetMode, Network, Origin, Process,
+    ProfileFile, Seccomp, SeccompAction, SeccompMode, Security, Sourced,
 };
 pub use spec::{BindSpec, destination_of};
 pub use vars::Vars;

@@ -78,6 +78,10 @@ pub struct ProfileFile {
     pub process: Process,
     #[serde(default)]
     pub network: Network,
+    #[serde(default)]
+    pub security: Security,
+    #[serde(default)]
+    pub seccomp: Seccomp,
 }
 
 /// The user namespace is always created; these switch the others.
@@ -173,6 +177,67 @@ pub enum NetMode {
 pub struct Network {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<NetMode>,
+    /// TCP ports the command may connect to (landlock, ABI >= 4); absent = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ports: Option<Vec<u16>>,
+    /// TCP ports the command may bind (landlock, ABI >= 4); absent = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_ports: Option<Vec<u16>>,
+}
+
+/// How strictly a layer is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// The run fails (125) when the kernel cannot enforce it.
+    Required,
+    /// Applied as far as the kernel allows; what was not is reported.
+    BestEffort,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeccompMode {
+    /// sbx's deny list, adjusted by the `[seccomp]` section.
+    Default,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeccompAction {
+    /// Fail the call with EPERM.
+    Errno,
+    /// Kill the process.
+    Kill,
+    /// Allow the call but log it to the kernel's audit log (for writing profiles).
+    Log,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<Enforcement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompMode>,
+    /// Let the command create user namespaces of its own (relaxes the seccomp rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_userns: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seccomp {
+    /// Syscalls taken off the deny list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Syscalls denied in addition to the default list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<SeccompAction>,
 }
 
 impl ProfileFile {

@@ -68,6 +68,10 @@ pub fn payload(plan: &Plan, argv: &Argv, report_fd: RawFd, parent: Option<libc::
     if let Err(e) = sys::cloexec_from(3) {
         fail(Step::Exec, e);
     }
+    if let Err(f) = super::confine::seccomp(plan) {
+        report::send(report_fd, f);
+        sys::exit(125);
+    }
     let mut first_denied: Option<Errno> = None;
     let mut last = Errno::ENOENT;
     for candidate in &plan.exec.candidates {

@@ -1,6 +1,7 @@
 //! Executes a plan: one module per stage, in kernel order. The process that `spawn` clones is
 //! created in every planned namespace at once and becomes the sandbox's PID 1.
 
+mod confine;
 pub mod exec;
 pub mod init;
 pub mod report;
@@ -62,7 +63,7 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd) -> Result<Spawned, sys::Errno> {
 
 /// The sandbox's first process. Never returns; never allocates.
 fn child(plan: &Plan, argv: &Argv, report_fd: RawFd, lifeline: RawFd, signal_fd: RawFd) -> ! {
-    if let Err(f) = setup(plan, lifeline) {
+    if let Err(f) = setup(plan, lifeline).and_then(|_| confine::process(plan, report_fd)) {
         report::send(report_fd, f);
         sys::exit(125);
     }

@@ -31,10 +31,16 @@ pub enum Step {
     Setsid,
     Chdir,
     Exec,
+    Landlock,
+    NoNewPrivs,
+    Seccomp,
+    /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
+    LandlockStatus,
 }
 
 impl Step {
-    fn from_u32(v: u32) -> Option<Step> {
+    /// Every step, in discriminant order.
+    const ALL: [Step; 25] = {
         use Step::*;
         [
             Lifeline,
@@ -58,9 +64,15 @@ impl Step {
             Setsid,
             Chdir,
             Exec,
+            Landlock,
+            NoNewPrivs,
+            Seccomp,
+            LandlockStatus,
         ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+    };
+
+    fn from_u32(v: u32) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| *s as u32 == v)
     }
 }
 
@@ -73,6 +85,11 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// True for records that report a failure rather than a fact.
+    pub fn is_failure(&self) -> bool {
+        self.step != Step::LandlockStatus
+    }
+
     pub fn new(step: Step, errno: sys::Errno) -> Failure {
         Failure {
             step,
@@ -121,6 +138,18 @@ pub fn receive_all(fd: RawFd) -> Vec<Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_step_is_listed_once_in_order() {
+        for (i, s) in Step::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i + 1, "{s:?}");
+        }
+        assert_eq!(
+            Step::ALL.last(),
+            Some(&Step::LandlockStatus),
+            "a new step must join ALL"
+        );
+    }
 
     #[test]
     fn records_round_trip_through_a_pipe() {

@@ -1,0 +1,288 @@
+//! The seccomp policy: a deny list compiled to BPF before any fork. The filter is a deny list
+//! (everything else is allowed) so that ordinary programs run unchanged; three programs are
+//! installed together:
+//!
+//! 1. the deny list (seccompiler, from JSON so that syscall names are checked by its table);
+//!    it kills any call made with a foreign architecture, such as 32-bit `int 0x80`;
+//! 2. `clone3` answered with ENOSYS, because its flags sit behind a pointer that BPF cannot
+//!    read: libc then falls back to `clone`, whose flags the deny list inspects;
+//! 3. a guard for x32 numbers (`nr | 0x40000000`), which carry the x86_64 architecture tag
+//!    and would otherwise match no rule and be allowed.
+
+use seccompiler::{BpfProgram, TargetArch};
+use serde_json::{Value, json};
+
+use super::PlanError;
+use crate::profile::{Origin, Seccomp, SeccompAction, SeccompMode, Security};
+
+/// Denied whatever their arguments.
+pub const DENY_ALWAYS: &[&str] = &[
+    "setns",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "syslog",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "lookup_dcookie",
+];
+
+/// Namespace flags refused in `clone` and `unshare` (CLONE_NEWTIME included).
+const NAMESPACE_FLAGS: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    0x80, // CLONE_NEWTIME
+];
+
+const PER_QUERY: u64 = 0xffff_ffff;
+
+#[derive(Debug, Clone)]
+pub struct SeccompPlan {
+    /// Installed in order; the kernel runs all of them and the strictest answer wins.
+    pub programs: Vec<BpfProgram>,
+    /// Names on the final deny list (conditional rules included), for `-v` and reports.
+    pub denied: Vec<String>,
+    pub action: SeccompAction,
+}
+
+fn origin(key: &'static str) -> Origin {
+    Origin {
+        profile: "the merged profile".into(),
+        key,
+    }
+}
+
+fn arch() -> TargetArch {
+    if cfg!(target_arch = "aarch64") {
+        TargetArch::aarch64
+    } else if cfg!(target_arch = "riscv64") {
+        TargetArch::riscv64
+    } else {
+        TargetArch::x86_64
+    }
+}
+
+/// A 32-bit comparison: the kernel ABI passes these arguments as `int`, and a 64-bit compare
+/// could be dodged with garbage in the upper half.
+fn dword(index: u8, op: Value, val: u64) -> Value {
+    json!({ "index": index, "type": "dword", "op": op, "val": val })
+}
+
+/// The conditional rules: (syscall, list of AND-ed conditions), each an OR alternative.
+fn conditional_rules(nested_userns: bool) -> Vec<(&'static str, Vec<Value>)> {
+    let mut rules = Vec::new();
+    if !nested_userns {
+        for &flag in NAMESPACE_FLAGS {
+            for name in ["clone", "unshare"] {
+                rules.push((name, vec![dword(0, json!({ "masked_eq": flag }), flag)]));
+            }
+        }
+    }
+    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+        rules.push(("ioctl", vec![dword(1, json!("eq"), req)]));
+    }
+    let families = [
+        libc::AF_UNIX,
+        libc::AF_INET,
+        libc::AF_INET6,
+        libc::AF_NETLINK,
+    ];
+    rules.push((
+        "socket",
+        families
+            .iter()
+            .map(|f| dword(0, json!("ne"), *f as u64))
+            .collect(),
+    ));
+    // Netlink only for NETLINK_ROUTE (ip, getifaddrs); without capabilities it cannot change
+    // anything, and the other families reach kernel subsystems (audit, uevents, ...).
+    rules.push((
+        "socket",
+        vec![
+            dword(0, json!("eq"), libc::AF_NETLINK as u64),
+            dword(2, json!("ne"), libc::NETLINK_ROUTE as u64),
+        ],
+    ));
+    rules.push((
+        "personality",
+        vec![dword(0, json!("ne"), 0), dword(0, json!("ne"), PER_QUERY)],
+    ));
+    rules
+}
+
+fn action_json(action: SeccompAction) -> Value {
+    match action {
+        SeccompAction::Errno => json!({ "errno": libc::EPERM }),
+        SeccompAction::Kill => json!("kill_process"),
+        SeccompAction::Log => json!("log"),
+    }
+}
+
+fn compile(filters: Value, key: &'static str) -> Result<Vec<(String, BpfProgram)>, PlanError> {
+    let text = filters.to_string();
+    let map = seccompiler::compile_from_json(text.as_bytes(), arch()).map_err(|e| {
+        PlanError::invalid(
+            &origin(key),
+            format!("cannot build the seccomp filter: {e}"),
+        )
+    })?;
+    let mut out: Vec<(String, BpfProgram)> = map.into_iter().collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Checks that every name is a syscall of this architecture.
+fn check_names(names: &[String], key: &'static str) -> Result<(), PlanError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let rules: Vec<Value> = names.iter().map(|n| json!({ "syscall": n })).collect();
+    let filter = json!({ "check": {
+        "mismatch_action": "allow",
+        "match_action": { "errno": libc::EPERM },
+        "filter": rules,
+    }});
+    compile(filter, key).map(drop).map_err(|_| {
+        let bad: Vec<&str> = names
+            .iter()
+            .filter(|n| {
+                let one = json!({ "c": { "mismatch_action": "allow", "match_action": "log",
+                    "filter": [{ "syscall": n }] } });
+                seccompiler::compile_from_json(one.to_string().as_bytes(), arch()).is_err()
+            })
+            .map(String::as_str)
+            .collect();
+        PlanError::invalid(
+            &origin(key),
+            format!(
+                "unknown syscall name(s) for this architecture: {}",
+                bad.join(", ")
+            ),
+        )
+    })
+}
+
+/// The x32 guard, by hand: seccompiler cannot express "nr >= X".
+#[cfg(target_arch = "x86_64")]
+fn x32_guard() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let i = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        i(LD_W_ABS, 0, 0, 4), // arch
+        i(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        i(LD_W_ABS, 0, 0, 0), // nr
+        i(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        i(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        i(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+pub fn build(security: &Security, cfg: &Seccomp) -> Result<Option<SeccompPlan>, PlanError> {
+    if security.seccomp == Some(SeccompMode::Off) {
+        return Ok(None);
+    }
+    check_names(&cfg.allow, "seccomp.allow")?;
+    check_names(&cfg.deny, "seccomp.deny")?;
+    if let Some(both) = cfg.allow.iter().find(|n| cfg.deny.contains(n)) {
+        return Err(PlanError::invalid(
+            &origin("seccomp.allow"),
+            format!("`{both}` is both allowed and denied"),
+        ));
+    }
+    let allowed = |n: &str| cfg.allow.iter().any(|a| a == n);
+    let nested = security.nested_userns.unwrap_or(false);
+    let action = cfg.action.unwrap_or(SeccompAction::Errno);
+
+    let mut rules: Vec<Value> = Vec::new();
+    let mut denied: Vec<String> = Vec::new();
+    let mut always: Vec<&str> = DENY_ALWAYS.to_vec();
+    if nested {
+        always.retain(|n| *n != "setns");
+    }
+    always.extend(cfg.deny.iter().map(String::as_str));
+    for name in always {
+        if !allowed(name) && !denied.iter().any(|d| d == name) {
+            rules.push(json!({ "syscall": name }));
+            denied.push(name.to_string());
+        }
+    }
+    for (name, conds) in conditional_rules(nested) {
+        // A name denied outright needs no conditional rule (seccompiler would let the
+        // conditional one narrow it).
+        if allowed(name) || denied.iter().any(|d| d == name) {
+            continue;
+        }
+        rules.push(json!({ "syscall": name, "args": conds }));
+        let label = format!("{name}(conditional)");
+        if !denied.contains(&label) {
+            denied.push(label);
+        }
+    }
+    let mut filters = serde_json::Map::new();
+    filters.insert(
+        "1-deny".into(),
+        json!({ "mismatch_action": "allow", "match_action": action_json(action), "filter": rules }),
+    );
+    if !allowed("clone3") {
+        filters.insert(
+            "2-clone3".into(),
+            json!({ "mismatch_action": "allow", "match_action": { "errno": libc::ENOSYS },
+                    "filter": [{ "syscall": "clone3" }] }),
+        );
+    }
+    let mut programs: Vec<BpfProgram> = compile(Value::Object(filters), "seccomp")?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_guard());
+    Ok(Some(SeccompPlan {
+        programs,
+        denied,
+        action,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! The privilege layers applied once the root is built: landlock, no_new_privs and the
+//! capability drop (in the sandbox's first process, so that its init is confined as well as
+//! the command), and the seccomp filter (in the payload, last before execve).
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use landlock::{
+    AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
+};
+
+use super::report::{self, Failure, Step};
+use super::sys::{self, Errno};
+use crate::plan::Plan;
+use crate::plan::landlock::LandlockPlan;
+use crate::profile::Enforcement;
+
+fn errno_of(e: &RulesetError) -> Errno {
+    // Compatibility errors carry no errno: the kernel lacks a requested feature.
+    let io = match e {
+        RulesetError::CreateRuleset(landlock::CreateRulesetError::CreateRulesetCall {
+            source,
+            ..
+        }) => Some(source),
+        RulesetError::AddRules(landlock::AddRulesError::Fs(
+            landlock::AddRuleError::AddRuleCall { source, .. },
+        )) => Some(source),
+        RulesetError::RestrictSelf(landlock::RestrictSelfError::RestrictSelfCall {
+            source,
+            ..
+        }) => Some(source),
+        _ => None,
+    };
+    io.and_then(|s| s.raw_os_error())
+        .map(Errno::from_raw)
+        .unwrap_or(Errno::EOPNOTSUPP)
+}
+
+/// Builds the ruleset from paths as the sandbox sees them and restricts this process (and so
+/// everything it forks). Returns the enforcement status for the supervisor.
+fn landlock(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
+    let fail = |e: RulesetError| Failure::new(Step::Landlock, errno_of(&e));
+    let level = if l.mode == Enforcement::Required {
+        CompatLevel::HardRequirement
+    } else {
+        CompatLevel::BestEffort
+    };
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(level)
+        .handle_access(l.handled)
+        .map_err(fail)?;
+    if l.connect_ports.is_some() {
+        ruleset = ruleset.handle_access(AccessNet::ConnectTcp).map_err(fail)?;
+    }
+    if l.bind_ports.is_some() {
+        ruleset = ruleset.handle_access(AccessNet::BindTcp).map_err(fail)?;
+    }
+    if l.scoped {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)
+            .map_err(fail)?;
+    }
+    let mut created = ruleset.create().map_err(fail)?;
+    for (i, (path, access)) in l.rules.iter().enumerate() {
+        let fd = sys::open(path, libc::O_PATH, 0).map_err(|e| Failure::at(Step::Landlock, i, e))?;
+        // SAFETY: the fd was just opened and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        created = created
+            .add_rule(PathBeneath::new(fd, *access))
+            .map_err(fail)?;
+    }
+    for (ports, access) in [
+        (&l.connect_ports, AccessNet::ConnectTcp),
+        (&l.bind_ports, AccessNet::BindTcp),
+    ] {
+        for port in ports.iter().flatten() {
+            created = created
+                .add_rule(NetPort::new(*port, access))
+                .map_err(fail)?;
+        }
+    }
+    let status = created.restrict_self().map_err(fail)?;
+    if l.mode == Enforcement::Required && status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(Failure::new(Step::Landlock, Errno::EOPNOTSUPP));
+    }
+    Ok(status.ruleset)
+}
+
+/// Confines the sandbox's first process after its root is built; everything it forks
+/// inherits the result.
+pub fn process(plan: &Plan, report_fd: RawFd) -> Result<(), Failure> {
+    if let Some(l) = &plan.landlock {
+        let status = landlock(l)?;
+        let code = match status {
+            RulesetStatus::NotEnforced => 0,
+            RulesetStatus::PartiallyEnforced => 1,
+            RulesetStatus::FullyEnforced => 2,
+        };
+        report::send(
+            report_fd,
+            Failure::at(Step::LandlockStatus, code, Errno::UnknownErrno),
+        );
+    }
+    sys::set_no_new_privs().map_err(|e| Failure::new(Step::NoNewPrivs, e))?;
+    sys::drop_capabilities().map_err(|e| Failure::new(Step::DropPrivileges, e))?;
+    Ok(())
+}
+
+/// Installs the seccomp programs: the last step before execve.
+pub fn seccomp(plan: &Plan) -> Result<(), Failure> {
+    let Some(s) = &plan.seccomp else {
+        return Ok(());
+    };
+    for prog in &s.programs {
+        seccompiler::apply_filter(prog).map_err(|e| {
+            let errno = match e {
+                seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io
+                    .raw_os_error()
+                    .map(Errno::from_raw)
+                    .unwrap_or(Errno::EINVAL),
+                _ => Errno::EINVAL,
+            };
+            Failure::new(Step::Seccomp, errno)
+        })?;
+    }
+    Ok(())
+}
