@@ -19,11 +19,19 @@ pub fn is_root() -> bool {
 
 /// The uid sbx runs as in tests.
 pub fn test_uid() -> u32 {
-    if is_root() { NOBODY } else { nix::unistd::geteuid().as_raw() }
+    if is_root() {
+        NOBODY
+    } else {
+        nix::unistd::geteuid().as_raw()
+    }
 }
 
 pub fn test_gid() -> u32 {
-    if is_root() { NOBODY } else { nix::unistd::getegid().as_raw() }
+    if is_root() {
+        NOBODY
+    } else {
+        nix::unistd::getegid().as_raw()
+    }
 }
 
 /// A copy of the sbx binary that the test uid can execute.
@@ -34,12 +42,24 @@ pub fn binary() -> &'static Path {
         if !is_root() {
             return built;
         }
-        let dir = std::env::temp_dir().join(format!("sbx-test-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // One copy per build of the binary, reused by every test file and every run.
+        let meta = std::fs::metadata(&built).unwrap();
+        let stamp = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("sbx-test-bin-{}-{}", stamp.as_nanos(), meta.len()));
         let copy = dir.join("sbx");
-        std::fs::copy(&built, &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if !copy.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let tmp = dir.join(format!("sbx.{}", std::process::id()));
+            std::fs::copy(&built, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &copy).unwrap();
+        }
         copy
     })
 }
@@ -51,7 +71,10 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Workdir {
-        let dir = tempfile::Builder::new().prefix("sbx-test-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sbx-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         chown(dir.path());
         Workdir { dir }
@@ -123,7 +146,11 @@ pub struct Ran {
 
 impl std::fmt::Debug for Ran {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -148,7 +175,12 @@ impl Sbx {
     }
 
     pub fn spawn(mut self) -> (std::process::Child, Workdir) {
-        let child = self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn sbx");
+        let child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sbx");
         (child, self.work)
     }
 }
@@ -162,7 +194,10 @@ pub fn sh(args: &[&str], script: &str) -> Ran {
 
 /// The inode of the host's namespace of kind `kind` (e.g. "pid"), as `readlink` prints it.
 pub fn host_ns(kind: &str) -> String {
-    std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().display().to_string()
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 /// Prints why a test is not checking something on this host, so a skip is never silent.
