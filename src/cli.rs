@@ -108,11 +108,7 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// The command and its arguments
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
@@ -364,6 +360,9 @@ mod tests {
         assert_eq!(c.run.command, ["ls", "-la", "--color"]);
         let c = Cli::try_parse_from(["sbx", "echo", "-n", "hi"]).unwrap();
         assert_eq!(c.run.command, ["echo", "-n", "hi"]);
+        // A mistyped option must not become the command.
+        let e = Cli::try_parse_from(["sbx", "--bogus-flag", "--", "true"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]
