@@ -199,7 +199,7 @@ fn check_names(names: &[String], key: &'static str) -> Result<(), PlanError> {
 
 /// The x32 guard, by hand: seccompiler cannot express "nr >= X".
 #[cfg(target_arch = "x86_64")]
-fn x32_guard() -> BpfProgram {
+fn x32_guard(action: SeccompAction) -> BpfProgram {
     use seccompiler::sock_filter;
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
@@ -207,13 +207,18 @@ fn x32_guard() -> BpfProgram {
     const RET_K: u16 = 0x06;
     const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    // `log` would let the call through: an x32 call is never allowed, so it gets EPERM.
+    let deny = match action {
+        SeccompAction::Kill => libc::SECCOMP_RET_KILL_PROCESS,
+        SeccompAction::Errno | SeccompAction::Log => libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    };
     let i = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     vec![
         i(LD_W_ABS, 0, 0, 4), // arch
         i(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
         i(LD_W_ABS, 0, 0, 0), // nr
         i(JGE_K, 0, 1, X32_SYSCALL_BIT),
-        i(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        i(RET_K, 0, 0, deny),
         i(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ]
 }
@@ -276,7 +281,8 @@ pub fn build(security: &Security, cfg: &Seccomp) -> Result<Option<SeccompPlan>, 
         .map(|(_, p)| p)
         .collect();
     #[cfg(target_arch = "x86_64")]
-    programs.push(x32_guard());
+    programs.push(x32_guard(action));
+
     Ok(Some(SeccompPlan {
         programs,
         denied,

@@ -46,7 +46,17 @@ pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, signal_fd: RawFd) -> ! {
             continue;
         }
         while let Some((pid, status)) = sys::wait_any_nohang() {
-            if pid == payload {
+            // A traced command reports ptrace stops here too: only its end counts.
+            if pid == payload && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
+                // The exit code alone cannot tell "killed by SIGKILL" from "exit 137".
+                report::send(
+                    report_fd,
+                    Failure {
+                        step: Step::PayloadStatus,
+                        index: status as u32,
+                        errno: 0,
+                    },
+                );
                 sys::exit(status_to_code(status));
             }
         }

@@ -327,6 +327,11 @@ fn profile_can_allow_deny_and_choose_the_action() {
     assert_eq!(eval(&p, native_arch(), libc::SYS_ptrace, a(0, 0, 0)), ALLOW);
     assert_eq!(eval(&p, native_arch(), libc::SYS_chroot, a(0, 0, 0)), KILL);
     assert_eq!(eval(&p, native_arch(), libc::SYS_bpf, a(0, 0, 0)), KILL);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        eval(&p, ARCH_X86_64, libc::SYS_getpid | 0x4000_0000, a(0, 0, 0)),
+        KILL
+    );
 
     let log = plan_with(
         Security::default(),
@@ -336,6 +341,17 @@ fn profile_can_allow_deny_and_choose_the_action() {
         },
     );
     assert_eq!(eval(&log, native_arch(), libc::SYS_bpf, a(0, 0, 0)), LOG);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        eval(
+            &log,
+            ARCH_X86_64,
+            libc::SYS_getpid | 0x4000_0000,
+            a(0, 0, 0)
+        ),
+        EPERM,
+        "x32 is never allowed"
+    );
 }
 
 #[test]
