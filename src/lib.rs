@@ -4,12 +4,14 @@
 //! [`plan::Plan`] (resolved before any fork) → [`sandbox`] (replays the plan in new
 //! namespaces) under the [`supervisor`].
 
+pub mod cgroup;
 pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod plan;
 pub mod profile;
 pub mod sandbox;
+pub mod status;
 pub mod supervisor;
 
 pub use error::Error;
