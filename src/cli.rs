@@ -12,10 +12,13 @@ use crate::error::Error;
 use crate::plan::{Plan, RunOptions};
 use crate::profile::{self, Loader, NetMode, ProfileFile, Sourced, Vars};
 use crate::sandbox::report::Step;
-use crate::supervisor;
+use crate::status::{self, Destination, Reason};
+use crate::supervisor::{self, Ending};
 
 /// Exit code for sbx's own failures: the command never ran.
 pub const EXIT_SBX_FAILED: i32 = 125;
+/// Exit code when the wall-clock limit fired.
+pub const EXIT_TIMEOUT: i32 = 124;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +104,18 @@ pub struct RunArgs {
     /// Run the command itself as PID 1 (no sbx init; it must reap its own children)
     #[arg(long = "as-pid-1")]
     pub as_pid_1: bool,
+    /// Wall-clock limit (e.g. 90s, 10m): SIGTERM, then SIGKILL after the grace period; exit 124
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Memory limit (e.g. 512M, 2G): per process as RLIMIT_DATA, for the sandbox with a cgroup
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Any [limits] key, e.g. processes=64, file_size=1G, tmpfs_size=256M, cgroup=required
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    pub limit: Vec<String>,
+    /// Write a JSON run report to FILE when the run ends (`-` for stderr, a number for an fd)
+    #[arg(long = "json-status", value_name = "FILE")]
+    pub json_status: Option<String>,
     /// More output: -v shows each step, -vv debug details
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -156,6 +171,15 @@ impl RunArgs {
         if self.as_pid_1 {
             p.process.as_pid_1 = Some(true);
         }
+        for kv in &self.limit {
+            set_limit(&mut p.limits, kv)?;
+        }
+        if let Some(t) = &self.timeout {
+            p.limits.wall_time = Some(t.clone());
+        }
+        if let Some(m) = &self.memory {
+            p.limits.memory = Some(m.clone());
+        }
         match self.net {
             Some(NetArg::None) => {
                 p.network.mode = Some(NetMode::None);
@@ -169,6 +193,55 @@ impl RunArgs {
         }
         Ok(p)
     }
+}
+
+/// Applies `--limit KEY=VALUE` to the command line's profile layer.
+fn set_limit(l: &mut profile::Limits, kv: &str) -> Result<(), Error> {
+    let (key, value) = kv
+        .split_once('=')
+        .ok_or_else(|| Error::Usage(format!("--limit {kv:?}: expected KEY=VALUE")))?;
+    let bad = |what: &str| Error::Usage(format!("--limit {key}={value:?}: {what}"));
+    let number = || {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad("expected a whole number"))
+    };
+    match key {
+        "wall_time" => l.wall_time = Some(value.into()),
+        "kill_grace" => l.kill_grace = Some(value.into()),
+        "memory" => l.memory = Some(value.into()),
+        "processes" => l.processes = Some(number()?),
+        "open_files" => l.open_files = Some(number()?),
+        "file_size" => l.file_size = Some(value.into()),
+        "cpu_time" => l.cpu_time = Some(value.into()),
+        "stack" => l.stack = Some(value.into()),
+        "core" => l.core = Some(value.into()),
+        "tmpfs_size" => l.tmpfs_size = Some(value.into()),
+        "cpus" => {
+            l.cpus = Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("expected a number of CPUs"))?,
+            )
+        }
+        "cgroup" => {
+            l.cgroup = Some(match value {
+                "required" => profile::Enforcement::Required,
+                "best-effort" => profile::Enforcement::BestEffort,
+                "off" => profile::Enforcement::Off,
+                _ => return Err(bad("expected required, best-effort or off")),
+            })
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "--limit {kv:?}: unknown limit `{key}` (known: wall_time, kill_grace, memory, processes, \
+                 open_files, file_size, cpu_time, stack, core, tmpfs_size, cpus, cgroup)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(run: &RunArgs) {
@@ -220,18 +293,43 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
 }
 
 fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
+    let names = if args.profiles.is_empty() {
+        vec!["default".to_string()]
+    } else {
+        args.profiles.clone()
+    };
+    let command: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let dest = args.json_status.as_deref().map(Destination::parse);
+    let result = run_sandbox(args, vars, &names, &command);
+    if let Some(dest) = dest {
+        let report = match &result {
+            Ok((_, status)) => status.clone(),
+            Err(e) => status::before_run(&command, &names, &e.to_string()),
+        };
+        if let Err(e) = dest.write(&report) {
+            tracing::error!("cannot write the run report to {dest:?}: {e}");
+        }
+    }
+    result.map(|(code, _)| code)
+}
+
+fn run_sandbox(
+    args: &RunArgs,
+    vars: Vars,
+    names: &[String],
+    command: &[String],
+) -> Result<(i32, status::RunStatus), Error> {
     if args.command.is_empty() {
         return Err(Error::Usage(
             "no command given: usage is `sbx [OPTIONS] [--] COMMAND [ARGS...]` (see --help)".into(),
         ));
     }
     let loader = Loader::new(vars.clone());
-    let names = if args.profiles.is_empty() {
-        vec!["default".to_string()]
-    } else {
-        args.profiles.clone()
-    };
-    let merged = loader.load_all(&names)?;
+    let merged = loader.load_all(names)?;
     let overlay = args.overlay(&vars)?;
     if args.hostname.is_some() && merged.namespaces.uts == Some(false) {
         return Err(Error::Usage(
@@ -239,12 +337,13 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         ));
     }
     let profile = profile::merge(merged, overlay);
+    let landlock_abi = crate::sandbox::sys::landlock_abi();
     let plan = Plan::build(
         &profile,
         &vars,
         &RunOptions {
             command: args.command.clone(),
-            landlock_abi: crate::sandbox::sys::landlock_abi(),
+            landlock_abi,
         },
     )?;
     for w in &plan.warnings {
@@ -252,7 +351,6 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
     }
     tracing::info!(
         profiles = names.join(","),
-        namespaces = ?plan.namespaces,
         mounts = plan.ops.len(),
         cwd = %plan.exec.cwd.to_string_lossy(),
         "starting sandbox"
@@ -267,14 +365,45 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
     if let Some(status) = outcome.landlock {
         tracing::info!("landlock enforcement: {status:?}");
     }
-    match outcome.failure {
+    let (code, reason, error) = match outcome.failure {
         Some(f) if f.step == Step::Exec => {
-            eprintln!("sbx: {}", diagnose::exec_failure(&plan, f.errno));
-            Ok(outcome.ending.code())
+            let msg = diagnose::exec_failure(&plan, f.errno);
+            eprintln!("sbx: {msg}");
+            (outcome.ending.code(), Reason::ExecFailed, Some(msg))
         }
-        Some(f) => Err(Error::Setup(diagnose::setup_failure(&plan, &f))),
-        None => Ok(outcome.ending.code()),
-    }
+        Some(f) => {
+            let msg = diagnose::setup_failure(&plan, &f);
+            eprintln!("sbx: {msg}");
+            (EXIT_SBX_FAILED, Reason::SetupFailed, Some(msg))
+        }
+        None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
+        None => match outcome.payload.unwrap_or(outcome.ending) {
+            Ending::Signaled(n) => (128 + n, Reason::Signaled, None),
+            Ending::Exited(c) => (c, Reason::Exited, None),
+        },
+    };
+    tracing::info!(
+        "finished: {reason:?}, exit {code}, wall {:?}, cpu {:?} user + {:?} system",
+        outcome.wall_time,
+        outcome.usage.user,
+        outcome.usage.system
+    );
+    let report = status::after_run(
+        &plan,
+        &outcome,
+        status::Context {
+            command,
+            profiles: names,
+            landlock_abi,
+            exit_code: code,
+            reason,
+            error,
+            cgroup: None,
+            cgroup_peak: None,
+            degradations: plan.warnings.clone(),
+        },
+    );
+    Ok((code, report))
 }
 
 fn profile_cmd(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {

@@ -125,7 +125,15 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "installing the seccomp filter".into(),
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
-        Step::LandlockStatus => ("reporting landlock status".into(), ""),
+        Step::LandlockStatus | Step::PayloadStatus => ("reporting status".into(), ""),
+
+        Step::Rlimit => (
+            match plan.limits.rlimits.get(f.index as usize) {
+                Some(r) => format!("setting limits.{} to {}", r.name, r.value),
+                None => "setting a resource limit".into(),
+            },
+            "an unprivileged process cannot raise a hard limit above what it inherited",
+        ),
     };
     let mut msg = format!("setup failed at {what}: {}", errno_text(errno));
     if !hint.is_empty() {

@@ -1,16 +1,17 @@
 //! The supervisor: the sbx process itself, in the host's namespaces. It starts the sandbox,
-//! relays signals, waits, and turns what happened into an exit code and a message.
+//! relays signals, enforces the wall-clock limit, waits, and turns what happened into an exit
+//! code, a message and the facts for the run report.
 
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::error::Error;
 use crate::plan::Plan;
-use crate::sandbox::report::{self, Failure};
+use crate::sandbox::report::{self, Failure, Step};
+
 use crate::sandbox::{self, sys};
 
 /// Signals sent to sbx that the command receives.
@@ -38,6 +39,14 @@ impl Ending {
             Ending::Signaled(n) => 128 + n,
         }
     }
+
+    fn from_status(status: libc::c_int) -> Ending {
+        if libc::WIFSIGNALED(status) {
+            Ending::Signaled(libc::WTERMSIG(status))
+        } else {
+            Ending::Exited(libc::WEXITSTATUS(status))
+        }
+    }
 }
 
 /// How far landlock was enforced, as the sandbox reported it.
@@ -48,13 +57,40 @@ pub enum LandlockOutcome {
     None,
 }
 
+/// CPU time and peak memory of the sandbox's processes (those its init waited for).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub user: Duration,
+    pub system: Duration,
+    /// Peak resident set of the largest process, in bytes.
+    pub max_rss: u64,
+}
+
+impl Usage {
+    fn from_rusage(r: &libc::rusage) -> Usage {
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+        Usage {
+            user: tv(r.ru_utime),
+            system: tv(r.ru_stime),
+            max_rss: (r.ru_maxrss as u64) * 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// How the sandbox's first process (init, or the command with --as-pid-1) ended.
     pub ending: Ending,
+    /// How the command ended, as init saw it (None with --as-pid-1, or if init was killed).
+    pub payload: Option<Ending>,
+    /// The wall-clock limit fired.
+    pub timed_out: bool,
     /// What went wrong inside before the command ran, if anything.
     pub failure: Option<Failure>,
     /// None when landlock was not attempted.
     pub landlock: Option<LandlockOutcome>,
+    pub wall_time: Duration,
+    pub usage: Usage,
 }
 
 /// Restores the signal mask when the supervisor is done, also on error paths.
@@ -63,6 +99,27 @@ struct MaskGuard(SigSet);
 impl Drop for MaskGuard {
     fn drop(&mut self) {
         let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+/// The wall-clock limit's state: running, then terminating (SIGTERM sent), then killed.
+enum Clock {
+    Unlimited,
+    Running { deadline: Instant, grace: Duration },
+    Terminating { kill_at: Instant },
+    Killed,
+}
+
+impl Clock {
+    fn timeout_ms(&self, now: Instant) -> libc::c_int {
+        let until = match self {
+            Clock::Running { deadline, .. } => *deadline,
+            Clock::Terminating { kill_at } => *kill_at,
+            Clock::Unlimited | Clock::Killed => return -1,
+        };
+        let ms = until.saturating_duration_since(now).as_millis();
+        // Round up so that the poll does not wake a hair early and spin.
+        (ms + 1).min(i32::MAX as u128) as libc::c_int
     }
 }
 
@@ -86,19 +143,67 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             errno: e,
         })?;
 
+    let start = Instant::now();
     let spawned = sandbox::spawn(plan, sfd.as_raw_fd()).map_err(|errno| Error::Spawn {
         errno,
         flags: plan.namespaces,
     })?;
-    let child = Pid::from_raw(spawned.pid);
-    tracing::debug!(pid = spawned.pid, "sandbox started");
+    let pid = spawned.pid;
+    tracing::debug!(pid, "sandbox started");
+    if let Err(errno) = sys::write_all(spawned.lifeline_fd, b"g") {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::wait4(pid, 0);
+        return Err(Error::Supervisor {
+            what: "start the sandbox",
+            errno,
+        });
+    }
 
-    let ending = loop {
+    let mut clock = match plan.limits.wall_time {
+        Some(limit) => Clock::Running {
+            deadline: start + limit,
+            grace: plan.limits.kill_grace,
+        },
+        None => Clock::Unlimited,
+    };
+    let mut timed_out = false;
+    let (status, rusage) = loop {
+        let ready = match sys::poll_readable(sfd.as_raw_fd(), clock.timeout_ms(Instant::now())) {
+            Ok(r) => r,
+            Err(sys::Errno::EINTR) => continue,
+            Err(e) => {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                return Err(Error::Supervisor {
+                    what: "wait for signals",
+                    errno: e,
+                });
+            }
+        };
+        if !ready {
+            clock = match clock {
+                Clock::Running { grace, .. } => {
+                    timed_out = true;
+                    tracing::warn!("wall_time reached: sending SIGTERM, SIGKILL in {grace:?}");
+                    let _ = sys::kill(pid, libc::SIGTERM);
+                    Clock::Terminating {
+                        kill_at: Instant::now() + grace,
+                    }
+                }
+                Clock::Terminating { .. } => {
+                    // The first process is the PID namespace's init: its death takes every
+                    // process of the sandbox with it, daemons and new sessions included.
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    Clock::Killed
+                }
+                other => other,
+            };
+            continue;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                let _ = sys::kill(spawned.pid, libc::SIGKILL);
+                let _ = sys::kill(pid, libc::SIGKILL);
                 return Err(Error::Supervisor {
                     what: "read signals",
                     errno: e,
@@ -108,14 +213,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         let sig = info.ssi_signo as i32;
         if sig != libc::SIGCHLD {
             tracing::debug!(signal = sig, "forwarding signal");
-            let _ = sys::kill(spawned.pid, sig);
+            let _ = sys::kill(pid, sig);
             continue;
         }
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break Ending::Exited(code),
-            Ok(WaitStatus::Signaled(_, s, _)) => break Ending::Signaled(s as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+        match sys::wait4(pid, libc::WNOHANG) {
+            Ok(Some(done)) => break done,
+            Ok(None) => continue,
             Err(e) => {
                 return Err(Error::Supervisor {
                     what: "wait for the sandbox",
@@ -124,6 +227,8 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             }
         }
     };
+    let wall_time = start.elapsed();
+
     // Every writer is gone once the sandbox's first process has exited; non-blocking guards
     // against a stray one all the same.
     let _ = nix::fcntl::fcntl(
@@ -132,20 +237,28 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     let records = report::receive_all(spawned.report_fd);
+    sys::close(spawned.report_fd);
+    sys::close(spawned.lifeline_fd);
     let failure = records.iter().find(|r| r.is_failure()).copied();
+    let payload = records
+        .iter()
+        .find(|r| r.step == Step::PayloadStatus)
+        .map(|r| Ending::from_status(r.index as libc::c_int));
     let landlock = records
         .iter()
-        .find(|r| !r.is_failure())
+        .find(|r| r.step == Step::LandlockStatus)
         .map(|r| match r.index {
             2 => LandlockOutcome::Full,
             1 => LandlockOutcome::Partial,
             _ => LandlockOutcome::None,
         });
-    sys::close(spawned.report_fd);
-    sys::close(spawned.lifeline_fd);
     Ok(Outcome {
-        ending,
+        ending: Ending::from_status(status),
+        payload,
+        timed_out,
         failure,
         landlock,
+        wall_time,
+        usage: Usage::from_rusage(&rusage),
     })
 }

@@ -4,6 +4,7 @@
 
 mod command;
 pub mod landlock;
+pub mod limits;
 mod mounts;
 pub mod seccomp;
 
@@ -87,6 +88,8 @@ pub struct Plan {
     pub exec: ExecPlan,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
+    pub limits: limits::LimitsPlan,
+
     /// Notes for the user (e.g. the working directory is not visible).
     pub warnings: Vec<String>,
 }
@@ -135,8 +138,10 @@ impl Plan {
         let uid_map = format!("{} {} 1\n", inside(euid), euid).into_bytes();
         let gid_map = format!("{} {} 1\n", inside(egid), egid).into_bytes();
 
-        let mut layout = mounts::build(&profile.filesystem, namespaces.pid)?;
+        let limits = limits::build(&profile.limits)?;
+        let mut layout = mounts::build(&profile.filesystem, namespaces.pid, limits.tmpfs_size)?;
         let mut warnings = std::mem::take(&mut layout.warnings);
+        warnings.extend(limits.warnings.iter().cloned());
 
         let hostname = match &profile.process.hostname {
             Some(h) if namespaces.uts && !h.is_empty() => {
@@ -212,6 +217,7 @@ impl Plan {
             exec,
             landlock,
             seccomp,
+            limits,
             warnings,
         })
     }

@@ -362,7 +362,8 @@ fn dev_requests() -> Vec<Request> {
     out
 }
 
-pub fn build(fs: &Filesystem, pid_ns: bool) -> Result<Layout, PlanError> {
+/// Builds the ordered op list. `tmpfs_size` caps every tmpfs sbx mounts for the command.
+pub fn build(fs: &Filesystem, pid_ns: bool, tmpfs_size: Option<u64>) -> Result<Layout, PlanError> {
     let mut warnings = Vec::new();
     let mut requests = bind_requests(fs, &mut warnings)?;
     let reserved = |dst: &str, origin: &Option<Origin>, owner: &str| -> Result<(), PlanError> {
@@ -459,7 +460,10 @@ pub fn build(fs: &Filesystem, pid_ns: bool) -> Result<Layout, PlanError> {
             });
         }
     }
-    let mut b = Builder::default();
+    let mut b = Builder {
+        tmpfs_size,
+        ..Default::default()
+    };
     for r in requests {
         b.place(r)?;
     }
@@ -475,6 +479,8 @@ pub fn build(fs: &Filesystem, pid_ns: bool) -> Result<Layout, PlanError> {
 
 #[derive(Default)]
 struct Builder {
+    tmpfs_size: Option<u64>,
+
     nodes: BTreeMap<String, Node>,
     ops: Vec<Op>,
     grants: Vec<GrantRule>,
@@ -664,7 +670,11 @@ impl Builder {
                 nodev,
                 noexec,
             } => {
-                let data = CString::new(format!("mode={mode:o}")).expect("no NUL");
+                let data = match self.tmpfs_size {
+                    Some(size) => format!("mode={mode:o},size={size}"),
+                    None => format!("mode={mode:o}"),
+                };
+                let data = CString::new(data).expect("no NUL");
                 self.push(
                     Op::Tmpfs {
                         dst,
@@ -780,7 +790,7 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let l = build(&fs, true).unwrap();
+        let l = build(&fs, true, None).unwrap();
         let p = paths(&l);
         let tmpfs = p
             .iter()
@@ -812,7 +822,10 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let e = build(&fs, true).err().expect("must refuse").to_string();
+        let e = build(&fs, true, None)
+            .err()
+            .expect("must refuse")
+            .to_string();
         assert!(e.contains("never creates paths on the host"), "{e}");
         let fs = Filesystem {
             ro: vec![entry("/usr", "filesystem.ro")],
@@ -821,7 +834,10 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let e = build(&fs, true).err().expect("must refuse").to_string();
+        let e = build(&fs, true, None)
+            .err()
+            .expect("must refuse")
+            .to_string();
         assert!(e.contains("would be created on the host"), "{e}");
     }
 
@@ -831,7 +847,7 @@ mod tests {
             ro: vec![entry("/nonexistent/sbx-x", "filesystem.ro")],
             ..Default::default()
         };
-        let e = build(&fs, true).err().unwrap().to_string();
+        let e = build(&fs, true, None).err().unwrap().to_string();
         assert!(
             e.contains("test (key filesystem.ro)") && e.contains("/nonexistent/sbx-x"),
             "{e}"
@@ -840,7 +856,7 @@ mod tests {
             ro: vec![entry("/nonexistent/sbx-x?", "filesystem.ro")],
             ..Default::default()
         };
-        assert!(build(&fs, true).is_ok());
+        assert!(build(&fs, true, None).is_ok());
     }
 
     #[test]
@@ -850,7 +866,7 @@ mod tests {
                 rw: vec![entry(bad, "filesystem.rw")],
                 ..Default::default()
             };
-            assert!(build(&fs, true).is_err(), "{bad} accepted");
+            assert!(build(&fs, true, None).is_err(), "{bad} accepted");
         }
     }
 
@@ -865,14 +881,14 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let l = build(&fs, true).unwrap();
+        let l = build(&fs, true, None).unwrap();
         assert!(paths(&l).contains(&format!("bind {p}")));
         assert!(!paths(&l).contains(&format!("tmpfs {p}")));
     }
 
     #[test]
     fn minimal_dev_and_proc() {
-        let l = build(&Filesystem::default(), true).unwrap();
+        let l = build(&Filesystem::default(), true, None).unwrap();
         let p = paths(&l);
         for want in [
             "tmpfs /dev",
@@ -888,7 +904,7 @@ mod tests {
         assert_eq!(grant(&l, "/dev"), Some(Grant::Device));
         assert_eq!(grant(&l, "/dev/shm"), Some(Grant::Full));
         assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
-        let l = build(&Filesystem::default(), false).unwrap();
+        let l = build(&Filesystem::default(), false, None).unwrap();
         assert!(paths(&l).contains(&"bind /proc".to_string()));
         assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
         let fs = Filesystem {
@@ -897,7 +913,7 @@ mod tests {
             tmpfs: vec![entry("/tmp", "filesystem.tmpfs")],
             ..Default::default()
         };
-        let l = build(&fs, true).unwrap();
+        let l = build(&fs, true, None).unwrap();
         assert_eq!(grant(&l, "/usr"), Some(Grant::ReadExec));
         assert_eq!(grant(&l, "/var"), Some(Grant::Full));
         assert_eq!(grant(&l, "/tmp"), Some(Grant::Full));
@@ -910,7 +926,7 @@ mod tests {
             dirs: vec![entry("/bin/x", "filesystem.dirs")],
             ..Default::default()
         };
-        let e = build(&fs, true).err().unwrap().to_string();
+        let e = build(&fs, true, None).err().unwrap().to_string();
         assert!(e.contains("/bin is a symlink"), "{e}");
     }
 }

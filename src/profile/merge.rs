@@ -2,8 +2,9 @@
 //! `--profile`, the command line) wins.
 
 use super::model::{
-    Env, Filesystem, Namespaces, Network, Process, ProfileFile, Seccomp, Security, Sourced,
+    Env, Filesystem, Limits, Namespaces, Network, Process, ProfileFile, Seccomp, Security, Sourced,
 };
+
 use super::spec::destination_of;
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
@@ -31,12 +32,30 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             connect_ports: over.network.connect_ports.or(base.network.connect_ports),
             bind_ports: over.network.bind_ports.or(base.network.bind_ports),
         },
+        limits: merge_limits(base.limits, over.limits),
         security: Security {
             landlock: over.security.landlock.or(base.security.landlock),
             seccomp: over.security.seccomp.or(base.security.seccomp),
             nested_userns: over.security.nested_userns.or(base.security.nested_userns),
         },
         seccomp: merge_seccomp(base.seccomp, over.seccomp),
+    }
+}
+
+fn merge_limits(b: Limits, o: Limits) -> Limits {
+    Limits {
+        wall_time: o.wall_time.or(b.wall_time),
+        kill_grace: o.kill_grace.or(b.kill_grace),
+        memory: o.memory.or(b.memory),
+        processes: o.processes.or(b.processes),
+        open_files: o.open_files.or(b.open_files),
+        file_size: o.file_size.or(b.file_size),
+        cpu_time: o.cpu_time.or(b.cpu_time),
+        stack: o.stack.or(b.stack),
+        core: o.core.or(b.core),
+        tmpfs_size: o.tmpfs_size.or(b.tmpfs_size),
+        cpus: o.cpus.or(b.cpus),
+        cgroup: o.cgroup.or(b.cgroup),
     }
 }
 

@@ -14,7 +14,7 @@ pub use builtin::BUILTIN;
 pub use load::Loader;
 pub use merge::merge;
 pub use model::{
-    DevMode, Enforcement, Env, Filesystem, Namespaces, NetMode, Network, Origin, Process,
+    DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin, Process,
     ProfileFile, Seccomp, SeccompAction, SeccompMode, Security, Sourced,
 };
 pub use spec::{BindSpec, destination_of};

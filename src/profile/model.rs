@@ -79,9 +79,48 @@ pub struct ProfileFile {
     #[serde(default)]
     pub network: Network,
     #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
     pub security: Security,
     #[serde(default)]
     pub seccomp: Seccomp,
+}
+
+/// Resource limits. Sizes (`512M`, `2G`; binary units) and durations (`90s`, `10m`) are
+/// strings parsed at plan time so that errors can name the key; `"unlimited"` lifts a limit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock time before the command is sent SIGTERM (then killed after `kill_grace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<String>,
+    /// Memory per process (RLIMIT_DATA) and for the whole sandbox (memory.max) with a cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Processes and threads (RLIMIT_NPROC, counted per user namespace; pids.max).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<String>,
+    /// Size of every tmpfs sbx mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_size: Option<String>,
+    /// CPU bandwidth in cores (cpu.max; needs a cgroup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Whether a delegated cgroup v2 subtree is required, used when present, or not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Enforcement>,
 }
 
 /// The user namespace is always created; these switch the others.

@@ -63,7 +63,10 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd) -> Result<Spawned, sys::Errno> {
 
 /// The sandbox's first process. Never returns; never allocates.
 fn child(plan: &Plan, argv: &Argv, report_fd: RawFd, lifeline: RawFd, signal_fd: RawFd) -> ! {
-    if let Err(f) = setup(plan, lifeline).and_then(|_| confine::process(plan, report_fd)) {
+    let steps = setup(plan, lifeline)
+        .and_then(|_| confine::process(plan, report_fd))
+        .and_then(|_| apply_rlimits(plan));
+    if let Err(f) = steps {
         report::send(report_fd, f);
         sys::exit(125);
     }
@@ -74,13 +77,26 @@ fn child(plan: &Plan, argv: &Argv, report_fd: RawFd, lifeline: RawFd, signal_fd:
     init::run(plan, argv, report_fd, signal_fd)
 }
 
-fn setup(plan: &Plan, lifeline: RawFd) -> Result<(), Failure> {
-    // Die with the supervisor; the lifeline closes the window between clone and prctl, where
-    // getppid() cannot help because a PID namespace's first process sees a parent of 0.
-    sys::set_pdeathsig(libc::SIGKILL).map_err(|e| Failure::new(Step::Lifeline, e))?;
-    if sys::peer_gone(lifeline) {
-        sys::exit(125);
+/// rlimits go on last, after every setup step that might need more than the command gets;
+/// the payload inherits them from init.
+fn apply_rlimits(plan: &Plan) -> Result<(), Failure> {
+    for (i, r) in plan.limits.rlimits.iter().enumerate() {
+        sys::setrlimit(r.resource, r.value).map_err(|e| Failure::at(Step::Rlimit, i, e))?;
     }
+    Ok(())
+}
+
+fn setup(plan: &Plan, lifeline: RawFd) -> Result<(), Failure> {
+    // Die with the supervisor. The supervisor sends one byte when the process may go on (after
+    // placing it in a cgroup); end of file means it died. A death between clone and prctl is
+    // caught by the hang-up check after the byte: getppid() cannot help, because a PID
+    // namespace's first process sees a parent of 0.
+    sys::set_pdeathsig(libc::SIGKILL).map_err(|e| Failure::new(Step::Lifeline, e))?;
+    match sys::read_byte(lifeline) {
+        Ok(true) if !sys::peer_gone(lifeline) => {}
+        _ => sys::exit(125),
+    }
+
     userns::write_id_maps(plan)?;
     rootfs::build(plan)?;
     if let Some(name) = &plan.hostname {

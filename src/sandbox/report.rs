@@ -34,13 +34,16 @@ pub enum Step {
     Landlock,
     NoNewPrivs,
     Seccomp,
+    Rlimit,
+    /// Not a failure: the command's raw wait status (index), sent by init as it exits.
+    PayloadStatus,
     /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
     LandlockStatus,
 }
 
 impl Step {
     /// Every step, in discriminant order.
-    const ALL: [Step; 25] = {
+    const ALL: [Step; 27] = {
         use Step::*;
         [
             Lifeline,
@@ -67,6 +70,8 @@ impl Step {
             Landlock,
             NoNewPrivs,
             Seccomp,
+            Rlimit,
+            PayloadStatus,
             LandlockStatus,
         ]
     };
@@ -87,7 +92,7 @@ pub struct Failure {
 impl Failure {
     /// True for records that report a failure rather than a fact.
     pub fn is_failure(&self) -> bool {
-        self.step != Step::LandlockStatus
+        !matches!(self.step, Step::LandlockStatus | Step::PayloadStatus)
     }
 
     pub fn new(step: Step, errno: sys::Errno) -> Failure {

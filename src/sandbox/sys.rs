@@ -411,3 +411,52 @@ pub fn set_no_new_privs() -> SysResult {
     })
     .map(drop)
 }
+
+/// Sets both the soft and the hard limit, so the command cannot raise it again.
+pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysResult {
+    let r = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: r is a valid rlimit.
+    check(unsafe { libc::setrlimit(resource, &r) }).map(drop)
+}
+
+/// Blocks until one byte arrives; Ok(false) at end of file.
+pub fn read_byte(fd: RawFd) -> SysResult<bool> {
+    let mut b = [0u8; 1];
+    read(fd, &mut b).map(|n| n == 1)
+}
+
+/// wait4 on one pid: (raw status, resource usage of it and its waited-for descendants).
+pub fn wait4(pid: libc::pid_t, flags: c_int) -> SysResult<Option<(c_int, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; zeroed is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and usage are valid out pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
+        if r > 0 {
+            return Ok(Some((status, usage)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for `fd` to be readable; false on timeout.
+pub fn poll_readable(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = check(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0)
+}
