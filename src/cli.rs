@@ -365,6 +365,11 @@ fn run_sandbox(
     if let Some(status) = outcome.landlock {
         tracing::info!("landlock enforcement: {status:?}");
     }
+    let oom_kills = outcome
+        .cgroup
+        .as_ref()
+        .and_then(|(_, s)| s.oom_kills)
+        .unwrap_or(0);
     let (code, reason, error) = match outcome.failure {
         Some(f) if f.step == Step::Exec => {
             let msg = diagnose::exec_failure(&plan, f.errno);
@@ -378,6 +383,9 @@ fn run_sandbox(
         }
         None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
         None => match outcome.payload.unwrap_or(outcome.ending) {
+            Ending::Signaled(n) if n == libc::SIGKILL && oom_kills > 0 => {
+                (128 + n, Reason::Oom, None)
+            }
             Ending::Signaled(n) => (128 + n, Reason::Signaled, None),
             Ending::Exited(c) => (c, Reason::Exited, None),
         },
@@ -398,9 +406,14 @@ fn run_sandbox(
             exit_code: code,
             reason,
             error,
-            cgroup: None,
-            cgroup_peak: None,
-            degradations: plan.warnings.clone(),
+            cgroup: outcome.cgroup.as_ref().map(|(p, _)| p.clone()),
+            cgroup_peak: outcome.cgroup.as_ref().and_then(|(_, s)| s.memory_peak),
+            degradations: plan
+                .warnings
+                .iter()
+                .chain(&outcome.degradations)
+                .cloned()
+                .collect(),
         },
     );
     Ok((code, report))

@@ -126,6 +126,10 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
         Step::LandlockStatus | Step::PayloadStatus => ("reporting status".into(), ""),
+        Step::CgroupNamespace => (
+            "creating the cgroup namespace inside the run's cgroup".into(),
+            "",
+        ),
 
         Step::Rlimit => (
             match plan.limits.rlimits.get(f.index as usize) {

@@ -19,4 +19,6 @@ pub enum Error {
     Supervisor { what: &'static str, errno: Errno },
     #[error("{0}")]
     Setup(String),
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] crate::cgroup::CgroupError),
 }

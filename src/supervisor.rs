@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::cgroup::{self, RunCgroup};
 use crate::error::Error;
 use crate::plan::Plan;
+use crate::profile::Enforcement;
 use crate::sandbox::report::{self, Failure, Step};
 
 use crate::sandbox::{self, sys};
@@ -91,6 +93,33 @@ pub struct Outcome {
     pub landlock: Option<LandlockOutcome>,
     pub wall_time: Duration,
     pub usage: Usage,
+    /// The run's cgroup, when one was used: its path and what it measured.
+    pub cgroup: Option<(String, cgroup::Stats)>,
+    /// What was asked for but could not be applied as asked.
+    pub degradations: Vec<String>,
+}
+
+/// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
+/// degrades to rlimits with one warning; required fails the run.
+fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
+    let mode = plan.limits.cgroup_mode;
+    let wants: cgroup::Limits = plan.limits.cgroup.into();
+    if mode == Enforcement::Off || (mode == Enforcement::BestEffort && wants.is_empty()) {
+        return Ok((None, None));
+    }
+    let attempt = cgroup::detect(&wants.controllers()).and_then(|d| RunCgroup::create(&d, &wants));
+    match attempt {
+        Ok(cg) => {
+            tracing::info!("cgroup: {}", cg.path().display());
+            Ok((Some(cg), None))
+        }
+        Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
+        Err(e) => {
+            let note = format!("cgroup limits not applied (rlimits only): {e}");
+            tracing::warn!("{note}");
+            Ok((None, Some(note)))
+        }
+    }
 }
 
 /// Restores the signal mask when the supervisor is done, also on error paths.
@@ -143,20 +172,32 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             errno: e,
         })?;
 
+    let (cgroup, cgroup_note) = run_cgroup(plan)?;
     let start = Instant::now();
-    let spawned = sandbox::spawn(plan, sfd.as_raw_fd()).map_err(|errno| Error::Spawn {
-        errno,
-        flags: plan.namespaces,
-    })?;
+    let late_cgroupns = cgroup.is_some() && plan.namespaces.cgroup;
+    let spawned =
+        sandbox::spawn(plan, sfd.as_raw_fd(), late_cgroupns).map_err(|errno| Error::Spawn {
+            errno,
+            flags: plan.namespaces,
+        })?;
     let pid = spawned.pid;
     tracing::debug!(pid, "sandbox started");
-    if let Err(errno) = sys::write_all(spawned.lifeline_fd, b"g") {
-        let _ = sys::kill(pid, libc::SIGKILL);
-        let _ = sys::wait4(pid, 0);
-        return Err(Error::Supervisor {
+    let placed = match &cgroup {
+        Some(cg) => cg.add_process(pid).map_err(Error::Cgroup),
+        None => Ok(()),
+    };
+    let go = placed.and_then(|_| {
+        sys::write_all(spawned.lifeline_fd, b"g").map_err(|errno| Error::Supervisor {
             what: "start the sandbox",
             errno,
-        });
+        })
+    });
+    if let Err(e) = go {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::wait4(pid, 0);
+        sys::close(spawned.report_fd);
+        sys::close(spawned.lifeline_fd);
+        return Err(e);
     }
 
     let mut clock = match plan.limits.wall_time {
@@ -191,8 +232,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
                 }
                 Clock::Terminating { .. } => {
                     // The first process is the PID namespace's init: its death takes every
-                    // process of the sandbox with it, daemons and new sessions included.
+                    // process of the sandbox with it, daemons and new sessions included. A
+                    // cgroup reaches them even without a PID namespace.
                     let _ = sys::kill(pid, libc::SIGKILL);
+                    if let Some(cg) = &cgroup {
+                        let _ = cg.kill_all();
+                    }
                     Clock::Killed
                 }
                 other => other,
@@ -228,6 +273,14 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         }
     };
     let wall_time = start.elapsed();
+    let cgroup = cgroup.map(|cg| {
+        let stats = cg.stats();
+        let path = cg.path().display().to_string();
+        if let Err(e) = cg.kill_all().and_then(|_| cg.remove()) {
+            tracing::warn!("cgroup cleanup: {e}");
+        }
+        (path, stats)
+    });
 
     // Every writer is gone once the sandbox's first process has exited; non-blocking guards
     // against a stray one all the same.
@@ -260,5 +313,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         landlock,
         wall_time,
         usage: Usage::from_rusage(&rusage),
+        cgroup,
+        degradations: cgroup_note.into_iter().collect(),
     })
 }

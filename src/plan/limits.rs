@@ -32,6 +32,16 @@ impl CgroupWants {
     }
 }
 
+impl From<CgroupWants> for crate::cgroup::Limits {
+    fn from(w: CgroupWants) -> Self {
+        crate::cgroup::Limits {
+            memory_max: w.memory_max,
+            pids_max: w.pids_max,
+            cpu_max: w.cpu_max,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LimitsPlan {
     pub rlimits: Vec<Rlimit>,

@@ -26,7 +26,11 @@ pub struct Spawned {
 
 /// Clones the sandbox's first process. `signal_fd` is the supervisor's signalfd; the clone
 /// inherits it (and the blocked mask) so that no forwarded signal is lost during setup.
-pub fn spawn(plan: &Plan, signal_fd: RawFd) -> Result<Spawned, sys::Errno> {
+///
+/// `late_cgroupns`: the supervisor will move the process into a cgroup after the clone; a
+/// cgroup namespace is rooted where its creator stands, so the process creates it itself once
+/// it has been moved (it waits for the supervisor's go byte first).
+pub fn spawn(plan: &Plan, signal_fd: RawFd, late_cgroupns: bool) -> Result<Spawned, sys::Errno> {
     let argv = Argv::new(plan);
     let (report_r, report_w) = sys::pipe()?;
     let (life_r, life_w) = match sys::pipe() {
@@ -37,11 +41,15 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd) -> Result<Spawned, sys::Errno> {
             return Err(e);
         }
     };
-    match sys::clone_fork(plan.namespaces.clone_flags()) {
+    let mut flags = plan.namespaces.clone_flags();
+    if late_cgroupns {
+        flags &= !libc::CLONE_NEWCGROUP;
+    }
+    match sys::clone_fork(flags) {
         Ok(0) => {
             sys::close(report_r);
             sys::close(life_w);
-            child(plan, &argv, report_w, life_r, signal_fd)
+            child(plan, &argv, report_w, life_r, signal_fd, late_cgroupns)
         }
         Ok(pid) => {
             sys::close(report_w);
@@ -62,8 +70,15 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd) -> Result<Spawned, sys::Errno> {
 }
 
 /// The sandbox's first process. Never returns; never allocates.
-fn child(plan: &Plan, argv: &Argv, report_fd: RawFd, lifeline: RawFd, signal_fd: RawFd) -> ! {
-    let steps = setup(plan, lifeline)
+fn child(
+    plan: &Plan,
+    argv: &Argv,
+    report_fd: RawFd,
+    lifeline: RawFd,
+    signal_fd: RawFd,
+    late_cgroupns: bool,
+) -> ! {
+    let steps = setup(plan, lifeline, late_cgroupns)
         .and_then(|_| confine::process(plan, report_fd))
         .and_then(|_| apply_rlimits(plan));
     if let Err(f) = steps {
@@ -86,7 +101,7 @@ fn apply_rlimits(plan: &Plan) -> Result<(), Failure> {
     Ok(())
 }
 
-fn setup(plan: &Plan, lifeline: RawFd) -> Result<(), Failure> {
+fn setup(plan: &Plan, lifeline: RawFd, late_cgroupns: bool) -> Result<(), Failure> {
     // Die with the supervisor. The supervisor sends one byte when the process may go on (after
     // placing it in a cgroup); end of file means it died. A death between clone and prctl is
     // caught by the hang-up check after the byte: getppid() cannot help, because a PID
@@ -95,6 +110,9 @@ fn setup(plan: &Plan, lifeline: RawFd) -> Result<(), Failure> {
     match sys::read_byte(lifeline) {
         Ok(true) if !sys::peer_gone(lifeline) => {}
         _ => sys::exit(125),
+    }
+    if late_cgroupns {
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| Failure::new(Step::CgroupNamespace, e))?;
     }
 
     userns::write_id_maps(plan)?;

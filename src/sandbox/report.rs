@@ -35,6 +35,7 @@ pub enum Step {
     NoNewPrivs,
     Seccomp,
     Rlimit,
+    CgroupNamespace,
     /// Not a failure: the command's raw wait status (index), sent by init as it exits.
     PayloadStatus,
     /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
@@ -43,7 +44,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in discriminant order.
-    const ALL: [Step; 27] = {
+    const ALL: [Step; 28] = {
         use Step::*;
         [
             Lifeline,
@@ -71,6 +72,7 @@ impl Step {
             NoNewPrivs,
             Seccomp,
             Rlimit,
+            CgroupNamespace,
             PayloadStatus,
             LandlockStatus,
         ]

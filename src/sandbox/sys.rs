@@ -460,3 +460,8 @@ pub fn poll_readable(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
     let n = check(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
     Ok(n > 0)
 }
+
+pub fn unshare(flags: c_int) -> SysResult {
+    // SAFETY: plain syscall with flags.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
