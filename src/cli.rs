@@ -201,11 +201,12 @@ fn set_limit(l: &mut profile::Limits, kv: &str) -> Result<(), Error> {
         .split_once('=')
         .ok_or_else(|| Error::Usage(format!("--limit {kv:?}: expected KEY=VALUE")))?;
     let bad = |what: &str| Error::Usage(format!("--limit {key}={value:?}: {what}"));
-    let number = || {
-        value
-            .trim()
+    let number = || match value.trim() {
+        "unlimited" => Ok(profile::Count::Unlimited),
+        v => v
             .parse::<u64>()
-            .map_err(|_| bad("expected a whole number"))
+            .map(profile::Count::Limit)
+            .map_err(|_| bad("expected a whole number or unlimited")),
     };
     match key {
         "wall_time" => l.wall_time = Some(value.into()),

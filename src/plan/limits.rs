@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::PlanError;
-use crate::profile::{Enforcement, Limits, Origin};
+use crate::profile::{Count, Enforcement, Limits, Origin};
 
 /// The grace period between SIGTERM and SIGKILL when the wall-clock limit fires.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
@@ -114,9 +114,12 @@ pub fn parse_duration(
     Ok(Some(d))
 }
 
-fn count(key: &'static str, v: Option<u64>) -> Result<Option<u64>, PlanError> {
-    match v {
-        Some(0) => Err(bad(key, "0 would make every run fail".into())),
+fn count(key: &'static str, v: Option<Count>) -> Result<Option<u64>, PlanError> {
+    match v.and_then(Count::value) {
+        Some(0) => Err(bad(
+            key,
+            "0 would make every run fail; use \"unlimited\" to lift the limit".into(),
+        )),
         v => Ok(v),
     }
 }
@@ -260,7 +263,7 @@ mod tests {
             ),
             (
                 Limits {
-                    processes: Some(0),
+                    processes: Some(Count::Limit(0)),
                     ..Default::default()
                 },
                 "limits.processes",
@@ -303,7 +306,7 @@ mod tests {
     fn rlimits_and_cgroup_wants() {
         let l = Limits {
             memory: Some("1G".into()),
-            processes: Some(64),
+            processes: Some(Count::Limit(64)),
             core: Some("0".into()),
             cpus: Some(1.5),
             wall_time: Some("1s".into()),
@@ -329,7 +332,7 @@ mod tests {
             return;
         }
         let p = build(&Limits {
-            open_files: Some(hard + 1),
+            open_files: Some(Count::Limit(hard + 1)),
             ..Default::default()
         })
         .unwrap();

@@ -14,8 +14,8 @@ pub use builtin::BUILTIN;
 pub use load::Loader;
 pub use merge::merge;
 pub use model::{
-    DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin, Process,
-    ProfileFile, Seccomp, SeccompAction, SeccompMode, Security, Sourced,
+    Count, DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin,
+    Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security, Sourced,
 };
 pub use spec::{BindSpec, destination_of};
 pub use vars::Vars;

@@ -86,6 +86,63 @@ pub struct ProfileFile {
     pub seccomp: Seccomp,
 }
 
+/// A count limit: a number, or `"unlimited"` to lift a limit an earlier layer set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Limit(u64),
+    Unlimited,
+}
+
+impl Count {
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Count::Limit(n) => Some(n),
+            Count::Unlimited => None,
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Count::Limit(n) => s.serialize_u64(*n),
+            Count::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative whole number or \"unlimited\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count::Limit(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v).map(Count::Limit).map_err(|_| {
+                    E::custom(format!(
+                        "{v} is negative; expected a count or \"unlimited\""
+                    ))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Count, E> {
+                if v == "unlimited" {
+                    Ok(Count::Unlimited)
+                } else {
+                    Err(E::custom(format!(
+                        "{v:?}: expected a count or \"unlimited\""
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Resource limits. Sizes (`512M`, `2G`; binary units) and durations (`90s`, `10m`) are
 /// strings parsed at plan time so that errors can name the key; `"unlimited"` lifts a limit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -101,9 +158,9 @@ pub struct Limits {
     pub memory: Option<String>,
     /// Processes and threads (RLIMIT_NPROC, counted per user namespace; pids.max).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processes: Option<u64>,
+    pub processes: Option<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_files: Option<u64>,
+    pub open_files: Option<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

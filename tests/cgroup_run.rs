@@ -1,0 +1,229 @@
+//! sbx itself in a delegated cgroup v2 subtree: the run gets its own cgroup, the sandbox
+//! cannot see the host's cgroup paths, a timeout reaches even a daemon outside the PID
+//! namespace, and nothing is left behind. The test (root) delegates a fresh subtree to
+//! `nobody` and starts sbx inside it through `setpriv`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{NOBODY, Workdir, is_root, note_skip};
+
+const MOUNT: &str = "/sys/fs/cgroup/unified";
+
+/// A subtree of the v2 hierarchy chowned to nobody; removed (with anything in it) on drop.
+struct Delegated(PathBuf);
+
+impl Delegated {
+    fn new(tag: &str) -> Option<Delegated> {
+        if !is_root() {
+            note_skip(
+                tag,
+                "the runner is not root, so it cannot delegate a cgroup subtree",
+            );
+            return None;
+        }
+        if !Path::new(MOUNT).join("cgroup.procs").exists() {
+            note_skip(tag, "no cgroup v2 hierarchy at /sys/fs/cgroup/unified");
+            return None;
+        }
+        let dir = Path::new(MOUNT).join(format!("sbx-run-test-{}-{tag}", std::process::id()));
+        fs::create_dir(&dir).unwrap();
+        for f in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            std::os::unix::fs::chown(dir.join(f), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        Some(Delegated(dir))
+    }
+
+    fn children(&self) -> Vec<String> {
+        fs::read_dir(&self.0)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        // Depth first: kill whatever is left, then remove every cgroup below.
+        fn clean(dir: &Path) {
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    clean(&e.path());
+                }
+            }
+            let _ = fs::write(dir.join("cgroup.kill"), "1");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        clean(&self.0);
+    }
+}
+
+/// This host's v2 hierarchy has no memory or pids controller: lift the default profile's
+/// memory and process limits so that `cgroup = "required"` asks for no controller.
+const NO_CONTROLLERS: [&str; 4] = ["--memory", "unlimited", "--limit", "processes=unlimited"];
+
+/// Runs `sbx ARGS...` as nobody from inside the delegated cgroup; returns (exit, stdout, stderr).
+fn sbx_in(cg: &Delegated, work: &Workdir, args: &[&str]) -> (i32, String, String) {
+    let home = work.subdir("home");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@""#)
+        .arg("sh")
+        .arg(&cg.0)
+        .arg(common::binary())
+        .args(NO_CONTROLLERS)
+        .args(args)
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn host_processes_with(marker: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn run_gets_its_own_cgroup_and_leaves_nothing() {
+    let Some(cg) = Delegated::new("own") else {
+        return;
+    };
+    let work = Workdir::new();
+    let report = work.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let (code, out, err) = sbx_in(
+        &cg,
+        &work,
+        &[
+            "--limit",
+            "cgroup=required",
+            "--json-status",
+            &report_arg,
+            "--",
+            "cat",
+            "/proc/self/cgroup",
+        ],
+    );
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    // The sandbox's cgroup namespace is rooted at its own cgroup: no host path shows.
+    assert!(out.lines().any(|l| l == "0::/"), "{out}");
+    assert!(!out.contains("sbx-run-test"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    let path = json["cgroup"].as_str().expect("report names the cgroup");
+    assert!(path.starts_with(&cg.0.display().to_string()), "{path}");
+    assert!(
+        !Path::new(path).exists(),
+        "the run's cgroup {path} was not removed"
+    );
+    assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
+}
+
+#[test]
+fn timeout_kills_a_daemon_outside_the_pid_namespace() {
+    let Some(cg) = Delegated::new("daemon") else {
+        return;
+    };
+    let work = Workdir::new();
+    // Without a PID namespace, killing the sandbox's first process would leave the daemon
+    // alive; the cgroup reaches it.
+    let profile = work.file(
+        "nopid.toml",
+        "extends = [\"default\"]\n[namespaces]\npid = false\n",
+    );
+    let marker = format!("{}", 700_000 + std::process::id() % 100_000);
+    let script = format!(
+        "setsid sh -c 'trap \"\" TERM; exec sleep {marker}' < /dev/null > /dev/null 2>&1 & trap '' TERM; sleep 100"
+    );
+    let start = Instant::now();
+    let (code, out, err) = sbx_in(
+        &cg,
+        &work,
+        &[
+            "--profile",
+            &profile.display().to_string(),
+            "--limit",
+            "cgroup=required",
+            "--timeout",
+            "1s",
+            "--limit",
+            "kill_grace=500ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(code, 124, "stdout {out}\nstderr {err}");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !host_processes_with(&format!("sleep {marker}")).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        host_processes_with(&format!("sleep {marker}")).is_empty(),
+        "the daemon survived the timeout"
+    );
+    assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
+}
+
+#[test]
+fn permissions_of_the_delegation_are_checked() {
+    let Some(cg) = Delegated::new("perm") else {
+        return;
+    };
+    // Take the delegation back: sbx must refuse rather than run without the cgroup.
+    fs::set_permissions(cg.0.join("cgroup.procs"), fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(cg.0.join("cgroup.procs"), Some(0), Some(0)).unwrap();
+    let work = Workdir::new();
+    let marker = work.path().join("ran");
+    let (code, _, err) = sbx_in(
+        &cg,
+        &work,
+        &[
+            "--limit",
+            "cgroup=required",
+            "--",
+            "touch",
+            &marker.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("not delegated") || err.contains("not writable"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the command ran");
+}
