@@ -3,6 +3,8 @@
 //! The scratch tmpfs sits on the host's `/tmp` of our private mount namespace only, so bind
 //! sources under `/tmp` stay reachable through `/oldroot/tmp`.
 
+use std::ffi::CStr;
+
 use super::report::{Failure, Step};
 use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use crate::plan::{Op, Plan};
@@ -72,7 +74,6 @@ fn apply(op: &Op) -> sys::SysResult {
         },
         Op::Touch { path } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, b""),
         Op::Bind { src, dst, flags } => {
-            sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
             let mut attr = MOUNT_ATTR_NOSUID;
             if !flags.devices {
                 attr |= MOUNT_ATTR_NODEV;
@@ -80,7 +81,7 @@ fn apply(op: &Op) -> sys::SysResult {
             if flags.readonly {
                 attr |= MOUNT_ATTR_RDONLY;
             }
-            sys::mount_setattr(dst, true, attr)
+            bind(src, dst, attr)
         }
         Op::Tmpfs {
             dst,
@@ -95,23 +96,57 @@ fn apply(op: &Op) -> sys::SysResult {
             if *noexec {
                 flags |= MS_NOEXEC;
             }
-            sys::mount(Some(c"tmpfs"), dst, Some(c"tmpfs"), flags, Some(data))
+            mount_on(dst, |at| {
+                sys::mount(Some(c"tmpfs"), at, Some(c"tmpfs"), flags, Some(data))
+            })
         }
-        Op::Proc { dst } => sys::mount(
-            Some(c"proc"),
-            dst,
-            Some(c"proc"),
-            MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            None,
-        ),
-        Op::Devpts { dst } => sys::mount(
-            Some(c"devpts"),
-            dst,
-            Some(c"devpts"),
-            MS_NOSUID | MS_NOEXEC,
-            Some(c"newinstance,ptmxmode=0666,mode=0620"),
-        ),
+        Op::Proc { dst } => mount_on(dst, |at| {
+            sys::mount(
+                Some(c"proc"),
+                at,
+                Some(c"proc"),
+                MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                None,
+            )
+        }),
+        Op::Devpts { dst } => mount_on(dst, |at| {
+            sys::mount(
+                Some(c"devpts"),
+                at,
+                Some(c"devpts"),
+                MS_NOSUID | MS_NOEXEC,
+                Some(c"newinstance,ptmxmode=0666,mode=0620"),
+            )
+        }),
         Op::Symlink { target, path } => sys::symlink(target, path),
         Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
     }
+}
+
+/// A recursive bind whose attributes are set on the detached copy before it is attached, so
+/// a read-only bind is never visible writable. Source and destination are opened without
+/// following symlinks: a path swapped for a symlink since the plan checked it fails (ELOOP)
+/// instead of mounting something else, or somewhere else.
+fn bind(src: &CStr, dst: &CStr, attr: u64) -> sys::SysResult {
+    let src_fd = sys::open_path_nofollow(src)?;
+    let tree = sys::open_tree_clone(src_fd);
+    sys::close(src_fd);
+    let tree = tree?;
+    let r = sys::mount_setattr_fd(tree, attr).and_then(|_| {
+        let dst_fd = sys::open_path_nofollow(dst)?;
+        let r = sys::move_mount_fds(tree, dst_fd);
+        sys::close(dst_fd);
+        r
+    });
+    sys::close(tree);
+    r
+}
+
+/// Runs a mount(2) onto `dst`, reached without following symlinks: the target is the
+/// directory opened, given to mount(2) as the working directory.
+fn mount_on(dst: &CStr, mount: impl FnOnce(&CStr) -> sys::SysResult) -> sys::SysResult {
+    let fd = sys::open_path_nofollow(dst)?;
+    let r = sys::fchdir(fd).and_then(|_| mount(c"."));
+    sys::close(fd);
+    r
 }

@@ -465,3 +465,78 @@ pub fn unshare(flags: c_int) -> SysResult {
     // SAFETY: plain syscall with flags.
     check(unsafe { libc::unshare(flags) }).map(drop)
 }
+
+/// Opens `path` as an O_PATH handle, refusing to follow any symlink on the way (openat2
+/// RESOLVE_NO_SYMLINKS): what the plan checked is what gets mounted, even if someone swaps a
+/// directory for a symlink in between.
+pub fn open_path_nofollow(path: &CStr) -> SysResult<RawFd> {
+    // SAFETY: open_how is plain data; zeroed is valid and the fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: path is NUL-terminated; how and its size are passed as openat2 expects.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    check_long(ret).map(|fd| fd as RawFd)
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// A detached recursive copy of the mount tree at `fd` (a bind mount not yet attached).
+pub fn open_tree_clone(fd: RawFd) -> SysResult<RawFd> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty path with AT_EMPTY_PATH operates on fd itself.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
+    check_long(ret).map(|fd| fd as RawFd)
+}
+
+/// Sets attributes on every mount of a detached tree, before anyone can see it.
+pub fn mount_setattr_fd(fd: RawFd, set: u64) -> SysResult {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+    // SAFETY: an empty path with AT_EMPTY_PATH; attr lives across the call with its size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// Attaches the detached tree `from` onto the directory or file open at `to`.
+pub fn move_mount_fds(from: RawFd, to: RawFd) -> SysResult {
+    // SAFETY: both paths are empty and both fds are ours, as the EMPTY_PATH flags require.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
+}
