@@ -171,6 +171,10 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
         (Some(Op::Bind { .. }), Errno::ENOENT) => {
             "the source or mount point vanished after sbx checked it"
         }
+        (Some(_), Errno::ELOOP) => {
+            "a path component became a symlink after sbx checked it; sbx does not follow \
+             symlinks when placing mounts, so it stopped"
+        }
         (Some(Op::Bind { .. }), Errno::EINVAL) => {
             "the source may be a mount that cannot be bound from this namespace"
         }
