@@ -105,13 +105,13 @@ pub struct RunArgs {
     #[arg(long = "as-pid-1")]
     pub as_pid_1: bool,
     /// Wall-clock limit (e.g. 90s, 10m): SIGTERM, then SIGKILL after the grace period; exit 124
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
     /// Memory limit (e.g. 512M, 2G): per process as RLIMIT_DATA, for the sandbox with a cgroup
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Any [limits] key, e.g. processes=64, file_size=1G, tmpfs_size=256M, cgroup=required
-    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    #[arg(long = "limit", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     pub limit: Vec<String>,
     /// Write a JSON run report to FILE when the run ends (`-` for stderr, a number for an fd)
     #[arg(long = "json-status", value_name = "FILE")]
@@ -180,6 +180,7 @@ impl RunArgs {
         if let Some(m) = &self.memory {
             p.limits.memory = Some(m.clone());
         }
+        crate::plan::limits::check(&p.limits, "the command line")?;
         match self.net {
             Some(NetArg::None) => {
                 p.network.mode = Some(NetMode::None);

@@ -138,6 +138,21 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
     }
 }
 
+/// Checks the limits of one layer (a profile file, the command line) so that an error names
+/// where the bad value was written rather than the merged result.
+pub fn check(l: &Limits, who: &str) -> Result<(), PlanError> {
+    build(l).map(drop).map_err(|e| match e {
+        PlanError::Invalid { origin, message } => PlanError::Invalid {
+            origin: Origin {
+                profile: who.to_string(),
+                ..origin
+            },
+            message,
+        },
+        e => e,
+    })
+}
+
 pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
     let memory = match &l.memory {
         Some(s) => parse_size("limits.memory", s, false)?,

@@ -47,6 +47,8 @@ pub enum ProfileError {
         key: String,
         message: String,
     },
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot determine the working directory: {source}")]
     Cwd { source: std::io::Error },
 }
