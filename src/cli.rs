@@ -67,6 +67,8 @@ pub enum NetArg {
     None,
     /// Share the host's network
     Host,
+    /// A private network namespace whose only way out is sbx's proxy (see --allow)
+    Proxy,
 }
 
 #[derive(Debug, Args)]
@@ -95,9 +97,14 @@ pub struct RunArgs {
     /// Hostname inside the sandbox (needs the UTS namespace)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Network: none (private namespace, only lo) or host (share the host's network)
+    /// Network: none (private namespace, only lo), host (share the host's), or proxy (only
+    /// the hosts allowed with --allow, through sbx's HTTP/SOCKS5 proxy)
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,
+    /// With --net proxy: a destination the proxy may connect to (HOST:PORT, *.DOMAIN:PORT,
+    /// PORT may be *); repeatable
+    #[arg(long, value_name = "HOST:PORT")]
+    pub allow: Vec<String>,
     /// Map your uid and gid to 0 inside (still no privileges on the host)
     #[arg(long)]
     pub map_root: bool,
@@ -171,6 +178,7 @@ impl RunArgs {
         if self.as_pid_1 {
             p.process.as_pid_1 = Some(true);
         }
+        p.network.allow = self.allow.clone();
         for kv in &self.limit {
             set_limit(&mut p.limits, kv)?;
         }
@@ -189,6 +197,10 @@ impl RunArgs {
             Some(NetArg::Host) => {
                 p.network.mode = Some(NetMode::Host);
                 p.namespaces.net = Some(false);
+            }
+            Some(NetArg::Proxy) => {
+                p.network.mode = Some(NetMode::Proxy);
+                p.namespaces.net = Some(true);
             }
             None => {}
         }

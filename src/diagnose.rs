@@ -126,6 +126,16 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
         Step::LandlockStatus | Step::PayloadStatus => ("reporting status".into(), ""),
+        Step::ProxyListener => (
+            match &plan.proxy {
+                Some(p) => format!(
+                    "listening for the proxy on 127.0.0.1:{} inside the sandbox",
+                    p.port
+                ),
+                None => "starting the proxy listener".into(),
+            },
+            "pick another network.proxy_port",
+        ),
         Step::CgroupNamespace => (
             "creating the cgroup namespace inside the run's cgroup".into(),
             "",

@@ -10,6 +10,7 @@ pub mod diagnose;
 pub mod error;
 pub mod plan;
 pub mod profile;
+pub mod proxy;
 pub mod sandbox;
 pub mod status;
 pub mod supervisor;

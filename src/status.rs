@@ -69,7 +69,33 @@ pub struct RunStatus {
     pub seccomp: Option<SeccompStatus>,
     pub limits: Vec<LimitStatus>,
     pub cgroup: Option<String>,
+    pub network: NetworkStatus,
     pub degradations: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkStatus {
+    /// none | host | proxy
+    pub mode: &'static str,
+    /// With proxy: the allowlist and what the proxy let through or refused.
+    pub allow: Vec<String>,
+    pub proxy: Option<crate::proxy::ProxyStats>,
+}
+
+fn network(plan: &Plan, outcome: Option<&Outcome>) -> NetworkStatus {
+    NetworkStatus {
+        mode: match (&plan.proxy, plan.namespaces.net) {
+            (Some(_), _) => "proxy",
+            (None, true) => "none",
+            (None, false) => "host",
+        },
+        allow: plan
+            .proxy
+            .as_ref()
+            .map(|p| p.entries.clone())
+            .unwrap_or_default(),
+        proxy: outcome.and_then(|o| o.proxy.clone()),
+    }
 }
 
 /// Where the report goes: `-` for stderr, digits for an inherited fd, else a file path.
@@ -215,6 +241,11 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
         seccomp: None,
         limits: Vec::new(),
         cgroup: None,
+        network: NetworkStatus {
+            mode: "none",
+            allow: Vec::new(),
+            proxy: None,
+        },
         degradations: Vec::new(),
     }
 }
@@ -263,6 +294,7 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
         }),
         limits: limits(plan, ctx.cgroup.is_some()),
         cgroup: ctx.cgroup,
+        network: network(plan, Some(outcome)),
         degradations: ctx.degradations,
     }
 }

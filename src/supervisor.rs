@@ -2,7 +2,7 @@
 //! relays signals, enforces the wall-clock limit, waits, and turns what happened into an exit
 //! code, a message and the facts for the run report.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -12,6 +12,7 @@ use crate::cgroup::{self, RunCgroup};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::profile::Enforcement;
+use crate::proxy::{Proxy, ProxyStats};
 use crate::sandbox::report::{self, Failure, Step};
 
 use crate::sandbox::{self, sys};
@@ -97,6 +98,33 @@ pub struct Outcome {
     pub cgroup: Option<(String, cgroup::Stats)>,
     /// What was asked for but could not be applied as asked.
     pub degradations: Vec<String>,
+    /// The proxy's counts, with `network.mode = "proxy"`.
+    pub proxy: Option<ProxyStats>,
+}
+
+/// Receives the listener init bound inside the sandbox and serves it. If init failed before
+/// sending it, there is nothing to serve: init's own failure report says why.
+fn start_proxy(plan: &Plan, sock: Option<RawFd>) -> Option<Proxy> {
+    let (p, sock) = (plan.proxy.as_ref()?, sock?);
+    let received = sys::recv_fd(sock);
+    sys::close(sock);
+    let fd = match received {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!("proxy: cannot receive the listener: {}", e.desc());
+            return None;
+        }
+    };
+    // SAFETY: recv_fd just received this fd; nothing else owns it.
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    match Proxy::start(listener, p.allow.clone()) {
+        Ok(proxy) => Some(proxy),
+        Err(e) => {
+            tracing::error!("proxy: cannot start: {e}");
+            None
+        }
+    }
 }
 
 /// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
@@ -116,7 +144,11 @@ fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error>
         Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
         Err(e) => {
             let note = format!("cgroup limits not applied (rlimits only): {e}");
-            tracing::warn!("{note}");
+            tracing::warn!(
+                "no usable delegated cgroup v2 subtree: {} limited by rlimits only (-v says why)",
+                wants.controllers().join(", ")
+            );
+            tracing::info!("{note}");
             Ok((None, Some(note)))
         }
     }
@@ -197,8 +229,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         let _ = sys::wait4(pid, 0);
         sys::close(spawned.report_fd);
         sys::close(spawned.lifeline_fd);
+        if let Some(fd) = spawned.proxy_fd {
+            sys::close(fd);
+        }
         return Err(e);
     }
+    let proxy = start_proxy(plan, spawned.proxy_fd);
 
     let mut clock = match plan.limits.wall_time {
         Some(limit) => Clock::Running {
@@ -273,6 +309,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         }
     };
     let wall_time = start.elapsed();
+    let proxy = proxy.map(Proxy::stop);
     let cgroup = cgroup.map(|cg| {
         let stats = cg.stats();
         let path = cg.path().display().to_string();
@@ -314,6 +351,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         wall_time,
         usage: Usage::from_rusage(&rusage),
         cgroup,
+        proxy,
         degradations: cgroup_note.into_iter().collect(),
     })
 }

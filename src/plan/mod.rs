@@ -86,6 +86,7 @@ pub struct Plan {
     pub new_session: bool,
     pub as_pid_1: bool,
     pub exec: ExecPlan,
+    pub proxy: Option<ProxyPlan>,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
@@ -110,6 +111,15 @@ impl Plan {
                         ..cli
                     },
                     "mode = \"host\" conflicts with namespaces.net = true",
+                ));
+            }
+            (Some(false), Some(NetMode::Proxy)) => {
+                return Err(PlanError::invalid(
+                    &Origin {
+                        key: "network.mode",
+                        ..cli
+                    },
+                    "mode = \"proxy\" needs namespaces.net = true",
                 ));
             }
             (Some(false), Some(NetMode::None)) => {
@@ -184,7 +194,12 @@ impl Plan {
             },
         };
 
-        let exec = ExecPlan::build(&profile.env, vars, &opts.command, &cwd)?;
+        let proxy = ProxyPlan::build(&profile.network)?;
+        let mut env = profile.env.clone();
+        if let Some(p) = &proxy {
+            env.set.extend(p.environment());
+        }
+        let exec = ExecPlan::build(&env, vars, &opts.command, &cwd)?;
         // Without a network namespace abstract unix sockets are shared with the host, and
         // without a PID namespace so are signal targets: landlock's scoping closes both.
         let shares = !namespaces.net || !namespaces.pid;
@@ -215,10 +230,75 @@ impl Plan {
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
             exec,
+            proxy,
             landlock,
             seccomp,
             limits,
             warnings,
         })
+    }
+}
+
+/// `network.mode = "proxy"`: where the proxy listens inside, and what it lets through.
+#[derive(Clone, Debug)]
+pub struct ProxyPlan {
+    pub port: u16,
+    pub allow: crate::proxy::Allowlist,
+    /// The entries as written, for messages and the report.
+    pub entries: Vec<String>,
+}
+
+impl ProxyPlan {
+    pub const DEFAULT_PORT: u16 = 3128;
+
+    fn build(n: &crate::profile::Network) -> Result<Option<ProxyPlan>, PlanError> {
+        let origin = |key| Origin {
+            profile: "the merged profile".into(),
+            key,
+        };
+        if n.mode != Some(NetMode::Proxy) {
+            if !n.allow.is_empty() {
+                return Err(PlanError::invalid(
+                    &origin("network.allow"),
+                    "an allowlist needs network.mode = \"proxy\" (--net proxy)",
+                ));
+            }
+            return Ok(None);
+        }
+        let rules = n
+            .allow
+            .iter()
+            .map(|e| crate::proxy::Rule::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| PlanError::invalid(&origin("network.allow"), m))?;
+        let port = n.proxy_port.unwrap_or(Self::DEFAULT_PORT);
+        if port == 0 {
+            return Err(PlanError::invalid(
+                &origin("network.proxy_port"),
+                "0 is not a port",
+            ));
+        }
+        Ok(Some(ProxyPlan {
+            port,
+            allow: crate::proxy::Allowlist::new(rules),
+            entries: n.allow.clone(),
+        }))
+    }
+
+    /// The variables that point clients at the proxy (both spellings, as tools differ).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let http = format!("http://127.0.0.1:{}", self.port);
+        let socks = format!("socks5h://127.0.0.1:{}", self.port);
+        let mut v = Vec::new();
+        for (k, val) in [
+            ("HTTP_PROXY", &http),
+            ("HTTPS_PROXY", &http),
+            ("ALL_PROXY", &socks),
+            ("NO_PROXY", &String::new()),
+        ] {
+            v.push((k.to_string(), val.clone()));
+            v.push((k.to_lowercase(), val.clone()));
+        }
+        v
     }
 }

@@ -29,6 +29,16 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
         },
         network: Network {
             mode: over.network.mode.or(base.network.mode),
+            allow: {
+                let mut allow = base.network.allow;
+                for a in over.network.allow {
+                    if !allow.contains(&a) {
+                        allow.push(a);
+                    }
+                }
+                allow
+            },
+            proxy_port: over.network.proxy_port.or(base.network.proxy_port),
             connect_ports: over.network.connect_ports.or(base.network.connect_ports),
             bind_ports: over.network.bind_ports.or(base.network.bind_ports),
         },

@@ -266,6 +266,8 @@ pub enum NetMode {
     None,
     /// The host's network, shared.
     Host,
+    /// A private network namespace whose only way out is sbx's proxy, to the hosts in `allow`.
+    Proxy,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -273,6 +275,12 @@ pub enum NetMode {
 pub struct Network {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<NetMode>,
+    /// With `mode = "proxy"`: `HOST:PORT` entries the proxy connects to (`*.domain`, port `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// With `mode = "proxy"`: the port of the proxy on the sandbox's 127.0.0.1 (default 3128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_port: Option<u16>,
     /// TCP ports the command may connect to (landlock, ABI >= 4); absent = any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_ports: Option<Vec<u16>>,

@@ -36,6 +36,7 @@ pub enum Step {
     Seccomp,
     Rlimit,
     CgroupNamespace,
+    ProxyListener,
     /// Not a failure: the command's raw wait status (index), sent by init as it exits.
     PayloadStatus,
     /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
@@ -44,7 +45,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in discriminant order.
-    const ALL: [Step; 28] = {
+    const ALL: [Step; 29] = {
         use Step::*;
         [
             Lifeline,
@@ -73,6 +74,7 @@ impl Step {
             Seccomp,
             Rlimit,
             CgroupNamespace,
+            ProxyListener,
             PayloadStatus,
             LandlockStatus,
         ]

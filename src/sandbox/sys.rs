@@ -540,3 +540,131 @@ pub fn move_mount_fds(from: RawFd, to: RawFd) -> SysResult {
     };
     check_long(ret).map(drop)
 }
+
+/// A connected pair of unix sockets (close-on-exec) for handing over a file descriptor.
+pub fn socketpair() -> SysResult<(RawFd, RawFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// A TCP listener on 127.0.0.1:`port` in the current network namespace.
+pub fn loopback_listener(port: u16) -> SysResult<RawFd> {
+    // SAFETY: plain socket creation.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: addr is a valid sockaddr_in and its size is passed.
+    let r = check(unsafe {
+        libc::bind(
+            fd,
+            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })
+    // SAFETY: listen on our own socket.
+    .and_then(|_| check(unsafe { libc::listen(fd, 1024) }));
+    match r {
+        Ok(_) => Ok(fd),
+        Err(e) => {
+            close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// Room for one SCM_RIGHTS control message carrying one fd.
+#[repr(C)]
+union FdCmsg {
+    buf: [u8; 24],
+    _align: libc::cmsghdr,
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS).
+pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = FdCmsg { buf: [0; 24] };
+    // SAFETY: msghdr is plain data; zeroed then filled with valid pointers that outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: taking a raw pointer to the union's buffer; CMSG_SPACE(4) = 24 fits.
+    msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // SAFETY: the control buffer is large enough for one header and one fd, as computed above.
+    unsafe {
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        (*hdr).cmsg_level = libc::SOL_SOCKET;
+        (*hdr).cmsg_type = libc::SCM_RIGHTS;
+        (*hdr).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>(), fd);
+    }
+    // SAFETY: msg points at valid buffers for the duration of the call.
+    let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Receives one fd sent with `send_fd`; None when the peer closed without sending.
+pub fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cmsg = FdCmsg { buf: [0; 24] };
+    // SAFETY: as in send_fd.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: as in send_fd.
+    msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
+    msg.msg_controllen = std::mem::size_of::<FdCmsg>();
+    loop {
+        // SAFETY: msg points at valid buffers; MSG_CMSG_CLOEXEC marks the received fd.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        break;
+    }
+    // SAFETY: the kernel filled msg_control; walking it with the CMSG macros is the documented way.
+    unsafe {
+        let hdr = libc::CMSG_FIRSTHDR(&msg);
+        if hdr.is_null()
+            || (*hdr).cmsg_level != libc::SOL_SOCKET
+            || (*hdr).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Ok(None);
+        }
+        Ok(Some(std::ptr::read_unaligned(
+            libc::CMSG_DATA(hdr).cast::<RawFd>(),
+        )))
+    }
+}

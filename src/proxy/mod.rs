@@ -1,0 +1,231 @@
+//! The egress proxy of `network.mode = "proxy"`. The sandbox has its own network namespace
+//! with only `lo`; inside it, the sandbox's init binds a listener on 127.0.0.1 and hands it to
+//! the supervisor (SCM_RIGHTS). The supervisor, outside in the host's network, accepts on it
+//! and connects out on the command's behalf only where the allowlist says so. A program that
+//! ignores the proxy variables has no route at all.
+//!
+//! One port speaks both HTTP (CONNECT and plain absolute-URI requests) and SOCKS5 (told apart by
+//! the first byte). Each connection gets its own threads, so a slow peer never blocks the
+//! supervisor's signal and timeout handling.
+
+pub mod allow;
+mod http;
+mod socks;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use allow::{Allowlist, Decision, Rule};
+
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the proxy did, for the run report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyStats {
+    pub allowed: u64,
+    pub denied: u64,
+    /// `host:port` of each denied request, in order (at most 100 kept).
+    pub denied_hosts: Vec<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    denied_hosts: Mutex<Vec<String>>,
+    /// Open sockets, shut down when the sandbox ends.
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next: AtomicU64,
+}
+
+impl Shared {
+    fn deny(&self, what: &str, why: &str) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("proxy: denied {what}: {why}");
+        let mut hosts = self.denied_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if hosts.len() < 100 {
+            hosts.push(what.to_string());
+        }
+    }
+
+    fn allow(&self, what: &str) {
+        self.allowed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("proxy: allowed {what}");
+    }
+
+    /// Registers a socket for shutdown at the end; returns its key.
+    fn track(&self, s: &TcpStream) -> Option<u64> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let clone = s.try_clone().ok()?;
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, clone);
+        Some(id)
+    }
+
+    fn untrack(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+    }
+}
+
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Serves `listener` (bound inside the sandbox's network namespace) until `stop`.
+    pub fn start(listener: OwnedFd, allow: Allowlist) -> io::Result<Proxy> {
+        let listener = TcpListener::from(listener);
+        let shared = Arc::new(Shared::default());
+        let allow = Arc::new(allow);
+        let accept = {
+            let listener = listener.try_clone()?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sbx-proxy".into())
+                .spawn(move || {
+                    for conn in listener.incoming() {
+                        let Ok(conn) = conn else { break };
+                        let shared = shared.clone();
+                        let allow = allow.clone();
+                        let _ = std::thread::Builder::new()
+                            .name("sbx-proxy-conn".into())
+                            .spawn(move || {
+                                let id = shared.track(&conn);
+                                serve(conn, &allow, &shared);
+                                shared.untrack(id);
+                            });
+                    }
+                })?
+        };
+        Ok(Proxy {
+            listener,
+            shared,
+            accept,
+        })
+    }
+
+    /// Closes the listener and every connection, and returns the counts.
+    pub fn stop(self) -> ProxyStats {
+        // shutdown(2) on a listening socket wakes a blocked accept(2) with an error.
+        // SAFETY: the fd belongs to self.listener, open for the duration of the call.
+        unsafe {
+            libc::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&self.listener),
+                libc::SHUT_RDWR,
+            )
+        };
+        let _ = self.accept.join();
+        for s in self
+            .shared
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        ProxyStats {
+            allowed: self.shared.allowed.load(Ordering::Relaxed),
+            denied: self.shared.denied.load(Ordering::Relaxed),
+            denied_hosts: self
+                .shared
+                .denied_hosts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+fn serve(client: TcpStream, allow: &Allowlist, shared: &Shared) {
+    let _ = client.set_read_timeout(Some(HEAD_TIMEOUT));
+    let mut first = [0u8; 1];
+    if client.peek(&mut first).unwrap_or(0) == 0 {
+        return;
+    }
+    let result = if first[0] == 5 {
+        socks::serve(client, allow, shared)
+    } else {
+        http::serve(client, allow, shared)
+    };
+    if let Err(e) = result {
+        tracing::debug!("proxy connection ended: {e}");
+    }
+}
+
+/// Connects to the first address that answers.
+fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Copies both ways until both sides are done; `early` is sent to the server first.
+fn splice(client: TcpStream, server: TcpStream, early: &[u8], shared: &Shared) -> io::Result<()> {
+    let _ = client.set_read_timeout(None);
+    let id = shared.track(&server);
+    let mut up_server = server.try_clone()?;
+    up_server.write_all(early)?;
+    let mut up_client = client.try_clone()?;
+    let upstream = std::thread::Builder::new()
+        .name("sbx-proxy-up".into())
+        .spawn(move || {
+            let _ = io::copy(&mut up_client, &mut up_server);
+            let _ = up_server.shutdown(Shutdown::Write);
+        })?;
+    let (mut down_server, mut down_client) = (server, client);
+    let _ = io::copy(&mut down_server, &mut down_client);
+    let _ = down_client.shutdown(Shutdown::Write);
+    let _ = upstream.join();
+    shared.untrack(id);
+    Ok(())
+}
+
+/// Reads until `\r\n\r\n`; returns (head, bytes read past it).
+fn read_head(s: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    const MAX: usize = 64 * 1024;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before the request ended",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
+        }
+    }
+}
