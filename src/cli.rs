@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::diagnose;
 use crate::error::Error;
+use crate::overlay::{self, LayerRoot};
 use crate::plan::{Plan, RunOptions};
 use crate::profile::{self, Loader, NetMode, ProfileFile, Sourced, Vars};
 use crate::sandbox::report::Step;
@@ -42,6 +43,22 @@ pub enum Sub {
     /// List, show or check profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Report what a run changed, from a directory kept with --keep-changes
+    Changes {
+        /// The kept directory
+        dir: PathBuf,
+        /// Print JSON instead of one line per path
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a kept upper layer onto the host tree it was taken from
+    Apply {
+        /// The kept directory
+        dir: PathBuf,
+        /// Only say what would be done
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +128,23 @@ pub struct RunArgs {
     /// Run the command itself as PID 1 (no sbx init; it must reap its own children)
     #[arg(long = "as-pid-1")]
     pub as_pid_1: bool,
+    /// Show host directory SRC at DST (default the same path) through a writable overlay: the
+    /// command's writes go to a private layer, reported and thrown away (see --keep-changes)
+    #[arg(long, value_name = "SRC[:DST]")]
+    pub overlay: Vec<String>,
+    /// Like --overlay, read-only (the layers merged, no writes)
+    #[arg(long = "ro-overlay", value_name = "SRC[:DST]")]
+    pub ro_overlay: Vec<String>,
+    /// Like --overlay, with writes in a tmpfs (size-limited by tmpfs_size) and never reported
+    #[arg(long = "tmp-overlay", value_name = "SRC[:DST]")]
+    pub tmp_overlay: Vec<String>,
+    /// Keep the writable overlays' upper layers in DIR (new or empty) for `sbx changes` and
+    /// `sbx apply`
+    #[arg(long = "keep-changes", value_name = "DIR")]
+    pub keep_changes: Option<PathBuf>,
+    /// Write the change report (JSON) of the writable overlays to FILE (`-` for stderr)
+    #[arg(long, value_name = "FILE")]
+    pub changes: Option<String>,
     /// Wall-clock limit (e.g. 90s, 10m): SIGTERM, then SIGKILL after the grace period; exit 124
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
@@ -179,6 +213,29 @@ impl RunArgs {
             p.process.as_pid_1 = Some(true);
         }
         p.network.allow = self.allow.clone();
+        for (list, mode) in [
+            (&self.overlay, profile::OverlayMode::Rw),
+            (&self.ro_overlay, profile::OverlayMode::Ro),
+            (&self.tmp_overlay, profile::OverlayMode::Tmp),
+        ] {
+            for entry in list {
+                let spec = profile::BindSpec::parse(entry);
+                if spec.optional {
+                    return Err(Error::Usage(format!(
+                        "{entry:?}: overlays cannot be optional"
+                    )));
+                }
+                p.filesystem.overlay.push(profile::Overlay {
+                    src: Sourced::new(absolute(spec.src), "the command line", "--overlay"),
+                    dst: (spec.dst != spec.src).then(|| spec.dst.to_string()),
+                    mode: Some(mode),
+                    lower: Vec::new(),
+                });
+            }
+        }
+        if let Some(dir) = &self.keep_changes {
+            p.filesystem.changes = Some(absolute(&dir.to_string_lossy()));
+        }
         for kv in &self.limit {
             set_limit(&mut p.limits, kv)?;
         }
@@ -302,6 +359,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     let vars = Vars::from_host()?;
     match cli.sub {
         Some(Sub::Profile(cmd)) => profile_cmd(cmd, vars),
+        Some(Sub::Changes { dir, json }) => changes_cmd(&dir, json),
+        Some(Sub::Apply { dir, dry_run }) => apply_cmd(&dir, dry_run),
         None => run(&cli.run, vars),
     }
 }
@@ -352,14 +411,28 @@ fn run_sandbox(
     }
     let profile = profile::merge(merged, overlay);
     let landlock_abi = crate::sandbox::sys::landlock_abi();
+    let writable_overlay = profile
+        .filesystem
+        .overlay
+        .iter()
+        .any(|o| o.mode.unwrap_or(profile::OverlayMode::Rw) == profile::OverlayMode::Rw);
+    let layer_root = match (&profile.filesystem.changes, writable_overlay) {
+        (_, false) => None,
+        (Some(dir), true) => Some(LayerRoot::kept(Path::new(dir))),
+        (None, true) => Some(LayerRoot::private(Path::new(&vars.tmpdir))),
+    }
+    .transpose()
+    .map_err(|e| Error::Usage(format!("overlay layers: {e}")))?;
     let plan = Plan::build(
         &profile,
         &vars,
         &RunOptions {
             command: args.command.clone(),
             landlock_abi,
+            overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
         },
     )?;
+    overlay::prepare(&plan.overlays).map_err(|e| Error::Usage(format!("overlay layers: {e}")))?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -410,6 +483,28 @@ fn run_sandbox(
         outcome.usage.user,
         outcome.usage.system
     );
+    let changes = if plan.overlays.is_empty() {
+        Vec::new()
+    } else {
+        overlay::report(&plan.overlays).unwrap_or_else(|e| {
+            tracing::error!("cannot read the overlay's changes: {e}");
+            Vec::new()
+        })
+    };
+    if let Some(dest) = &args.changes {
+        if let Err(e) = Destination::parse(dest).write_json(&changes) {
+            tracing::error!("cannot write the change report to {dest}: {e}");
+        }
+    }
+    if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
+        match overlay::write_meta(&root.path, &plan.overlays) {
+            Ok(()) => tracing::info!("kept the changes in {}", root.path.display()),
+            Err(e) => tracing::error!(
+                "cannot record the kept layers in {}: {e}",
+                root.path.display()
+            ),
+        }
+    }
     let report = status::after_run(
         &plan,
         &outcome,
@@ -420,6 +515,7 @@ fn run_sandbox(
             exit_code: code,
             reason,
             error,
+            changes,
             cgroup: outcome.cgroup.as_ref().map(|(p, _)| p.clone()),
             cgroup_peak: outcome.cgroup.as_ref().and_then(|(_, s)| s.memory_peak),
             degradations: plan
@@ -431,6 +527,59 @@ fn run_sandbox(
         },
     );
     Ok((code, report))
+}
+
+fn kind_letter(k: overlay::Kind) -> char {
+    match k {
+        overlay::Kind::Added => 'A',
+        overlay::Kind::Modified => 'M',
+        overlay::Kind::Deleted => 'D',
+    }
+}
+
+fn changes_cmd(dir: &Path, json: bool) -> Result<i32, Error> {
+    let meta = overlay::read_meta(dir).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut sets = Vec::new();
+    for o in &meta.overlays {
+        let changes = overlay::changes::collect(Path::new(&o.upper), Path::new(&o.source))
+            .map_err(|e| Error::Usage(format!("{}: {e}", o.upper)))?;
+        sets.push(overlay::ChangeSet {
+            destination: o.destination.clone(),
+            source: o.source.clone(),
+            changes,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&sets).unwrap_or_default()
+        );
+    } else {
+        for set in &sets {
+            let _ = writeln!(out, "# {} (over {})", set.destination, set.source);
+            for c in &set.changes {
+                let _ = writeln!(out, "{} {:>10}  {}", kind_letter(c.kind), c.size, c.path);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn apply_cmd(dir: &Path, dry_run: bool) -> Result<i32, Error> {
+    let meta = overlay::read_meta(dir).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    for o in &meta.overlays {
+        let actions = overlay::apply::apply(Path::new(&o.upper), Path::new(&o.source), dry_run)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let verb = if dry_run { "would apply" } else { "applied" };
+        let _ = writeln!(out, "# {verb} onto {}", o.source);
+        for a in &actions {
+            let _ = writeln!(out, "{} {}", kind_letter(a.kind), a.path);
+        }
+    }
+    Ok(0)
 }
 
 fn profile_cmd(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
@@ -490,6 +639,7 @@ fn profile_cmd(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                 &RunOptions {
                     command: vec!["true".into()],
                     landlock_abi: crate::sandbox::sys::landlock_abi(),
+                    overlay_root: Some(std::env::temp_dir()),
                 },
             )?;
             let _ = writeln!(out, "{}: ok", file.display());

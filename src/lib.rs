@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod diagnose;
 pub mod error;
+pub mod overlay;
 pub mod plan;
 pub mod profile;
 pub mod proxy;

@@ -70,6 +70,8 @@ pub struct RunStatus {
     pub limits: Vec<LimitStatus>,
     pub cgroup: Option<String>,
     pub network: NetworkStatus,
+    /// What the command changed under each writable overlay.
+    pub changes: Vec<crate::overlay::ChangeSet>,
     pub degradations: Vec<String>,
 }
 
@@ -120,7 +122,12 @@ impl Destination {
     }
 
     pub fn write(&self, status: &RunStatus) -> std::io::Result<()> {
-        let mut text = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+        self.write_json(status)
+    }
+
+    /// Writes any value as pretty JSON followed by a newline.
+    pub fn write_json<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
+        let mut text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
         text.push(b'\n');
         match self {
             Destination::Stderr => std::io::stderr().lock().write_all(&text),
@@ -241,6 +248,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
         seccomp: None,
         limits: Vec::new(),
         cgroup: None,
+        changes: Vec::new(),
         network: NetworkStatus {
             mode: "none",
             allow: Vec::new(),
@@ -259,6 +267,7 @@ pub struct Context<'a> {
     pub reason: Reason,
     pub error: Option<String>,
     pub cgroup: Option<String>,
+    pub changes: Vec<crate::overlay::ChangeSet>,
     pub cgroup_peak: Option<u64>,
     pub degradations: Vec<String>,
 }
@@ -294,6 +303,7 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
         }),
         limits: limits(plan, ctx.cgroup.is_some()),
         cgroup: ctx.cgroup,
+        changes: ctx.changes,
         network: network(plan, Some(outcome)),
         degradations: ctx.degradations,
     }

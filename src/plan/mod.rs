@@ -68,6 +68,9 @@ pub struct RunOptions {
     pub command: Vec<OsString>,
     /// The kernel's landlock ABI (`sandbox::sys::landlock_abi()`), 0 when unavailable.
     pub landlock_abi: i32,
+    /// Where writable overlays keep their upper layers (a private directory of the run, or
+    /// the --keep-changes directory).
+    pub overlay_root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,8 @@ pub struct Plan {
     pub as_pid_1: bool,
     pub exec: ExecPlan,
     pub proxy: Option<ProxyPlan>,
+    /// The writable overlays' layers, for the change report.
+    pub overlays: Vec<crate::overlay::Layers>,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
@@ -149,7 +154,12 @@ impl Plan {
         let gid_map = format!("{} {} 1\n", inside(egid), egid).into_bytes();
 
         let limits = limits::build(&profile.limits)?;
-        let mut layout = mounts::build(&profile.filesystem, namespaces.pid, limits.tmpfs_size)?;
+        let mut layout = mounts::build(
+            &profile.filesystem,
+            namespaces.pid,
+            limits.tmpfs_size,
+            opts.overlay_root.as_deref(),
+        )?;
         let mut warnings = std::mem::take(&mut layout.warnings);
         warnings.extend(limits.warnings.iter().cloned());
 
@@ -229,6 +239,7 @@ impl Plan {
             lo_up: namespaces.net,
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
+            overlays: std::mem::take(&mut layout.overlays),
             exec,
             proxy,
             landlock,

@@ -7,7 +7,8 @@ use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
 
 use super::PlanError;
-use crate::profile::{BindSpec, DevMode, Filesystem, Origin, Sourced};
+use crate::overlay::Layers;
+use crate::profile::{BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, Sourced};
 
 /// Where the host's root is while the new root is built (see `sandbox::rootfs`).
 pub const OLD_ROOT: &str = "/oldroot";
@@ -59,6 +60,12 @@ pub enum Op {
         path: CString,
         content: Vec<u8>,
     },
+    /// An overlayfs mount; `data` names its layers (and `userxattr`).
+    Overlay {
+        dst: CString,
+        data: CString,
+        readonly: bool,
+    },
 }
 
 /// What an op means to the user: the sandbox path, the host path, and who asked for it.
@@ -91,6 +98,11 @@ struct Request {
 
 #[derive(Clone, Debug)]
 enum Kind {
+    Overlay {
+        /// Host directories, highest first.
+        lowers: Vec<PathBuf>,
+        mode: OverlayMode,
+    },
     Bind {
         src: PathBuf,
         is_dir: bool,
@@ -131,6 +143,8 @@ pub struct GrantRule {
 
 pub struct Layout {
     pub ops: Vec<Op>,
+    /// The writable overlays' layers on the host.
+    pub overlays: Vec<Layers>,
     /// Landlock grants for every mount sbx makes, parents first.
     pub grants: Vec<GrantRule>,
     pub info: Vec<OpInfo>,
@@ -243,7 +257,58 @@ fn bind_requests(fs: &Filesystem, warnings: &mut Vec<String>) -> Result<Vec<Requ
             }
         }
     }
+    for o in &fs.overlay {
+        let r = overlay_request(o)?;
+        by_dst.insert(r.dst.clone(), r);
+    }
     Ok(by_dst.into_values().collect())
+}
+
+/// overlayfs separates layers with `:` and options with `,`: paths holding them (or `\`)
+/// cannot be named in its mount data.
+fn overlay_safe(p: &Path) -> bool {
+    !p.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .any(|b| matches!(b, b':' | b',' | b'\\' | b'\n'))
+}
+
+fn overlay_request(o: &Overlay) -> Result<Request, PlanError> {
+    let origin = Some(o.src.origin.clone());
+    let fail = |m: String| PlanError::invalid(&o.src.origin, m);
+    let dst = clean_absolute(o.destination(), &origin, "overlay destination")?;
+    if dst == "/" {
+        return Err(fail("an overlay cannot replace the sandbox's root".into()));
+    }
+    let mut lowers = Vec::new();
+    for src in std::iter::once(&o.src.value).chain(&o.lower) {
+        let clean = clean_absolute(src, &origin, "overlay source")?;
+        let canonical = std::fs::canonicalize(&clean).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PlanError::MissingSource {
+                origin: o.src.origin.clone(),
+                path: clean.clone(),
+            },
+            _ => fail(format!("overlay source {clean}: {e}")),
+        })?;
+        if !canonical.is_dir() {
+            return Err(fail(format!("overlay source {clean} is not a directory")));
+        }
+        if !overlay_safe(&canonical) {
+            return Err(fail(format!(
+                "overlay source {} contains `:`, `,` or `\\`, which overlayfs cannot name",
+                canonical.display()
+            )));
+        }
+        lowers.push(canonical);
+    }
+    Ok(Request {
+        dst,
+        kind: Kind::Overlay {
+            lowers,
+            mode: o.mode.unwrap_or(OverlayMode::Rw),
+        },
+        origin,
+    })
 }
 
 fn bind_request(
@@ -362,8 +427,14 @@ fn dev_requests() -> Vec<Request> {
     out
 }
 
-/// Builds the ordered op list. `tmpfs_size` caps every tmpfs sbx mounts for the command.
-pub fn build(fs: &Filesystem, pid_ns: bool, tmpfs_size: Option<u64>) -> Result<Layout, PlanError> {
+/// Builds the ordered op list. `tmpfs_size` caps every tmpfs sbx mounts for the command;
+/// writable overlays keep their layers under `overlay_root`.
+pub fn build(
+    fs: &Filesystem,
+    pid_ns: bool,
+    tmpfs_size: Option<u64>,
+    overlay_root: Option<&Path>,
+) -> Result<Layout, PlanError> {
     let mut warnings = Vec::new();
     let mut requests = bind_requests(fs, &mut warnings)?;
     let reserved = |dst: &str, origin: &Option<Origin>, owner: &str| -> Result<(), PlanError> {
@@ -462,12 +533,14 @@ pub fn build(fs: &Filesystem, pid_ns: bool, tmpfs_size: Option<u64>) -> Result<L
     }
     let mut b = Builder {
         tmpfs_size,
+        overlay_root: overlay_root.map(Path::to_path_buf),
         ..Default::default()
     };
     for r in requests {
         b.place(r)?;
     }
     Ok(Layout {
+        overlays: b.layers,
         ops: b.ops,
         grants: b.grants,
         info: b.info,
@@ -480,6 +553,9 @@ pub fn build(fs: &Filesystem, pid_ns: bool, tmpfs_size: Option<u64>) -> Result<L
 #[derive(Default)]
 struct Builder {
     tmpfs_size: Option<u64>,
+    /// Where writable overlays keep their layers on the host.
+    overlay_root: Option<PathBuf>,
+    layers: Vec<Layers>,
 
     nodes: BTreeMap<String, Node>,
     ops: Vec<Op>,
@@ -691,6 +767,7 @@ impl Builder {
                 self.grant(&r.dst, grant, true);
                 self.mounted(&r.dst, Node::OwnDir);
             }
+            Kind::Overlay { lowers, mode } => self.overlay(&r, dst, lowers, mode)?,
             Kind::Proc => {
                 self.push(Op::Proc { dst }, "proc", &r, None);
                 self.grant(&r.dst, Grant::Proc, true);
@@ -745,6 +822,148 @@ impl Builder {
         Ok(())
     }
 
+    /// An overlay: the layers' mount data, plus the scratch tmpfs or empty directory that
+    /// holds a temporary upper layer or stands in as the second lower layer.
+    fn overlay(
+        &mut self,
+        r: &Request,
+        dst: CString,
+        lowers: Vec<PathBuf>,
+        mode: OverlayMode,
+    ) -> Result<(), PlanError> {
+        let n = self.ops.len();
+        let scratch = format!("/sbx-overlay-{n}");
+        let scratch_c = CString::new(scratch.clone()).expect("no NUL");
+        let lowerdir = lowers
+            .iter()
+            .map(|l| format!("{OLD_ROOT}{}", l.display()))
+            .collect::<Vec<_>>()
+            .join(":");
+        let data = match mode {
+            OverlayMode::Rw => {
+                let Some(root) = self.overlay_root.clone() else {
+                    return Err(Self::fail(
+                        r,
+                        "a writable overlay needs a directory for its upper layer".into(),
+                    ));
+                };
+                if lowers
+                    .iter()
+                    .any(|l| root.starts_with(l) || l.starts_with(&root))
+                {
+                    return Err(Self::fail(
+                        r,
+                        format!(
+                            "the upper layer's directory {} and the overlay source nest; set TMPDIR \
+                             (or --keep-changes) outside the overlaid tree",
+                            root.display()
+                        ),
+                    ));
+                }
+                if !overlay_safe(&root) {
+                    return Err(Self::fail(
+                        r,
+                        format!(
+                            "{} contains `:`, `,` or `\\`, which overlayfs cannot name",
+                            root.display()
+                        ),
+                    ));
+                }
+                let base = root.join(self.layers.len().to_string());
+                let layers = Layers {
+                    destination: r.dst.clone(),
+                    source: lowers[0].clone(),
+                    upper: base.join("upper"),
+                    work: base.join("work"),
+                };
+                let data = format!(
+                    "lowerdir={lowerdir},upperdir={OLD_ROOT}{},workdir={OLD_ROOT}{},userxattr",
+                    layers.upper.display(),
+                    layers.work.display()
+                );
+                self.layers.push(layers);
+                data
+            }
+            OverlayMode::Tmp => {
+                self.push(
+                    Op::Mkdir {
+                        path: scratch_c.clone(),
+                        mode: 0o700,
+                    },
+                    "create directory",
+                    r,
+                    None,
+                );
+                let size = self
+                    .tmpfs_size
+                    .map(|s| format!(",size={s}"))
+                    .unwrap_or_default();
+                let tmp_data = CString::new(format!("mode=0700{size}")).expect("no NUL");
+                self.push(
+                    Op::Tmpfs {
+                        dst: scratch_c,
+                        data: tmp_data,
+                        nodev: true,
+                        noexec: false,
+                    },
+                    "overlay scratch tmpfs",
+                    r,
+                    None,
+                );
+                for sub in ["upper", "work"] {
+                    let path = CString::new(format!("{scratch}/{sub}")).expect("no NUL");
+                    self.push(Op::Mkdir { path, mode: 0o755 }, "create directory", r, None);
+                }
+                format!(
+                    "lowerdir={lowerdir},upperdir={scratch}/upper,workdir={scratch}/work,userxattr"
+                )
+            }
+            OverlayMode::Ro if lowers.len() == 1 => {
+                // overlayfs wants an upper layer or two lower ones: an empty one fills in.
+                self.push(
+                    Op::Mkdir {
+                        path: scratch_c,
+                        mode: 0o555,
+                    },
+                    "create directory",
+                    r,
+                    None,
+                );
+                format!("lowerdir={lowerdir}:{scratch},userxattr")
+            }
+            OverlayMode::Ro => format!("lowerdir={lowerdir},userxattr"),
+        };
+        let data = CString::new(data).expect("paths were checked for NUL");
+        let readonly = mode == OverlayMode::Ro;
+        let what = match mode {
+            OverlayMode::Rw => "overlay",
+            OverlayMode::Ro => "read-only overlay",
+            OverlayMode::Tmp => "temporary overlay",
+        };
+        self.push(
+            Op::Overlay {
+                dst,
+                data,
+                readonly,
+            },
+            what,
+            r,
+            Some(&lowers[0]),
+        );
+        self.grant(
+            &r.dst,
+            if readonly {
+                Grant::ReadExec
+            } else {
+                Grant::Full
+            },
+            true,
+        );
+        self.binds.push((r.dst.clone(), lowers[0].clone()));
+        self.mounted(&r.dst, Node::HostDir(lowers[0].clone()));
+        Ok(())
+    }
+
     fn grant(&mut self, path: &str, grant: Grant, is_dir: bool) {
         self.grants.push(GrantRule {
             path: path.to_string(),
@@ -790,7 +1009,7 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let l = build(&fs, true, None).unwrap();
+        let l = build(&fs, true, None, None).unwrap();
         let p = paths(&l);
         let tmpfs = p
             .iter()
@@ -822,7 +1041,7 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let e = build(&fs, true, None)
+        let e = build(&fs, true, None, None)
             .err()
             .expect("must refuse")
             .to_string();
@@ -834,7 +1053,7 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let e = build(&fs, true, None)
+        let e = build(&fs, true, None, None)
             .err()
             .expect("must refuse")
             .to_string();
@@ -847,7 +1066,7 @@ mod tests {
             ro: vec![entry("/nonexistent/sbx-x", "filesystem.ro")],
             ..Default::default()
         };
-        let e = build(&fs, true, None).err().unwrap().to_string();
+        let e = build(&fs, true, None, None).err().unwrap().to_string();
         assert!(
             e.contains("test (key filesystem.ro)") && e.contains("/nonexistent/sbx-x"),
             "{e}"
@@ -856,7 +1075,7 @@ mod tests {
             ro: vec![entry("/nonexistent/sbx-x?", "filesystem.ro")],
             ..Default::default()
         };
-        assert!(build(&fs, true, None).is_ok());
+        assert!(build(&fs, true, None, None).is_ok());
     }
 
     #[test]
@@ -866,7 +1085,7 @@ mod tests {
                 rw: vec![entry(bad, "filesystem.rw")],
                 ..Default::default()
             };
-            assert!(build(&fs, true, None).is_err(), "{bad} accepted");
+            assert!(build(&fs, true, None, None).is_err(), "{bad} accepted");
         }
     }
 
@@ -881,14 +1100,14 @@ mod tests {
             proc: Some(false),
             ..Default::default()
         };
-        let l = build(&fs, true, None).unwrap();
+        let l = build(&fs, true, None, None).unwrap();
         assert!(paths(&l).contains(&format!("bind {p}")));
         assert!(!paths(&l).contains(&format!("tmpfs {p}")));
     }
 
     #[test]
     fn minimal_dev_and_proc() {
-        let l = build(&Filesystem::default(), true, None).unwrap();
+        let l = build(&Filesystem::default(), true, None, None).unwrap();
         let p = paths(&l);
         for want in [
             "tmpfs /dev",
@@ -904,7 +1123,7 @@ mod tests {
         assert_eq!(grant(&l, "/dev"), Some(Grant::Device));
         assert_eq!(grant(&l, "/dev/shm"), Some(Grant::Full));
         assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
-        let l = build(&Filesystem::default(), false, None).unwrap();
+        let l = build(&Filesystem::default(), false, None, None).unwrap();
         assert!(paths(&l).contains(&"bind /proc".to_string()));
         assert_eq!(grant(&l, "/proc"), Some(Grant::Proc));
         let fs = Filesystem {
@@ -913,7 +1132,7 @@ mod tests {
             tmpfs: vec![entry("/tmp", "filesystem.tmpfs")],
             ..Default::default()
         };
-        let l = build(&fs, true, None).unwrap();
+        let l = build(&fs, true, None, None).unwrap();
         assert_eq!(grant(&l, "/usr"), Some(Grant::ReadExec));
         assert_eq!(grant(&l, "/var"), Some(Grant::Full));
         assert_eq!(grant(&l, "/tmp"), Some(Grant::Full));
@@ -926,7 +1145,7 @@ mod tests {
             dirs: vec![entry("/bin/x", "filesystem.dirs")],
             ..Default::default()
         };
-        let e = build(&fs, true, None).err().unwrap().to_string();
+        let e = build(&fs, true, None, None).err().unwrap().to_string();
         assert!(e.contains("/bin is a symlink"), "{e}");
     }
 }

@@ -98,8 +98,9 @@ fn merge_seccomp(base: Seccomp, over: Seccomp) -> Seccomp {
     }
 }
 
-/// A destination named by the later layer in any of `ro`, `rw` or `tmpfs` replaces every
-/// earlier mount of that destination, so `--ro-bind $PWD` overrides a profile's `rw = [$PWD]`.
+/// A destination named by the later layer in any of `ro`, `rw`, `tmpfs` or `overlay` replaces
+/// every earlier mount of that destination, so `--ro-bind $PWD` overrides a profile's
+/// `rw = [$PWD]` and `--overlay $PWD` overrides both.
 fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
     let taken: Vec<String> = over
         .ro
@@ -107,7 +108,14 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         .chain(&over.rw)
         .chain(&over.tmpfs)
         .map(|e| destination_of(&e.value).to_string())
+        .chain(over.overlay.iter().map(|o| o.destination().to_string()))
         .collect();
+    let mut overlay: Vec<_> = base
+        .overlay
+        .into_iter()
+        .filter(|o| !taken.iter().any(|t| t == o.destination()))
+        .collect();
+    overlay.extend(over.overlay);
     let keep = |list: Vec<Sourced>, add: Vec<Sourced>| -> Vec<Sourced> {
         let mut out: Vec<Sourced> = list
             .into_iter()
@@ -138,6 +146,8 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         files,
         dev: over.dev.or(base.dev),
         proc: over.proc.or(base.proc),
+        changes: over.changes.or(base.changes),
+        overlay,
     }
 }
 

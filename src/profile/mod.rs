@@ -15,7 +15,8 @@ pub use load::Loader;
 pub use merge::merge;
 pub use model::{
     Count, DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin,
-    Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security, Sourced,
+    Overlay, OverlayMode, Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security,
+    Sourced,
 };
 pub use spec::{BindSpec, destination_of};
 pub use vars::Vars;

@@ -230,6 +230,48 @@ pub struct Filesystem {
     pub dev: Option<DevMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proc: Option<bool>,
+    /// Keep the writable overlays' upper layers in this directory (like --keep-changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<String>,
+    /// Overlays (`[[filesystem.overlay]]`); kept last so that TOML output stays valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlay: Vec<Overlay>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayMode {
+    /// Writes land in a private upper layer, reported and optionally kept.
+    Rw,
+    /// The layers merged, read-only.
+    Ro,
+    /// Writes land in a tmpfs (size-limited by `tmpfs_size`) and vanish.
+    Tmp,
+}
+
+/// A host directory seen through overlayfs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The host directory (the top lower layer).
+    pub src: Sourced,
+    /// Where it appears in the sandbox (default: the same path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<OverlayMode>,
+    /// More host directories merged below `src`, highest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lower: Vec<String>,
+}
+
+impl Overlay {
+    pub fn destination(&self) -> &str {
+        self.dst
+            .as_deref()
+            .unwrap_or(&self.src.value)
+            .trim_end_matches('/')
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -360,6 +402,12 @@ impl ProfileFile {
                     key,
                 };
             }
+        }
+        for o in fs.overlay.iter_mut() {
+            o.src.origin = Origin {
+                profile: profile.to_string(),
+                key: "filesystem.overlay",
+            };
         }
     }
 }

@@ -142,6 +142,18 @@ impl Vars {
             .into_iter()
             .map(|(k, v)| Ok((self.expand(&k, profile, "filesystem.files")?, v)))
             .collect::<Result<_, ProfileError>>()?;
+        for o in fs.overlay.iter_mut() {
+            o.src.value = self.expand(&o.src.value, profile, "filesystem.overlay")?;
+            if let Some(d) = o.dst.as_mut() {
+                *d = self.expand(d, profile, "filesystem.overlay")?;
+            }
+            for l in o.lower.iter_mut() {
+                *l = self.expand(l, profile, "filesystem.overlay")?;
+            }
+        }
+        if let Some(c) = fs.changes.as_mut() {
+            *c = self.expand(c, profile, "filesystem.changes")?;
+        }
         for v in p.env.set.values_mut() {
             *v = self.expand(v, profile, "env.set")?;
         }

@@ -118,6 +118,19 @@ fn apply(op: &Op) -> sys::SysResult {
                 Some(c"newinstance,ptmxmode=0666,mode=0620"),
             )
         }),
+        Op::Overlay {
+            dst,
+            data,
+            readonly,
+        } => {
+            let mut flags = MS_NOSUID | MS_NODEV;
+            if *readonly {
+                flags |= libc::MS_RDONLY;
+            }
+            mount_on(dst, |at| {
+                sys::mount(Some(c"overlay"), at, Some(c"overlay"), flags, Some(data))
+            })
+        }
         Op::Symlink { target, path } => sys::symlink(target, path),
         Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
     }

@@ -1,0 +1,192 @@
+//! Overlays: a host directory appears writable in the sandbox while every write lands in a
+//! separate upper layer (kernel overlayfs in the user namespace, `userxattr`). The upper layer
+//! lives in a private directory of the run (removed afterwards) or in `--keep-changes DIR`;
+//! `sbx changes DIR` reports a kept layer and `sbx apply DIR` copies it onto the host.
+
+pub mod apply;
+pub mod changes;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use changes::{Change, ChangeSet, Kind};
+
+/// What a kept directory records about each overlay, next to its layers.
+pub const META_FILE: &str = "sbx-changes.json";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptOverlay {
+    /// Where it was mounted in the sandbox.
+    pub destination: String,
+    /// The host directory below it.
+    pub source: String,
+    /// The upper layer, relative to the kept directory.
+    pub upper: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub schema: u32,
+    pub overlays: Vec<KeptOverlay>,
+}
+
+/// A writable overlay of the run, as planned: where its layers are on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layers {
+    pub destination: String,
+    pub source: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// Creates the upper and work directories (private to the user).
+pub fn prepare(layers: &[Layers]) -> io::Result<()> {
+    for l in layers {
+        for d in [&l.upper, &l.work] {
+            fs::create_dir_all(d)?;
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads what changed under each overlay.
+pub fn report(layers: &[Layers]) -> io::Result<Vec<ChangeSet>> {
+    layers
+        .iter()
+        .map(|l| {
+            Ok(ChangeSet {
+                destination: l.destination.clone(),
+                source: l.source.display().to_string(),
+                changes: changes::collect(&l.upper, &l.source)?,
+            })
+        })
+        .collect()
+}
+
+/// Records the layers in a kept directory so that `sbx changes` and `sbx apply` can use them.
+pub fn write_meta(dir: &Path, layers: &[Layers]) -> io::Result<()> {
+    let meta = Meta {
+        schema: 1,
+        overlays: layers
+            .iter()
+            .map(|l| KeptOverlay {
+                destination: l.destination.clone(),
+                source: l.source.display().to_string(),
+                upper: l
+                    .upper
+                    .strip_prefix(dir)
+                    .unwrap_or(&l.upper)
+                    .display()
+                    .to_string(),
+            })
+            .collect(),
+    };
+    let text = serde_json::to_string_pretty(&meta).map_err(io::Error::other)?;
+    fs::write(dir.join(META_FILE), text + "\n")
+}
+
+/// Reads a kept directory's record; upper paths come back absolute.
+pub fn read_meta(dir: &Path) -> io::Result<Meta> {
+    let text = fs::read_to_string(dir.join(META_FILE)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: not a directory kept with --keep-changes ({e})",
+                dir.display()
+            ),
+        )
+    })?;
+    let mut meta: Meta =
+        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    for o in &mut meta.overlays {
+        let upper = Path::new(&o.upper);
+        if upper.is_absolute()
+            || upper
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: upper layer path {:?} leaves the directory",
+                    dir.display(),
+                    o.upper
+                ),
+            ));
+        }
+        o.upper = dir.join(upper).display().to_string();
+    }
+    Ok(meta)
+}
+
+/// Removes a run's private layers. overlayfs leaves its work directory mode 000, so
+/// permissions are opened up first.
+pub fn remove_private(dir: &Path) -> io::Result<()> {
+    fn open_up(p: &Path) {
+        if let Ok(entries) = fs::read_dir(p) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o700));
+                    open_up(&path);
+                }
+            }
+        }
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    open_up(dir);
+    fs::remove_dir_all(dir)
+}
+
+/// The directory holding a run's writable layers: kept for `sbx changes`/`sbx apply`, or
+/// private to the run and removed when dropped.
+pub struct LayerRoot {
+    pub path: PathBuf,
+    pub kept: bool,
+}
+
+impl LayerRoot {
+    /// A kept directory must be new or empty, so that layers of two runs never mix.
+    pub fn kept(dir: &Path) -> io::Result<LayerRoot> {
+        fs::create_dir_all(dir)?;
+        if fs::read_dir(dir)?.next().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is not empty: give --keep-changes a new directory",
+                    dir.display()
+                ),
+            ));
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        Ok(LayerRoot {
+            path: dir.canonicalize()?,
+            kept: true,
+        })
+    }
+
+    pub fn private(tmpdir: &Path) -> io::Result<LayerRoot> {
+        let dir = tempfile::Builder::new()
+            .prefix("sbx-layers-")
+            .tempdir_in(tmpdir)?;
+        Ok(LayerRoot {
+            path: dir.keep().canonicalize()?,
+            kept: false,
+        })
+    }
+}
+
+impl Drop for LayerRoot {
+    fn drop(&mut self) {
+        if !self.kept {
+            if let Err(e) = remove_private(&self.path) {
+                tracing::warn!("cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
