@@ -43,6 +43,19 @@ pub enum Sub {
     /// List, show or check profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Check what this host supports (user namespaces, landlock, seccomp, cgroups, ...)
+    Doctor {
+        /// Print JSON for machines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (generated from the command-line definition)
+    Completions {
+        /// bash, zsh or fish (also elvish, powershell)
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sbx man > /usr/local/share/man/man1/sbx.1`
+    Man,
     /// Report what a run changed, from a directory kept with --keep-changes
     Changes {
         /// The kept directory
@@ -157,6 +170,10 @@ pub struct RunArgs {
     /// Write a JSON run report to FILE when the run ends (`-` for stderr, a number for an fd)
     #[arg(long = "json-status", value_name = "FILE")]
     pub json_status: Option<String>,
+    /// Print the resolved plan (namespaces, every mount in order, environment, limits, landlock
+    /// rules, seccomp policy, network) and exit without running anything
+    #[arg(long)]
+    pub explain: bool,
     /// More output: -v shows each step, -vv debug details
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -360,6 +377,30 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.sub {
         Some(Sub::Profile(cmd)) => profile_cmd(cmd, vars),
         Some(Sub::Changes { dir, json }) => changes_cmd(&dir, json),
+        Some(Sub::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sbx", &mut std::io::stdout());
+            Ok(0)
+        }
+        Some(Sub::Man) => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::Usage(format!("cannot write the man page: {e}")))?;
+            Ok(0)
+        }
+        Some(Sub::Doctor { json }) => {
+            let report = crate::doctor::run(&crate::doctor::root_from_env());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", crate::doctor::render(&report, use_color()));
+            }
+            Ok(if report.default_profile_runs { 0 } else { 1 })
+        }
         Some(Sub::Apply { dir, dry_run }) => apply_cmd(&dir, dry_run),
         None => run(&cli.run, vars),
     }
@@ -378,7 +419,7 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         .collect();
     let dest = args.json_status.as_deref().map(Destination::parse);
     let result = run_sandbox(args, vars, &names, &command);
-    if let Some(dest) = dest {
+    if let (Some(dest), false) = (dest, args.explain) {
         let report = match &result {
             Ok((_, status)) => status.clone(),
             Err(e) => status::before_run(&command, &names, &e.to_string()),
@@ -387,7 +428,10 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
             tracing::error!("cannot write the run report to {dest:?}: {e}");
         }
     }
-    result.map(|(code, _)| code)
+    match result {
+        Err(Error::Explained) => Ok(0),
+        r => r.map(|(code, _)| code),
+    }
 }
 
 fn run_sandbox(
@@ -435,6 +479,10 @@ fn run_sandbox(
     overlay::prepare(&plan.overlays).map_err(|e| Error::Usage(format!("overlay layers: {e}")))?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
+    }
+    if args.explain {
+        print!("{}", diagnose::explain(&plan));
+        return Err(Error::Explained);
     }
     tracing::info!(
         profiles = names.join(","),
@@ -527,6 +575,12 @@ fn run_sandbox(
         },
     );
     Ok((code, report))
+}
+
+/// Colours only on a terminal, and never with NO_COLOR set.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
 fn kind_letter(k: overlay::Kind) -> char {

@@ -224,7 +224,7 @@ pub fn layers(plan: &Plan) -> String {
     )];
     match &plan.landlock {
         Some(l) => out.push(format!(
-            "landlock {:?} at ABI {} ({} path rules{}{})",
+            "landlock {} at ABI {} ({} path rules{}{})",
             l.mode,
             l.kernel_abi,
             l.rules.len(),
@@ -255,4 +255,164 @@ pub fn layers(plan: &Plan) -> String {
         out.push("new session".into());
     }
     out.join("; ")
+}
+
+fn op_line(op: &Op, info: &crate::plan::OpInfo) -> String {
+    let flags = match op {
+        Op::Bind { flags, .. } => {
+            let mut f = vec!["recursive", "nosuid"];
+            if !flags.devices {
+                f.push("nodev");
+            }
+            if flags.readonly {
+                f.push("ro");
+            }
+            f.join(",")
+        }
+        Op::Tmpfs {
+            data,
+            nodev,
+            noexec,
+            ..
+        } => {
+            let mut f = vec![data.to_string_lossy().into_owned(), "nosuid".into()];
+            if *nodev {
+                f.push("nodev".into());
+            }
+            if *noexec {
+                f.push("noexec".into());
+            }
+            f.join(",")
+        }
+        Op::Proc { .. } => "nosuid,nodev,noexec".into(),
+        Op::Devpts { .. } => "newinstance,ptmxmode=0666,mode=0620,nosuid,noexec".into(),
+        Op::Overlay { data, readonly, .. } => {
+            format!(
+                "{}{}",
+                data.to_string_lossy(),
+                if *readonly { ",ro" } else { "" }
+            )
+        }
+        Op::Symlink { target, .. } => format!("-> {}", target.to_string_lossy()),
+        Op::Mkdir { mode, .. } => format!("mode={mode:o}"),
+        Op::Touch { .. } | Op::File { .. } => String::new(),
+    };
+    let from = info
+        .host_path
+        .as_ref()
+        .map(|h| format!(" <- {h}"))
+        .unwrap_or_default();
+    format!("{} {}{} [{}]", info.what, info.sandbox_path, from, flags)
+}
+
+/// The resolved plan, for `--explain`: one section per aspect, one item per line.
+pub fn explain(plan: &Plan) -> String {
+    let mut s = String::new();
+    let ns = describe_namespaces(plan.namespaces);
+    s.push_str(&format!("namespaces: {ns}\n"));
+    s.push_str(&format!(
+        "uid map: {}\ngid map: {}\n",
+        String::from_utf8_lossy(&plan.uid_map).trim(),
+        String::from_utf8_lossy(&plan.gid_map).trim()
+    ));
+    s.push_str("mounts:\n");
+    for (i, (op, info)) in plan.ops.iter().zip(&plan.op_info).enumerate() {
+        s.push_str(&format!("  {:>3}. {}\n", i + 1, op_line(op, info)));
+    }
+    s.push_str("  then: pivot_root, the host's root detached, / made read-only\n");
+    s.push_str(&format!(
+        "hostname: {}\n",
+        plan.hostname
+            .as_ref()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "(host's)".into())
+    ));
+    s.push_str(&format!(
+        "network: {}\n",
+        match (&plan.proxy, plan.namespaces.net) {
+            (Some(p), _) => format!(
+                "proxy on 127.0.0.1:{} allowing [{}]",
+                p.port,
+                p.entries.join(", ")
+            ),
+            (None, true) => "none (private namespace, lo up)".into(),
+            (None, false) => "host (shared)".into(),
+        }
+    ));
+    s.push_str("environment:\n");
+    for e in &plan.exec.envp {
+        s.push_str(&format!("  {}\n", e.to_string_lossy()));
+    }
+    s.push_str("limits:\n");
+    for r in &plan.limits.rlimits {
+        s.push_str(&format!("  {} = {} (rlimit)\n", r.name, r.value));
+    }
+    if let Some(w) = plan.limits.wall_time {
+        s.push_str(&format!(
+            "  wall_time = {}s (kill_grace {}s)\n",
+            w.as_secs_f64(),
+            plan.limits.kill_grace.as_secs_f64()
+        ));
+    }
+    if let Some(t) = plan.limits.tmpfs_size {
+        s.push_str(&format!("  tmpfs_size = {t}\n"));
+    }
+    s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
+    match &plan.landlock {
+        Some(l) => {
+            s.push_str(&format!(
+                "landlock: {} at ABI {}{}\n",
+                l.mode,
+                l.kernel_abi,
+                if l.scoped {
+                    ", abstract sockets and signals scoped"
+                } else {
+                    ""
+                }
+            ));
+            for (path, access) in &l.rules {
+                let rights: Vec<String> = access.iter().map(|a| format!("{a:?}")).collect();
+                s.push_str(&format!(
+                    "  {} {}\n",
+                    path.to_string_lossy(),
+                    rights.join("|")
+                ));
+            }
+            if let Some(p) = &l.connect_ports {
+                s.push_str(&format!("  tcp connect ports {p:?}\n"));
+            }
+            if let Some(p) = &l.bind_ports {
+                s.push_str(&format!("  tcp bind ports {p:?}\n"));
+            }
+        }
+        None => s.push_str("landlock: off\n"),
+    }
+    match &plan.seccomp {
+        Some(sc) => s.push_str(
+            &format!(
+                "seccomp: deny list, action {:?}, {} entries: {}\n",
+                sc.action,
+                sc.denied.len(),
+                sc.denied.join(" ")
+            )
+            .to_lowercase(),
+        ),
+        None => s.push_str("seccomp: off\n"),
+    }
+    s.push_str(&format!(
+        "capabilities: all dropped; no_new_privs; new session: {}\n",
+        plan.new_session
+    ));
+    s.push_str(&format!(
+        "command: {} (cwd {}{})\n",
+        plan.exec
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        plan.exec.cwd.to_string_lossy(),
+        if plan.as_pid_1 { ", as PID 1" } else { "" }
+    ));
+    s
 }

@@ -19,6 +19,9 @@ pub enum Error {
     Supervisor { what: &'static str, errno: Errno },
     #[error("{0}")]
     Setup(String),
+    /// Not a failure: `--explain` printed the plan instead of running it.
+    #[error("explained")]
+    Explained,
     #[error("cgroup: {0}")]
     Cgroup(#[from] crate::cgroup::CgroupError),
 }

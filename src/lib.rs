@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod diagnose;
+pub mod doctor;
 pub mod error;
 pub mod overlay;
 pub mod plan;

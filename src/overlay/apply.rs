@@ -280,9 +280,7 @@ pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, Ap
             remove(&dir, name).map_err(io_err("remove", &shown))?;
         } else if e.meta.is_dir() {
             match &existing {
-                Some(m) if m.is_dir() => {
-                    clear(&dir, name).map_err(io_err("empty", &shown))?
-                }
+                Some(m) if m.is_dir() => clear(&dir, name).map_err(io_err("empty", &shown))?,
                 Some(_) => remove(&dir, name).map_err(io_err("replace", &shown))?,
                 None => {}
             }
@@ -303,12 +301,10 @@ pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, Ap
             remove(&dir, name).map_err(io_err("replace", &shown))?;
             symlinkat(target.as_path(), dir.as_fd(), name).map_err(io_err("create", &shown))?;
         } else {
-            copy_file(&e.full, &dir, name, e.meta.mode()).map_err(|source| {
-                ApplyError::Io {
-                    what: "write",
-                    path: shown.clone(),
-                    source,
-                }
+            copy_file(&e.full, &dir, name, e.meta.mode()).map_err(|source| ApplyError::Io {
+                what: "write",
+                path: shown.clone(),
+                source,
             })?;
         }
     }

@@ -342,6 +342,16 @@ pub enum Enforcement {
     Off,
 }
 
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Enforcement::Required => "required",
+            Enforcement::BestEffort => "best-effort",
+            Enforcement::Off => "off",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SeccompMode {

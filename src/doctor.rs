@@ -1,0 +1,528 @@
+//! `sbx doctor`: what this host supports, and why not. File-based checks read below a root
+//! directory (a test can point it at a fake `/proc/sys` and `/sys/fs/cgroup`); the live checks
+//! start real sandboxes and run only against the real root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::plan::{Plan, RunOptions};
+use crate::profile::{Enforcement, Loader, OverlayMode, ProfileFile, Sourced, Vars};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it (empty when nothing).
+    pub fix: String,
+}
+
+impl Check {
+    fn new(
+        name: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
+        Check {
+            name,
+            status,
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Whether the default profile can run here.
+    pub default_profile_runs: bool,
+}
+
+fn read(root: &Path, rel: &str) -> Option<String> {
+    fs::read_to_string(root.join(rel.trim_start_matches('/')))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn userns(root: &Path) -> Vec<Check> {
+    let mut out = Vec::new();
+    match read(root, "/proc/sys/user/max_user_namespaces").and_then(|v| v.parse::<u64>().ok()) {
+        Some(0) => out.push(Check::new(
+            "user namespaces (max_user_namespaces)",
+            Status::Fail,
+            "user.max_user_namespaces = 0: user namespaces are disabled",
+            "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d/ to persist)",
+        )),
+        Some(n) => out.push(Check::new(
+            "user namespaces (max_user_namespaces)",
+            Status::Ok,
+            format!("user.max_user_namespaces = {n}"),
+            "",
+        )),
+        None => out.push(Check::new(
+            "user namespaces (max_user_namespaces)",
+            Status::Fail,
+            "/proc/sys/user/max_user_namespaces is missing: the kernel lacks CONFIG_USER_NS",
+            "use a kernel built with CONFIG_USER_NS=y",
+        )),
+    }
+    if let Some(v) = read(root, "/proc/sys/kernel/unprivileged_userns_clone") {
+        let ok = v == "1";
+        out.push(Check::new(
+            "unprivileged user namespaces (Debian sysctl)",
+            if ok { Status::Ok } else { Status::Fail },
+            format!("kernel.unprivileged_userns_clone = {v}"),
+            if ok {
+                ""
+            } else {
+                "sysctl -w kernel.unprivileged_userns_clone=1"
+            },
+        ));
+    }
+    if let Some(v) = read(
+        root,
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+    ) {
+        let ok = v == "0";
+        out.push(Check::new(
+            "unprivileged user namespaces (AppArmor)",
+            if ok { Status::Ok } else { Status::Fail },
+            format!("kernel.apparmor_restrict_unprivileged_userns = {v}"),
+            if ok {
+                ""
+            } else {
+                "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give sbx an AppArmor profile with `userns,`"
+            },
+        ));
+    }
+    out
+}
+
+fn container(root: &Path) -> Check {
+    let markers: Vec<&str> = ["/.dockerenv", "/run/.containerenv"]
+        .into_iter()
+        .filter(|m| root.join(m.trim_start_matches('/')).exists())
+        .collect();
+    let cgroup = read(root, "/proc/1/cgroup").unwrap_or_default();
+    let in_cgroup = ["docker", "kubepods", "containerd", "libpod", "lxc"]
+        .iter()
+        .find(|k| cgroup.contains(*k));
+    match (markers.first(), in_cgroup) {
+        (None, None) => Check::new(
+            "running in a container",
+            Status::Ok,
+            "no container markers found",
+            "",
+        ),
+        (m, c) => Check::new(
+            "running in a container",
+            Status::Warn,
+            format!(
+                "inside a container ({}): its seccomp profile or masked /proc may block user namespaces or mounts",
+                m.map(|m| m.to_string())
+                    .or(c.map(|c| format!("{c} in /proc/1/cgroup")))
+                    .unwrap_or_default()
+            ),
+            "if the live checks below fail, run the container with a seccomp profile that allows \
+             clone/unshare of namespaces and an unmasked /proc (e.g. docker --security-opt \
+             seccomp=unconfined --security-opt systempaths=unconfined)",
+        ),
+    }
+}
+
+fn namespaces(root: &Path) -> Vec<Check> {
+    ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"]
+        .into_iter()
+        .map(|ns| {
+            let present = root.join("proc/self/ns").join(ns).exists();
+            Check::new(
+                match ns {
+                    "user" => "namespace: user",
+                    "mnt" => "namespace: mount",
+                    "pid" => "namespace: pid",
+                    "net" => "namespace: net",
+                    "ipc" => "namespace: ipc",
+                    "uts" => "namespace: uts",
+                    _ => "namespace: cgroup",
+                },
+                if present { Status::Ok } else { Status::Fail },
+                if present {
+                    format!("/proc/self/ns/{ns} present")
+                } else {
+                    format!("/proc/self/ns/{ns} missing: the kernel lacks this namespace type")
+                },
+                if present {
+                    ""
+                } else {
+                    "turn this namespace off in the profile ([namespaces])"
+                },
+            )
+        })
+        .collect()
+}
+
+fn landlock(root: &Path, abi: i32) -> Check {
+    let lsm = read(root, "/sys/kernel/security/lsm").unwrap_or_default();
+    match abi {
+        0 => Check::new(
+            "landlock",
+            Status::Fail,
+            format!(
+                "not available (LSMs: {})",
+                if lsm.is_empty() { "unknown" } else { &lsm }
+            ),
+            "boot with landlock in lsm= (Linux >= 5.13), or set [security] landlock = \"best-effort\"",
+        ),
+        a if a < 4 => Check::new(
+            "landlock",
+            Status::Warn,
+            format!("ABI {a}: no TCP port rules (ABI 4) and no socket/signal scoping (ABI 6)"),
+            "a newer kernel (6.12+) enforces all of sbx's landlock rules",
+        ),
+        a if a < 6 => Check::new(
+            "landlock",
+            Status::Warn,
+            format!("ABI {a}: no abstract-socket and signal scoping (ABI 6)"),
+            "a newer kernel (6.12+); with --net host or pid = false use landlock = \"best-effort\"",
+        ),
+        a => Check::new("landlock", Status::Ok, format!("ABI {a}"), ""),
+    }
+}
+
+fn seccomp(root: &Path) -> Check {
+    match read(root, "/proc/sys/kernel/seccomp/actions_avail") {
+        Some(a) if a.contains("errno") && a.contains("kill_process") => Check::new(
+            "seccomp",
+            Status::Ok,
+            format!("filters available (actions: {a})"),
+            "",
+        ),
+        Some(a) => Check::new(
+            "seccomp",
+            Status::Fail,
+            format!("actions available: {a}"),
+            "a kernel with CONFIG_SECCOMP_FILTER, or [security] seccomp = \"off\"",
+        ),
+        None => Check::new(
+            "seccomp",
+            Status::Fail,
+            "/proc/sys/kernel/seccomp/actions_avail missing: no seccomp filters",
+            "a kernel with CONFIG_SECCOMP_FILTER, or [security] seccomp = \"off\"",
+        ),
+    }
+}
+
+fn tiocsti(root: &Path) -> Check {
+    match read(root, "/proc/sys/dev/tty/legacy_tiocsti").as_deref() {
+        Some("1") => Check::new(
+            "TIOCSTI",
+            Status::Warn,
+            "dev.tty.legacy_tiocsti = 1: a process sharing your terminal could push keystrokes; \
+             sbx prevents it (new session, seccomp denies TIOCSTI)",
+            "sysctl -w dev.tty.legacy_tiocsti=0 protects everything else too",
+        ),
+        Some(v) => Check::new(
+            "TIOCSTI",
+            Status::Ok,
+            format!("dev.tty.legacy_tiocsti = {v}"),
+            "",
+        ),
+        None => Check::new(
+            "TIOCSTI",
+            Status::Ok,
+            "no legacy_tiocsti sysctl (kernel < 6.2)",
+            "",
+        ),
+    }
+}
+
+fn newuidmap() -> Check {
+    let found = ["/usr/bin/newuidmap", "/bin/newuidmap"]
+        .iter()
+        .find(|p| Path::new(p).exists());
+    Check::new(
+        "newuidmap",
+        Status::Ok,
+        match found {
+            Some(p) => format!("{p} present (sbx does not need it: it maps only your own ids)"),
+            None => "absent (sbx does not need it: it maps only your own ids)".into(),
+        },
+        "",
+    )
+}
+
+fn cgroup() -> Check {
+    match crate::cgroup::detect(&["memory", "pids", "cpu"]) {
+        Ok(d) => Check::new(
+            "cgroup v2 delegation",
+            Status::Ok,
+            format!("{} is delegated with memory, pids and cpu", d.own.display()),
+            "",
+        ),
+        Err(e) => Check::new(
+            "cgroup v2 delegation",
+            Status::Warn,
+            format!("{e}"),
+            "limits fall back to rlimits; for cgroup limits run under `systemd-run --user --scope -p Delegate=yes`",
+        ),
+    }
+}
+
+/// Builds and runs a sandbox that runs `/bin/true`; Err carries sbx's own message.
+fn run_probe(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
+    let vars = Vars::from_host().map_err(|e| e.to_string())?;
+    let mut profile = Loader::new(vars.clone())
+        .load("default")
+        .map_err(|e| e.to_string())?;
+    // Independent of where doctor runs: no working-directory bind, no cgroup attempt.
+    profile.filesystem.rw.clear();
+    profile.limits.cgroup = Some(Enforcement::Off);
+    edit(&mut profile);
+    let opts = RunOptions {
+        command: vec!["/bin/true".into()],
+        landlock_abi: crate::sandbox::sys::landlock_abi(),
+        overlay_root: None,
+    };
+    let plan = Plan::build(&profile, &vars, &opts).map_err(|e| e.to_string())?;
+    let outcome = crate::supervisor::run(&plan).map_err(|e| e.to_string())?;
+    match (outcome.failure, outcome.ending.code()) {
+        (Some(f), _) => Err(crate::diagnose::setup_failure(&plan, &f)),
+        (None, 0) => Ok(()),
+        (None, c) => Err(format!("/bin/true exited {c}")),
+    }
+}
+
+fn live() -> (Vec<Check>, bool) {
+    let default = run_probe(|_| {});
+    let runs = default.is_ok();
+    let mut out = vec![match default {
+        Ok(()) => Check::new(
+            "default profile (user, mount, pid, net, ipc, uts, cgroup namespaces; tmpfs, proc, landlock, seccomp)",
+            Status::Ok,
+            "a sandbox ran /bin/true",
+            "",
+        ),
+        Err(e) => Check::new(
+            "default profile (user, mount, pid, net, ipc, uts, cgroup namespaces; tmpfs, proc, landlock, seccomp)",
+            Status::Fail,
+            e,
+            "see the hint in the message and the checks above",
+        ),
+    }];
+    let overlay = run_probe(|p| {
+        p.filesystem.overlay.push(crate::profile::Overlay {
+            src: Sourced::new("/etc", "doctor", "filesystem.overlay"),
+            dst: None,
+            mode: Some(OverlayMode::Tmp),
+            lower: Vec::new(),
+        });
+    });
+    out.push(match overlay {
+        Ok(()) => Check::new(
+            "overlayfs in a user namespace",
+            Status::Ok,
+            "a temporary overlay of /etc mounted",
+            "",
+        ),
+        Err(e) => Check::new(
+            "overlayfs in a user namespace",
+            Status::Warn,
+            e,
+            "overlays (--overlay) need Linux >= 5.11 with overlayfs; other features are unaffected",
+        ),
+    });
+    (out, runs)
+}
+
+/// Runs every check. `root` is `/` except in tests; live checks run only against `/`.
+pub fn run(root: &Path) -> Report {
+    let mut checks = userns(root);
+    checks.push(container(root));
+    checks.extend(namespaces(root));
+    let real = root == Path::new("/");
+    let abi = if real {
+        crate::sandbox::sys::landlock_abi()
+    } else {
+        read(root, "/sys/kernel/security/landlock/abi")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    checks.push(landlock(root, abi));
+    checks.push(seccomp(root));
+    checks.push(tiocsti(root));
+    checks.push(newuidmap());
+    if real {
+        checks.push(cgroup());
+    }
+    let files_ok = !checks.iter().any(|c| c.status == Status::Fail);
+    let runs = if real {
+        let (live, runs) = live();
+        checks.extend(live);
+        runs
+    } else {
+        files_ok
+    };
+    Report {
+        checks,
+        default_profile_runs: runs,
+    }
+}
+
+/// Text for people: one line per check, the fix indented below it.
+pub fn render(r: &Report, color: bool) -> String {
+    let mut s = String::new();
+    for c in &r.checks {
+        let (tag, code) = match c.status {
+            Status::Ok => ("OK  ", "32"),
+            Status::Warn => ("WARN", "33"),
+            Status::Fail => ("FAIL", "31"),
+        };
+        if color {
+            s.push_str(&format!("\x1b[{code}m{tag}\x1b[0m "));
+        } else {
+            s.push_str(tag);
+            s.push(' ');
+        }
+        s.push_str(&format!("{}: {}\n", c.name, c.detail));
+        if !c.fix.is_empty() && c.status != Status::Ok {
+            s.push_str(&format!("     fix: {}\n", c.fix));
+        }
+    }
+    s.push_str(if r.default_profile_runs {
+        "\nThe default profile runs on this host.\n"
+    } else {
+        "\nThe default profile cannot run on this host: see FAIL above.\n"
+    });
+    s
+}
+
+/// The root that file checks read below: `SBX_DOCTOR_ROOT` for tests, else `/`.
+pub fn root_from_env() -> PathBuf {
+    std::env::var_os("SBX_DOCTOR_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, v) in files {
+            let path = d.path().join(p.trim_start_matches('/'));
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, v).unwrap();
+        }
+        for ns in ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"] {
+            let p = d.path().join("proc/self/ns").join(ns);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if !p.exists() {
+                fs::write(p, "").unwrap();
+            }
+        }
+        d
+    }
+
+    fn status_of(r: &Report, name: &str) -> Status {
+        r.checks
+            .iter()
+            .find(|c| c.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no check {name}"))
+            .status
+    }
+
+    #[test]
+    fn disabled_user_namespaces_fail_with_the_sysctl() {
+        let d = fake(&[
+            ("/proc/sys/user/max_user_namespaces", "0\n"),
+            (
+                "/proc/sys/kernel/seccomp/actions_avail",
+                "kill_process errno allow",
+            ),
+        ]);
+        let r = run(d.path());
+        assert_eq!(status_of(&r, "user namespaces (max"), Status::Fail);
+        assert!(!r.default_profile_runs);
+        let text = render(&r, false);
+        assert!(
+            text.contains("sysctl -w user.max_user_namespaces"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn debian_and_apparmor_switches() {
+        let d = fake(&[
+            ("/proc/sys/user/max_user_namespaces", "100"),
+            ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+            (
+                "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+                "1",
+            ),
+            (
+                "/proc/sys/kernel/seccomp/actions_avail",
+                "kill_process errno allow",
+            ),
+        ]);
+        let r = run(d.path());
+        assert_eq!(
+            status_of(&r, "unprivileged user namespaces (Debian"),
+            Status::Fail
+        );
+        assert_eq!(
+            status_of(&r, "unprivileged user namespaces (AppArmor"),
+            Status::Fail
+        );
+        assert!(render(&r, false).contains("apparmor_restrict_unprivileged_userns=0"));
+    }
+
+    #[test]
+    fn a_healthy_fake_host_passes_and_containers_warn() {
+        let d = fake(&[
+            ("/proc/sys/user/max_user_namespaces", "100"),
+            (
+                "/proc/sys/kernel/seccomp/actions_avail",
+                "kill_process errno log allow",
+            ),
+            ("/sys/kernel/security/landlock/abi", "7"),
+            ("/proc/sys/dev/tty/legacy_tiocsti", "0"),
+            ("/.dockerenv", ""),
+        ]);
+        let r = run(d.path());
+        assert!(r.default_profile_runs, "{}", render(&r, false));
+        assert_eq!(status_of(&r, "running in a container"), Status::Warn);
+        assert_eq!(status_of(&r, "landlock"), Status::Ok);
+        assert_eq!(status_of(&r, "TIOCSTI"), Status::Ok);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["checks"][0]["status"], "OK");
+    }
+
+    #[test]
+    fn missing_namespace_and_landlock_are_reported() {
+        let d = fake(&[
+            ("/proc/sys/user/max_user_namespaces", "100"),
+            (
+                "/proc/sys/kernel/seccomp/actions_avail",
+                "kill_process errno allow",
+            ),
+        ]);
+        fs::remove_file(d.path().join("proc/self/ns/cgroup")).unwrap();
+        let r = run(d.path());
+        assert_eq!(status_of(&r, "namespace: cgroup"), Status::Fail);
+        assert_eq!(status_of(&r, "landlock"), Status::Fail);
+    }
+}
