@@ -258,8 +258,9 @@ fn bind_requests(fs: &Filesystem, warnings: &mut Vec<String>) -> Result<Vec<Requ
         }
     }
     for o in &fs.overlay {
-        let r = overlay_request(o)?;
-        by_dst.insert(r.dst.clone(), r);
+        if let Some(r) = overlay_request(o)? {
+            by_dst.insert(r.dst.clone(), r);
+        }
     }
     Ok(by_dst.into_values().collect())
 }
@@ -273,15 +274,23 @@ fn overlay_safe(p: &Path) -> bool {
         .any(|b| matches!(b, b':' | b',' | b'\\' | b'\n'))
 }
 
-fn overlay_request(o: &Overlay) -> Result<Request, PlanError> {
+/// An overlay's request; None when its source is optional (`src = "…?"`) and missing.
+fn overlay_request(o: &Overlay) -> Result<Option<Request>, PlanError> {
     let origin = Some(o.src.origin.clone());
+    let (first, optional) = match o.src.value.strip_suffix('?') {
+        Some(s) => (s, true),
+        None => (o.src.value.as_str(), false),
+    };
+    if optional && std::fs::symlink_metadata(first).is_err() {
+        return Ok(None);
+    }
     let fail = |m: String| PlanError::invalid(&o.src.origin, m);
     let dst = clean_absolute(o.destination(), &origin, "overlay destination")?;
     if dst == "/" {
         return Err(fail("an overlay cannot replace the sandbox's root".into()));
     }
     let mut lowers = Vec::new();
-    for src in std::iter::once(&o.src.value).chain(&o.lower) {
+    for src in std::iter::once(first).chain(o.lower.iter().map(String::as_str)) {
         let clean = clean_absolute(src, &origin, "overlay source")?;
         let canonical = std::fs::canonicalize(&clean).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PlanError::MissingSource {
@@ -301,14 +310,14 @@ fn overlay_request(o: &Overlay) -> Result<Request, PlanError> {
         }
         lowers.push(canonical);
     }
-    Ok(Request {
+    Ok(Some(Request {
         dst,
         kind: Kind::Overlay {
             lowers,
             mode: o.mode.unwrap_or(OverlayMode::Rw),
         },
         origin,
-    })
+    }))
 }
 
 fn bind_request(

@@ -6,6 +6,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("net-on", include_str!("../../profiles/net-on.toml")),
     ("strict", include_str!("../../profiles/strict.toml")),
     ("ci", include_str!("../../profiles/ci.toml")),
+    ("cargo", include_str!("../../profiles/cargo.toml")),
+    ("python", include_str!("../../profiles/python.toml")),
+    ("node", include_str!("../../profiles/node.toml")),
+    ("make", include_str!("../../profiles/make.toml")),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {
