@@ -138,6 +138,10 @@ pub struct RunArgs {
     /// Map your uid and gid to 0 inside (still no privileges on the host)
     #[arg(long)]
     pub map_root: bool,
+    /// Give the command a pseudo-terminal of its own and relay it (for interactive shells:
+    /// job control and Ctrl-C keep working in the new session); only when stdin is a terminal
+    #[arg(long)]
+    pub pty: bool,
     /// Run the command itself as PID 1 (no sbx init; it must reap its own children)
     #[arg(long = "as-pid-1")]
     pub as_pid_1: bool,
@@ -228,6 +232,9 @@ impl RunArgs {
         }
         if self.as_pid_1 {
             p.process.as_pid_1 = Some(true);
+        }
+        if self.pty {
+            p.process.pty = Some(true);
         }
         p.network.allow = self.allow.clone();
         for (list, mode) in [

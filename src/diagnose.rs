@@ -126,6 +126,10 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
         Step::LandlockStatus | Step::PayloadStatus => ("reporting status".into(), ""),
+        Step::Pty => (
+            "opening a pseudo-terminal in the sandbox's /dev/pts".into(),
+            "the pty relay needs dev = \"minimal\"",
+        ),
         Step::ProxyListener => (
             match &plan.proxy {
                 Some(p) => format!(

@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod sandbox;
 pub mod status;
 pub mod supervisor;
+pub mod terminal;
 
 pub use error::Error;

@@ -15,7 +15,8 @@ use crate::profile::Enforcement;
 use crate::proxy::{Proxy, ProxyStats};
 use crate::sandbox::report::{self, Failure, Step};
 
-use crate::sandbox::{self, sys};
+use crate::sandbox::{self, SpawnOptions, sys};
+use crate::terminal::Pending;
 
 /// Signals sent to sbx that the command receives.
 pub const FORWARDED: [Signal; 6] = [
@@ -102,31 +103,6 @@ pub struct Outcome {
     pub proxy: Option<ProxyStats>,
 }
 
-/// Receives the listener init bound inside the sandbox and serves it. If init failed before
-/// sending it, there is nothing to serve: init's own failure report says why.
-fn start_proxy(plan: &Plan, sock: Option<RawFd>) -> Option<Proxy> {
-    let (p, sock) = (plan.proxy.as_ref()?, sock?);
-    let received = sys::recv_fd(sock);
-    sys::close(sock);
-    let fd = match received {
-        Ok(Some(fd)) => fd,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::error!("proxy: cannot receive the listener: {}", e.desc());
-            return None;
-        }
-    };
-    // SAFETY: recv_fd just received this fd; nothing else owns it.
-    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
-    match Proxy::start(listener, p.allow.clone()) {
-        Ok(proxy) => Some(proxy),
-        Err(e) => {
-            tracing::error!("proxy: cannot start: {e}");
-            None
-        }
-    }
-}
-
 /// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
 /// degrades to rlimits with one warning; required fails the run.
 fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
@@ -150,6 +126,30 @@ fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error>
             );
             tracing::info!("{note}");
             Ok((None, Some(note)))
+        }
+    }
+}
+
+/// Receives one fd that init handed over.
+fn receive(sock: RawFd) -> Option<OwnedFd> {
+    match sys::recv_fd(sock) {
+        // SAFETY: recv_fd just received this fd; nothing else owns it.
+        Ok(Some(fd)) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!("cannot receive from the sandbox: {}", e.desc());
+            None
+        }
+    }
+}
+
+/// Serves the listener init bound inside the sandbox.
+fn start_proxy(p: &crate::plan::ProxyPlan, listener: OwnedFd) -> Option<Proxy> {
+    match Proxy::start(listener, p.allow.clone()) {
+        Ok(proxy) => Some(proxy),
+        Err(e) => {
+            tracing::error!("proxy: cannot start: {e}");
+            None
         }
     }
 }
@@ -190,6 +190,9 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         mask.add(s);
     }
     mask.add(Signal::SIGCHLD);
+    if plan.pty {
+        mask.add(Signal::SIGWINCH);
+    }
     let mut old = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).map_err(
         |e| Error::Supervisor {
@@ -205,13 +208,25 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         })?;
 
     let (cgroup, cgroup_note) = run_cgroup(plan)?;
+    let terminal = if plan.pty {
+        Pending::take().map_err(|e| Error::Supervisor {
+            what: "read the terminal's settings",
+            errno: e,
+        })?
+    } else {
+        None
+    };
     let start = Instant::now();
-    let late_cgroupns = cgroup.is_some() && plan.namespaces.cgroup;
-    let spawned =
-        sandbox::spawn(plan, sfd.as_raw_fd(), late_cgroupns).map_err(|errno| Error::Spawn {
-            errno,
-            flags: plan.namespaces,
-        })?;
+    let opts = SpawnOptions {
+        signal_fd: sfd.as_raw_fd(),
+        late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
+        pty: terminal.is_some(),
+    };
+    let spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
+        errno,
+        flags: plan.namespaces,
+    })?;
+
     let pid = spawned.pid;
     tracing::debug!(pid, "sandbox started");
     let placed = match &cgroup {
@@ -229,16 +244,35 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         let _ = sys::wait4(pid, 0);
         sys::close(spawned.report_fd);
         sys::close(spawned.lifeline_fd);
-        if let Some(fd) = spawned.proxy_fd {
+        if let Some(fd) = spawned.handover_fd {
             sys::close(fd);
         }
         return Err(e);
     }
-    let proxy = start_proxy(plan, spawned.proxy_fd);
+    // init hands over, in order, the proxy's listener and the pty's master. If it failed
+    // before, there is nothing to serve: its own failure report says why.
+    let proxy = plan
+        .proxy
+        .as_ref()
+        .and_then(|p| Some((p, receive(spawned.handover_fd?)?)))
+        .and_then(|(p, fd)| start_proxy(p, fd));
+    let relay = terminal
+        .and_then(|t| Some((t, receive(spawned.handover_fd?)?)))
+        .and_then(|(t, master)| match t.attach(master) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!("terminal relay: {}", e.desc());
+                None
+            }
+        });
+    if let Some(fd) = spawned.handover_fd {
+        sys::close(fd);
+    }
 
-    let mut clock = match plan.limits.wall_time {
-        Some(limit) => Clock::Running {
-            deadline: start + limit,
+    // A limit beyond what the clock can represent is no limit.
+    let mut clock = match plan.limits.wall_time.and_then(|l| start.checked_add(l)) {
+        Some(deadline) => Clock::Running {
+            deadline,
             grace: plan.limits.kill_grace,
         },
         None => Clock::Unlimited,
@@ -262,8 +296,9 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
                     timed_out = true;
                     tracing::warn!("wall_time reached: sending SIGTERM, SIGKILL in {grace:?}");
                     let _ = sys::kill(pid, libc::SIGTERM);
+                    let now = Instant::now();
                     Clock::Terminating {
-                        kill_at: Instant::now() + grace,
+                        kill_at: now.checked_add(grace).unwrap_or(now),
                     }
                 }
                 Clock::Terminating { .. } => {
@@ -292,6 +327,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             }
         };
         let sig = info.ssi_signo as i32;
+        if sig == libc::SIGWINCH {
+            if let Some(r) = &relay {
+                r.resize();
+            }
+            continue;
+        }
         if sig != libc::SIGCHLD {
             tracing::debug!(signal = sig, "forwarding signal");
             let _ = sys::kill(pid, sig);
@@ -309,6 +350,9 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         }
     };
     let wall_time = start.elapsed();
+    if let Some(r) = relay {
+        r.finish();
+    }
     let proxy = proxy.map(Proxy::stop);
     let cgroup = cgroup.map(|cg| {
         let stats = cg.stats();

@@ -88,6 +88,8 @@ pub struct Plan {
     pub lo_up: bool,
     pub new_session: bool,
     pub as_pid_1: bool,
+    /// Relay the terminal through a pty (when sbx's stdin is a terminal).
+    pub pty: bool,
     pub exec: ExecPlan,
     pub proxy: Option<ProxyPlan>,
     /// The writable overlays' layers, for the change report.
@@ -239,6 +241,7 @@ impl Plan {
             lo_up: namespaces.net,
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
+            pty: profile.process.pty.unwrap_or(false),
             overlays: std::mem::take(&mut layout.overlays),
             exec,
             proxy,

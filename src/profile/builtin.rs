@@ -10,6 +10,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("python", include_str!("../../profiles/python.toml")),
     ("node", include_str!("../../profiles/node.toml")),
     ("make", include_str!("../../profiles/make.toml")),
+    ("shell", include_str!("../../profiles/shell.toml")),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {

@@ -26,6 +26,7 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             chdir: over.process.chdir.or(base.process.chdir),
             map_root: over.process.map_root.or(base.process.map_root),
             as_pid_1: over.process.as_pid_1.or(base.process.as_pid_1),
+            pty: over.process.pty.or(base.process.pty),
         },
         network: Network {
             mode: over.network.mode.or(base.network.mode),

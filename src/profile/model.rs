@@ -299,6 +299,10 @@ pub struct Process {
     pub map_root: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_pid_1: Option<bool>,
+    /// Relay the terminal through a pseudo-terminal of the sandbox's own, so that an
+    /// interactive shell keeps job control and Ctrl-C in its new session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

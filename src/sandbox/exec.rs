@@ -37,7 +37,13 @@ pub fn exec_exit_code(errno: i32) -> i32 {
 
 /// Prepares the payload and replaces it with the command. `parent` is the pid the payload
 /// expects as its parent, for the death-signal race check; None skips that check.
-pub fn payload(plan: &Plan, argv: &Argv, report_fd: RawFd, parent: Option<libc::pid_t>) -> ! {
+pub fn payload(
+    plan: &Plan,
+    argv: &Argv,
+    report_fd: RawFd,
+    parent: Option<libc::pid_t>,
+    pty: Option<RawFd>,
+) -> ! {
     let fail = |step: Step, e: Errno| -> ! {
         report::send(report_fd, Failure::new(step, e));
         sys::exit(125)
@@ -59,6 +65,13 @@ pub fn payload(plan: &Plan, argv: &Argv, report_fd: RawFd, parent: Option<libc::
     }
     if plan.new_session {
         if let Err(e) = sys::setsid() {
+            fail(Step::Setsid, e);
+        }
+    }
+    if let Some(slave) = pty {
+        // A new session's first terminal becomes its controlling terminal: the relay's pty,
+        // never the invoking one.
+        if let Err(e) = sys::take_terminal(slave) {
             fail(Step::Setsid, e);
         }
     }

@@ -8,10 +8,10 @@ use super::report::{self, Failure, Step};
 use super::sys;
 use crate::plan::Plan;
 
-pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, signal_fd: RawFd) -> ! {
+pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, signal_fd: RawFd, pty: Option<RawFd>) -> ! {
     let me = nix::unistd::getpid().as_raw();
     let payload = match sys::clone_fork(0) {
-        Ok(0) => exec::payload(plan, argv, report_fd, Some(me)),
+        Ok(0) => exec::payload(plan, argv, report_fd, Some(me), pty),
         Ok(pid) => pid,
         Err(e) => {
             report::send(report_fd, Failure::new(Step::ForkPayload, e));

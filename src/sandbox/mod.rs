@@ -22,8 +22,9 @@ pub struct Spawned {
     pub report_fd: RawFd,
     /// Write end of the lifeline: when the supervisor dies it closes, and the sandbox knows.
     pub lifeline_fd: RawFd,
-    /// The supervisor's end of the socket on which init hands over the proxy's listener.
-    pub proxy_fd: Option<RawFd>,
+    /// The supervisor's end of the socket on which init hands over what it opened inside for
+    /// the supervisor: the proxy's listener, then the pty's master, in that order.
+    pub handover_fd: Option<RawFd>,
 }
 
 /// What the sandbox's first process is handed: its ends of the channels to the supervisor.
@@ -32,8 +33,24 @@ struct ChildEnds {
     report: RawFd,
     lifeline: RawFd,
     signal: RawFd,
-    proxy: Option<RawFd>,
+    handover: Option<RawFd>,
     late_cgroupns: bool,
+    pty: bool,
+}
+
+/// How the supervisor wants the sandbox started.
+#[derive(Clone, Copy, Debug)]
+pub struct SpawnOptions {
+    /// The supervisor's signalfd; the clone inherits it (and the blocked mask) so that no
+    /// forwarded signal is lost during setup.
+    pub signal_fd: RawFd,
+    /// The supervisor will move the process into a cgroup after the clone; a cgroup namespace
+    /// is rooted where its creator stands, so the process creates it itself once it has been
+    /// moved (it waits for the supervisor's go byte first).
+    pub late_cgroupns: bool,
+    /// Open a pty in the sandbox's own devpts for the command's terminal, and hand its master
+    /// over for the relay.
+    pub pty: bool,
 }
 
 fn close_all(fds: &[RawFd]) {
@@ -42,13 +59,8 @@ fn close_all(fds: &[RawFd]) {
     }
 }
 
-/// Clones the sandbox's first process. `signal_fd` is the supervisor's signalfd; the clone
-/// inherits it (and the blocked mask) so that no forwarded signal is lost during setup.
-///
-/// `late_cgroupns`: the supervisor will move the process into a cgroup after the clone; a
-/// cgroup namespace is rooted where its creator stands, so the process creates it itself once
-/// it has been moved (it waits for the supervisor's go byte first).
-pub fn spawn(plan: &Plan, signal_fd: RawFd, late_cgroupns: bool) -> Result<Spawned, sys::Errno> {
+/// Clones the sandbox's first process.
+pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     let argv = Argv::new(plan);
     let mut opened: Vec<RawFd> = Vec::with_capacity(6);
     let mut open = |r: sys::SysResult<(RawFd, RawFd)>| {
@@ -60,13 +72,13 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd, late_cgroupns: bool) -> Result<Spawn
     let channels = (|| {
         let report = open(sys::pipe())?;
         let life = open(sys::pipe())?;
-        let proxy = match plan.proxy {
-            Some(_) => Some(open(sys::socketpair())?),
-            None => None,
+        let handover = match plan.proxy.is_some() || opts.pty {
+            true => Some(open(sys::socketpair())?),
+            false => None,
         };
-        Ok((report, life, proxy))
+        Ok((report, life, handover))
     })();
-    let ((report_r, report_w), (life_r, life_w), proxy) = match channels {
+    let ((report_r, report_w), (life_r, life_w), handover) = match channels {
         Ok(c) => c,
         Err(e) => {
             close_all(&opened);
@@ -74,34 +86,35 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd, late_cgroupns: bool) -> Result<Spawn
         }
     };
     let mut flags = plan.namespaces.clone_flags();
-    if late_cgroupns {
+    if opts.late_cgroupns {
         flags &= !libc::CLONE_NEWCGROUP;
     }
     match sys::clone_fork(flags) {
         Ok(0) => {
             close_all(&[report_r, life_w]);
-            if let Some((ours, _)) = proxy {
+            if let Some((ours, _)) = handover {
                 sys::close(ours);
             }
             let ends = ChildEnds {
                 report: report_w,
                 lifeline: life_r,
-                signal: signal_fd,
-                proxy: proxy.map(|(_, theirs)| theirs),
-                late_cgroupns,
+                signal: opts.signal_fd,
+                handover: handover.map(|(_, theirs)| theirs),
+                late_cgroupns: opts.late_cgroupns,
+                pty: opts.pty,
             };
             child(plan, &argv, ends)
         }
         Ok(pid) => {
             close_all(&[report_w, life_r]);
-            if let Some((_, theirs)) = proxy {
+            if let Some((_, theirs)) = handover {
                 sys::close(theirs);
             }
             Ok(Spawned {
                 pid,
                 report_fd: report_r,
                 lifeline_fd: life_w,
-                proxy_fd: proxy.map(|(ours, _)| ours),
+                handover_fd: handover.map(|(ours, _)| ours),
             })
         }
         Err(e) => {
@@ -113,21 +126,26 @@ pub fn spawn(plan: &Plan, signal_fd: RawFd, late_cgroupns: bool) -> Result<Spawn
 
 /// The sandbox's first process. Never returns; never allocates.
 fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
-    let steps = setup(plan, ends)
-        .and_then(|_| confine::process(plan, ends.report))
-        .and_then(|_| apply_rlimits(plan));
-    if let Err(f) = steps {
-        report::send(ends.report, f);
-        sys::exit(125);
-    }
+    let steps = setup(plan, ends).and_then(|pty| {
+        confine::process(plan, ends.report)?;
+        apply_rlimits(plan)?;
+        Ok(pty)
+    });
+    let pty = match steps {
+        Ok(pty) => pty,
+        Err(f) => {
+            report::send(ends.report, f);
+            sys::exit(125);
+        }
+    };
     sys::close(ends.lifeline);
-    if let Some(p) = ends.proxy {
-        sys::close(p);
+    if let Some(h) = ends.handover {
+        sys::close(h);
     }
     if plan.as_pid_1 {
-        exec::payload(plan, argv, ends.report, None)
+        exec::payload(plan, argv, ends.report, None, pty)
     }
-    init::run(plan, argv, ends.report, ends.signal)
+    init::run(plan, argv, ends.report, ends.signal, pty)
 }
 
 /// rlimits go on last, after every setup step that might need more than the command gets;
@@ -139,7 +157,8 @@ fn apply_rlimits(plan: &Plan) -> Result<(), Failure> {
     Ok(())
 }
 
-fn setup(plan: &Plan, ends: ChildEnds) -> Result<(), Failure> {
+/// Everything up to the privilege drop; returns the command's pty slave, if it gets one.
+fn setup(plan: &Plan, ends: ChildEnds) -> Result<Option<RawFd>, Failure> {
     let lifeline = ends.lifeline;
     // Die with the supervisor. The supervisor sends one byte when the process may go on (after
     // placing it in a cgroup); end of file means it died. A death between clone and prctl is
@@ -162,7 +181,7 @@ fn setup(plan: &Plan, ends: ChildEnds) -> Result<(), Failure> {
     if plan.lo_up {
         sys::loopback_up().map_err(|e| Failure::new(Step::Loopback, e))?;
     }
-    if let (Some(proxy), Some(sock)) = (&plan.proxy, ends.proxy) {
+    if let (Some(proxy), Some(sock)) = (&plan.proxy, ends.handover) {
         // The listener lives in the sandbox's network namespace; the supervisor serves it from
         // outside, where the allowed hosts can be reached.
         let listener =
@@ -171,10 +190,20 @@ fn setup(plan: &Plan, ends: ChildEnds) -> Result<(), Failure> {
         sys::close(listener);
         sent.map_err(|e| Failure::new(Step::ProxyListener, e))?;
     }
+    let mut slave = None;
+    if let (true, Some(sock)) = (ends.pty, ends.handover) {
+        // The pty comes from the sandbox's own devpts, so its name resolves inside (ttyname,
+        // `tty`); the supervisor relays through the master.
+        let (master, s) = sys::open_pty().map_err(|e| Failure::new(Step::Pty, e))?;
+        let sent = sys::send_fd(sock, master);
+        sys::close(master);
+        sent.map_err(|e| Failure::new(Step::Pty, e))?;
+        slave = Some(s);
+    }
     if !plan.as_pid_1 {
         // Init stays inside with the payload: it must not be a target for ptrace or
         // /proc/1/mem writes.
         sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(|e| Failure::new(Step::DropPrivileges, e))?;
     }
-    Ok(())
+    Ok(slave)
 }

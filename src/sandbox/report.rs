@@ -37,6 +37,7 @@ pub enum Step {
     Rlimit,
     CgroupNamespace,
     ProxyListener,
+    Pty,
     /// Not a failure: the command's raw wait status (index), sent by init as it exits.
     PayloadStatus,
     /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
@@ -45,7 +46,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in discriminant order.
-    const ALL: [Step; 29] = {
+    const ALL: [Step; 30] = {
         use Step::*;
         [
             Lifeline,
@@ -75,6 +76,7 @@ impl Step {
             Rlimit,
             CgroupNamespace,
             ProxyListener,
+            Pty,
             PayloadStatus,
             LandlockStatus,
         ]

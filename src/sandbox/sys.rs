@@ -668,3 +668,40 @@ pub fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
         )))
     }
 }
+
+/// Makes `fd` (a terminal) the controlling terminal and stdin, stdout and stderr.
+pub fn take_terminal(fd: RawFd) -> SysResult {
+    // SAFETY: plain ioctl on our fd; the argument 0 refuses to steal another session's terminal.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) })?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        check(unsafe { libc::dup2(fd, target) })?;
+    }
+    if fd > 2 {
+        close(fd);
+    }
+    Ok(())
+}
+
+/// Opens a new pty from `/dev/ptmx` of the current root: (master, slave), both close-on-exec.
+pub fn open_pty() -> SysResult<(RawFd, RawFd)> {
+    let master = open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)?;
+    let unlock: c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER opens the slave of this master.
+    let slave = unsafe {
+        check(libc::ioctl(master, libc::TIOCSPTLCK, &unlock)).and_then(|_| {
+            check(libc::ioctl(
+                master,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ))
+        })
+    };
+    match slave {
+        Ok(s) => Ok((master, s)),
+        Err(e) => {
+            close(master);
+            Err(e)
+        }
+    }
+}

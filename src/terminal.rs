@@ -1,0 +1,152 @@
+//! The terminal relay for interactive sandboxes (`process.pty`). The command runs in a new
+//! session, so it cannot reach the invoking terminal; to keep job control and Ctrl-C it gets a
+//! pseudo-terminal of its own as controlling terminal, and the supervisor relays bytes between
+//! the real terminal (in raw mode, so Ctrl-C travels as a byte to the sandbox's foreground
+//! group instead of signalling sbx) and the pty's master side.
+
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::thread::JoinHandle;
+
+use nix::pty::Winsize;
+use nix::sys::termios::{self, SetArg, Termios};
+
+nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
+
+/// The invoking terminal's state, taken before the sandbox starts.
+pub struct Pending {
+    saved: Termios,
+    size: Winsize,
+}
+
+/// The relay while the sandbox runs; dropping it restores the terminal.
+pub struct Relay {
+    saved: Termios,
+    master: RawFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pending {
+    /// Takes the terminal's settings when stdin is one; None otherwise (nothing to relay).
+    pub fn take() -> nix::Result<Option<Pending>> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Ok(None);
+        }
+        let mut size = Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ fills a Winsize for the terminal on fd 0.
+        let _ = unsafe { get_winsize(0, &mut size) };
+        let saved = termios::tcgetattr(stdin.as_fd())?;
+        Ok(Some(Pending { saved, size }))
+    }
+
+    /// Gives the sandbox's pty the terminal's settings and size, puts the terminal in raw
+    /// mode, and starts relaying.
+    pub fn attach(self, master: OwnedFd) -> nix::Result<Relay> {
+        termios::tcsetattr(master.as_fd(), SetArg::TCSANOW, &self.saved)?;
+        // SAFETY: TIOCSWINSZ reads a Winsize; master is open.
+        let _ = unsafe { set_winsize(master.as_raw_fd(), &self.size) };
+        let mut raw = self.saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &raw)?;
+        let master_fd = master.as_raw_fd();
+        let thread = std::thread::Builder::new()
+            .name("sbx-pty".into())
+            .spawn(move || copy_loop(master))
+            .ok();
+        Ok(Relay {
+            saved: self.saved,
+            master: master_fd,
+            thread,
+        })
+    }
+}
+
+impl Relay {
+    /// Passes the real terminal's size on (after SIGWINCH).
+    pub fn resize(&self) {
+        let mut size = Winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: both ioctls take a Winsize; the master fd stays open while the relay runs.
+        unsafe {
+            if get_winsize(0, &mut size).is_ok() {
+                let _ = set_winsize(self.master, &size);
+            }
+        }
+    }
+
+    /// Waits for the relay to drain what the command wrote, then restores the terminal.
+    pub fn finish(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies stdin → master and master → stdout until the pty's last slave closes (EIO).
+fn copy_loop(master: OwnedFd) {
+    let m = master.as_raw_fd();
+    let mut buf = [0u8; 8192];
+    let mut stdin_open = true;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: m,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+                continue;
+            }
+            return;
+        }
+        if fds[0].revents != 0 {
+            match nix::unistd::read(&master, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if write_all(1, &buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if fds[1].revents != 0 {
+            match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    if write_all(m, &buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_all(fd: RawFd, buf: &[u8]) -> Result<(), crate::sandbox::sys::Errno> {
+    crate::sandbox::sys::write_all(fd, buf)
+}
