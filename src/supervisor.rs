@@ -18,15 +18,14 @@ use crate::sandbox::report::{self, Failure, Step};
 use crate::sandbox::{self, SpawnOptions, sys};
 use crate::terminal::Pending;
 
-/// Signals sent to sbx that the command receives.
-pub const FORWARDED: [Signal; 6] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+/// How the supervisor treats the calling process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Supervision {
+    /// Relay SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 sent to this process to the command
+    /// (the CLI does; a library caller usually does not). They are blocked on the calling
+    /// thread only while the sandbox runs.
+    pub forward_signals: bool,
+}
 
 /// How the sandbox's first process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,14 +183,27 @@ impl Clock {
     }
 }
 
+/// Runs the plan with the CLI's supervision (signals forwarded).
 pub fn run(plan: &Plan) -> Result<Outcome, Error> {
+    run_with(
+        plan,
+        Supervision {
+            forward_signals: true,
+        },
+    )
+}
+
+/// Runs the plan. The sandbox's end is watched through a pidfd, not SIGCHLD, so this works
+/// from any thread of a multi-threaded program.
+pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    if plan.pty {
-        mask.add(Signal::SIGWINCH);
+    if how.forward_signals {
+        for s in crate::sandbox::FORWARDED_SIGNALS {
+            mask.add(Signal::try_from(s).expect("a valid signal"));
+        }
+        if plan.pty {
+            mask.add(Signal::SIGWINCH);
+        }
     }
     let mut old = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).map_err(
@@ -218,7 +230,6 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     };
     let start = Instant::now();
     let opts = SpawnOptions {
-        signal_fd: sfd.as_raw_fd(),
         late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
         pty: terminal.is_some(),
     };
@@ -278,8 +289,26 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         None => Clock::Unlimited,
     };
     let mut timed_out = false;
+    // The sandbox's first process is our child and not yet waited for: its pid cannot have
+    // been reused, so the pidfd names it.
+    let pidfd = match sys::pidfd_open(pid) {
+        // SAFETY: a fresh fd from pidfd_open, owned here.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(e) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait4(pid, 0);
+            return Err(Error::Supervisor {
+                what: "watch the sandbox (pidfd_open, Linux 5.3)",
+                errno: e,
+            });
+        }
+    };
     let (status, rusage) = loop {
-        let ready = match sys::poll_readable(sfd.as_raw_fd(), clock.timeout_ms(Instant::now())) {
+        let ready = match sys::poll_two(
+            pidfd.as_raw_fd(),
+            sfd.as_raw_fd(),
+            clock.timeout_ms(Instant::now()),
+        ) {
             Ok(r) => r,
             Err(sys::Errno::EINTR) => continue,
             Err(e) => {
@@ -290,7 +319,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
                 });
             }
         };
-        if !ready {
+        if ready == (false, false) {
             clock = match clock {
                 Clock::Running { grace, .. } => {
                     timed_out = true;
@@ -315,6 +344,18 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             };
             continue;
         }
+        if ready.0 {
+            match sys::wait4(pid, libc::WNOHANG) {
+                Ok(Some(done)) => break done,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(Error::Supervisor {
+                        what: "wait for the sandbox",
+                        errno: e,
+                    });
+                }
+            }
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
@@ -333,21 +374,8 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             }
             continue;
         }
-        if sig != libc::SIGCHLD {
-            tracing::debug!(signal = sig, "forwarding signal");
-            let _ = sys::kill(pid, sig);
-            continue;
-        }
-        match sys::wait4(pid, libc::WNOHANG) {
-            Ok(Some(done)) => break done,
-            Ok(None) => continue,
-            Err(e) => {
-                return Err(Error::Supervisor {
-                    what: "wait for the sandbox",
-                    errno: e,
-                });
-            }
-        }
+        tracing::debug!(signal = sig, "forwarding signal");
+        let _ = sys::kill(pid, sig);
     };
     let wall_time = start.elapsed();
     if let Some(r) = relay {

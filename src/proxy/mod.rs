@@ -44,6 +44,7 @@ struct Shared {
     /// Open sockets, shut down when the sandbox ends.
     open: Mutex<HashMap<u64, TcpStream>>,
     next: AtomicU64,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -101,7 +102,17 @@ impl Proxy {
                 .name("sbx-proxy".into())
                 .spawn(move || {
                     for conn in listener.incoming() {
-                        let Ok(conn) = conn else { break };
+                        let conn = match conn {
+                            Ok(c) => c,
+                            Err(_) if shared.stopping.load(Ordering::Relaxed) => break,
+                            // Out of descriptors or memory for a moment: the connection waits
+                            // in the backlog; try again shortly rather than give up.
+                            Err(e) => {
+                                tracing::debug!("proxy: accept: {e}");
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                        };
                         let shared = shared.clone();
                         let allow = allow.clone();
                         let _ = std::thread::Builder::new()
@@ -123,6 +134,7 @@ impl Proxy {
 
     /// Closes the listener and every connection, and returns the counts.
     pub fn stop(self) -> ProxyStats {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         // shutdown(2) on a listening socket wakes a blocked accept(2) with an error.
         // SAFETY: the fd belongs to self.listener, open for the duration of the call.
         unsafe {

@@ -8,8 +8,17 @@ use super::report::{self, Failure, Step};
 use super::sys;
 use crate::plan::Plan;
 
-pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, signal_fd: RawFd, pty: Option<RawFd>) -> ! {
+pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, pty: Option<RawFd>) -> ! {
     let me = nix::unistd::getpid().as_raw();
+    // The signals init waits for are blocked since the process started (see
+    // `sandbox::block_signals`); a signalfd of its own receives them.
+    let signal_fd = match sys::signalfd(&super::init_signals()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            report::send(report_fd, Failure::new(Step::Signals, e));
+            sys::exit(125)
+        }
+    };
     let payload = match sys::clone_fork(0) {
         Ok(0) => exec::payload(plan, argv, report_fd, Some(me), pty),
         Ok(pid) => pid,

@@ -32,7 +32,6 @@ pub struct Spawned {
 struct ChildEnds {
     report: RawFd,
     lifeline: RawFd,
-    signal: RawFd,
     handover: Option<RawFd>,
     late_cgroupns: bool,
     pty: bool,
@@ -41,9 +40,6 @@ struct ChildEnds {
 /// How the supervisor wants the sandbox started.
 #[derive(Clone, Copy, Debug)]
 pub struct SpawnOptions {
-    /// The supervisor's signalfd; the clone inherits it (and the blocked mask) so that no
-    /// forwarded signal is lost during setup.
-    pub signal_fd: RawFd,
     /// The supervisor will move the process into a cgroup after the clone; a cgroup namespace
     /// is rooted where its creator stands, so the process creates it itself once it has been
     /// moved (it waits for the supervisor's go byte first).
@@ -98,7 +94,6 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             let ends = ChildEnds {
                 report: report_w,
                 lifeline: life_r,
-                signal: opts.signal_fd,
                 handover: handover.map(|(_, theirs)| theirs),
                 late_cgroupns: opts.late_cgroupns,
                 pty: opts.pty,
@@ -124,8 +119,34 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     }
 }
 
+/// Signals sent to sbx that the command receives.
+pub const FORWARDED_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// What init waits for: the forwarded signals and its children's deaths.
+fn init_signals() -> libc::sigset_t {
+    let mut set = sys::empty_sigset();
+    for s in FORWARDED_SIGNALS.iter().chain(&[libc::SIGCHLD]) {
+        // SAFETY: set is initialised and s a valid signal number.
+        unsafe { libc::sigaddset(&mut set, *s) };
+    }
+    set
+}
+
 /// The sandbox's first process. Never returns; never allocates.
 fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
+    // A PID namespace's init drops signals it neither handles nor blocks: block what init
+    // will forward before anything else, so a signal sent during setup waits for it.
+    if let Err(e) = sys::block_signals(&init_signals()) {
+        report::send(ends.report, Failure::new(Step::Signals, e));
+        sys::exit(125);
+    }
     let steps = setup(plan, ends).and_then(|pty| {
         confine::process(plan, ends.report)?;
         apply_rlimits(plan)?;
@@ -145,7 +166,7 @@ fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     if plan.as_pid_1 {
         exec::payload(plan, argv, ends.report, None, pty)
     }
-    init::run(plan, argv, ends.report, ends.signal, pty)
+    init::run(plan, argv, ends.report, pty)
 }
 
 /// rlimits go on last, after every setup step that might need more than the command gets;

@@ -449,18 +449,6 @@ pub fn wait4(pid: libc::pid_t, flags: c_int) -> SysResult<Option<(c_int, libc::r
     }
 }
 
-/// Waits up to `timeout_ms` (-1: forever) for `fd` to be readable; false on timeout.
-pub fn poll_readable(fd: RawFd, timeout_ms: c_int) -> SysResult<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = check(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
-    Ok(n > 0)
-}
-
 pub fn unshare(flags: c_int) -> SysResult {
     // SAFETY: plain syscall with flags.
     check(unsafe { libc::unshare(flags) }).map(drop)
@@ -704,4 +692,41 @@ pub fn open_pty() -> SysResult<(RawFd, RawFd)> {
             Err(e)
         }
     }
+}
+
+/// Adds `set` to the blocked signals.
+pub fn block_signals(set: &libc::sigset_t) -> SysResult {
+    // SAFETY: set points to an initialised sigset_t.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) }).map(drop)
+}
+
+/// A signalfd (close-on-exec) for the signals in `set`, which must be blocked.
+pub fn signalfd(set: &libc::sigset_t) -> SysResult<RawFd> {
+    // SAFETY: set points to an initialised sigset_t; -1 asks for a new fd.
+    check(unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC) })
+}
+
+/// A pidfd for a child: readable once it has exited (Linux 5.3).
+pub fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
+    // SAFETY: plain syscall with a pid and no flags.
+    check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for either fd to be readable: (first, second).
+pub fn poll_two(a: RawFd, b: RawFd, timeout_ms: c_int) -> SysResult<(bool, bool)> {
+    let mut p = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds.
+    check(unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) })?;
+    Ok((p[0].revents != 0, p[1].revents != 0))
 }
