@@ -467,7 +467,7 @@ fn run_sandbox(
         .overlay
         .iter()
         .any(|o| o.mode.unwrap_or(profile::OverlayMode::Rw) == profile::OverlayMode::Rw);
-    let layer_root = match (&profile.filesystem.changes, writable_overlay) {
+    let mut layer_root = match (&profile.filesystem.changes, writable_overlay) {
         (_, false) => None,
         (Some(dir), true) => Some(LayerRoot::kept(Path::new(dir))),
         (None, true) => Some(LayerRoot::private(Path::new(&vars.tmpdir))),
@@ -504,6 +504,9 @@ fn run_sandbox(
         }
     }
     let outcome = supervisor::run(&plan)?;
+    if let Some(root) = layer_root.as_mut() {
+        root.mark_used();
+    }
     if let Some(status) = outcome.landlock {
         tracing::info!("landlock enforcement: {status:?}");
     }

@@ -4,9 +4,9 @@
 //! opened beneath the tree's root without following symlinks, so a symlink in the host tree
 //! cannot redirect a write elsewhere either.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -47,25 +47,61 @@ fn io_err<'a>(what: &'static str, path: &'a str) -> impl FnOnce(Errno) -> ApplyE
     }
 }
 
-/// Lexically resolves a symlink's target from the link's directory; None if it leaves the tree
-/// or is absolute.
-fn stays_inside(link_dir: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
+/// Resolves `target` as the kernel would from `dir` (components relative to the tree's root)
+/// in the merged view of the layer over the host tree, following symlinks of either; None when
+/// it leaves the tree, is absolute, or loops.
+fn resolve(
+    upper: &Path,
+    tree: &Path,
+    dir: &[OsString],
+    target: &Path,
+    depth: u32,
+) -> Option<Vec<OsString>> {
+    if depth > 40 || target.is_absolute() {
+        return None;
     }
-    let mut depth = link_dir.components().count() as isize;
+    let mut cur = dir.to_vec();
     for c in target.components() {
         match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
             Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-        if depth < 0 {
-            return false;
+            Component::ParentDir => {
+                cur.pop()?;
+            }
+            Component::Normal(name) => {
+                let rel: PathBuf = cur
+                    .iter()
+                    .map(PathBuf::from)
+                    .chain(std::iter::once(PathBuf::from(name)))
+                    .collect();
+                // The layer hides the host: its entry (a whiteout included) decides.
+                let link = match fs::symlink_metadata(upper.join(&rel)) {
+                    Ok(m) if m.file_type().is_symlink() => fs::read_link(upper.join(&rel)).ok(),
+                    Ok(_) => None,
+                    Err(_) => match fs::symlink_metadata(tree.join(&rel)) {
+                        Ok(m) if m.file_type().is_symlink() => fs::read_link(tree.join(&rel)).ok(),
+                        _ => None,
+                    },
+                };
+                match link {
+                    Some(t) => cur = resolve(upper, tree, &cur, &t, depth + 1)?,
+                    None => cur.push(name.to_os_string()),
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    true
+    Some(cur)
+}
+
+/// Whether a symlink at `rel` (in the layer) pointing to `target` stays inside the tree.
+fn stays_inside(upper: &Path, tree: &Path, rel: &Path, target: &Path) -> bool {
+    let dir: Vec<OsString> = rel
+        .parent()
+        .unwrap_or(Path::new(""))
+        .iter()
+        .map(|c| c.to_os_string())
+        .collect();
+    resolve(upper, tree, &dir, target, 0).is_some()
 }
 
 struct Entry {
@@ -99,8 +135,9 @@ fn entries(upper: &Path) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Checks the whole layer before anything is written.
-fn check(upper: &Path, list: &[Entry]) -> Result<(), ApplyError> {
+/// Checks the whole layer before anything is written, so that apply is all or nothing.
+fn check(upper: &Path, tree: &Path, list: &[Entry]) -> Result<(), ApplyError> {
+    let me = nix::unistd::geteuid().as_raw();
     let mut reasons = Vec::new();
     for e in list {
         let shown = e.rel.display();
@@ -111,7 +148,7 @@ fn check(upper: &Path, list: &[Entry]) -> Result<(), ApplyError> {
             reasons.push(format!("{shown}: not a plain relative path"));
         } else if e.meta.file_type().is_symlink() {
             match fs::read_link(&e.full) {
-                Ok(t) if stays_inside(e.rel.parent().unwrap_or(Path::new("")), &t) => {}
+                Ok(t) if stays_inside(upper, tree, &e.rel, &t) => {}
                 Ok(t) => reasons.push(format!(
                     "{shown}: symlink to {} points outside the tree",
                     t.display()
@@ -121,6 +158,11 @@ fn check(upper: &Path, list: &[Entry]) -> Result<(), ApplyError> {
         } else if !(e.meta.is_file() || e.meta.is_dir() || is_whiteout(&e.meta)) {
             reasons.push(format!(
                 "{shown}: devices, FIFOs and sockets are not applied"
+            ));
+        } else if e.meta.is_file() && e.meta.uid() != me && e.meta.mode() & 0o004 == 0 {
+            reasons.push(format!(
+                "{shown}: not readable by sbx (owned by uid {})",
+                e.meta.uid()
             ));
         }
     }
@@ -186,6 +228,7 @@ fn clear(dir: &OwnedFd, name: &OsStr) -> nix::Result<()> {
 }
 
 fn copy_file(src: &Path, dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    let mut input = fs::File::open(src)?;
     let mut tmp_name = b".sbx-apply-".to_vec();
     tmp_name.extend_from_slice(name.as_bytes());
     let tmp = OsStr::from_bytes(&tmp_name);
@@ -194,52 +237,41 @@ fn copy_file(src: &Path, dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<(
         dir.as_fd(),
         tmp,
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::from_bits_truncate(mode & 0o7777),
+        Mode::from_bits_truncate(0o600),
     )?;
     let mut out = fs::File::from(fd);
-    let mut input = fs::File::open(src)?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])?;
-    }
-    out.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
-    out.sync_all()?;
-    if let Err(e) = renameat(dir.as_fd(), tmp, dir.as_fd(), name) {
-        if e == Errno::EISDIR || e == Errno::ENOTEMPTY || e == Errno::EEXIST {
+    let written = (|| {
+        io::copy(&mut input, &mut out)?;
+        out.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        out.sync_all()
+    })()
+    .and_then(|_| match renameat(dir.as_fd(), tmp, dir.as_fd(), name) {
+        Err(Errno::EISDIR | Errno::ENOTEMPTY | Errno::EEXIST) => {
             remove(dir, name)?;
-            renameat(dir.as_fd(), tmp, dir.as_fd(), name)?;
-        } else {
-            let _ = unlinkat(dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
-            return Err(e.into());
+            renameat(dir.as_fd(), tmp, dir.as_fd(), name).map_err(io::Error::from)
         }
+        r => r.map_err(io::Error::from),
+    });
+    if written.is_err() {
+        let _ = unlinkat(dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
     }
-    Ok(())
+    written
 }
 
-/// Applies `upper` onto `tree`. With `dry_run`, only says what it would do.
+/// Applies `upper` onto `tree`. With `dry_run`, only says what it would do. Every decision
+/// is taken from the tree as it is before anything is written, so the dry run and the real
+/// run list the same actions.
 pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, ApplyError> {
-    let list = entries(upper).map_err(|source| ApplyError::Io {
+    let read_err = |source| ApplyError::Io {
         what: "read",
         path: upper.display().to_string(),
         source,
-    })?;
-    check(upper, &list)?;
-    let tree_s = tree.display().to_string();
-    let root = nix::fcntl::open(
-        tree,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err("open", &tree_s))?;
-    let mut actions = Vec::new();
+    };
+    let _open = super::changes::OpenUp::new(upper).map_err(read_err)?;
+    let list = entries(upper).map_err(read_err)?;
+    check(upper, tree, &list)?;
+    let mut steps: Vec<(&Entry, Action)> = Vec::new();
     for e in &list {
-        let shown = e.rel.display().to_string();
-        let parent_rel = e.rel.parent().unwrap_or(Path::new(""));
-        let name = e.rel.file_name().unwrap_or_default();
         let existing = fs::symlink_metadata(tree.join(&e.rel)).ok();
         let (kind, file_type) = if is_whiteout(&e.meta) {
             if existing.is_none() {
@@ -267,48 +299,68 @@ pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, Ap
                 t,
             )
         };
-        actions.push(Action {
+        let action = Action {
             kind,
-            path: shown.clone(),
+            path: e.rel.display().to_string(),
             file_type,
-        });
-        if dry_run {
-            continue;
-        }
-        let dir = open_dir(&root, parent_rel).map_err(io_err("open the directory of", &shown))?;
-        if is_whiteout(&e.meta) {
-            remove(&dir, name).map_err(io_err("remove", &shown))?;
-        } else if e.meta.is_dir() {
-            match &existing {
-                Some(m) if m.is_dir() => clear(&dir, name).map_err(io_err("empty", &shown))?,
-                Some(_) => remove(&dir, name).map_err(io_err("replace", &shown))?,
-                None => {}
-            }
-            if !existing.as_ref().is_some_and(|m| m.is_dir()) {
-                mkdirat(
-                    dir.as_fd(),
-                    name,
-                    Mode::from_bits_truncate(e.meta.mode() & 0o7777),
-                )
-                .map_err(io_err("create", &shown))?;
-            }
-        } else if e.meta.file_type().is_symlink() {
-            let target = fs::read_link(&e.full).map_err(|source| ApplyError::Io {
-                what: "read",
-                path: shown.clone(),
-                source,
-            })?;
-            remove(&dir, name).map_err(io_err("replace", &shown))?;
-            symlinkat(target.as_path(), dir.as_fd(), name).map_err(io_err("create", &shown))?;
-        } else {
-            copy_file(&e.full, &dir, name, e.meta.mode()).map_err(|source| ApplyError::Io {
-                what: "write",
-                path: shown.clone(),
-                source,
-            })?;
+        };
+        steps.push((e, action));
+    }
+    if !dry_run {
+        let tree_s = tree.display().to_string();
+        let root = nix::fcntl::open(
+            tree,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err("open", &tree_s))?;
+        for (e, action) in &steps {
+            execute(&root, e, &action.path)?;
         }
     }
-    Ok(actions)
+    Ok(steps.into_iter().map(|(_, a)| a).collect())
+}
+
+/// Writes one entry of the layer into the tree, looking at the tree as it is now.
+fn execute(root: &OwnedFd, e: &Entry, shown: &str) -> Result<(), ApplyError> {
+    let parent_rel = e.rel.parent().unwrap_or(Path::new(""));
+    let name = e.rel.file_name().unwrap_or_default();
+    let dir = open_dir(root, parent_rel).map_err(io_err("open the directory of", shown))?;
+    let existing =
+        nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+    let is_dir = existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if is_whiteout(&e.meta) {
+        remove(&dir, name).map_err(io_err("remove", shown))
+    } else if e.meta.is_dir() {
+        match (existing, is_dir) {
+            (Some(_), true) => clear(&dir, name).map_err(io_err("empty", shown)),
+            (Some(_), false) => remove(&dir, name).map_err(io_err("replace", shown)),
+            (None, _) => Ok(()),
+        }?;
+        if !is_dir {
+            mkdirat(
+                dir.as_fd(),
+                name,
+                Mode::from_bits_truncate(e.meta.mode() & 0o7777),
+            )
+            .map_err(io_err("create", shown))?;
+        }
+        Ok(())
+    } else if e.meta.file_type().is_symlink() {
+        let target = fs::read_link(&e.full).map_err(|source| ApplyError::Io {
+            what: "read",
+            path: shown.to_string(),
+            source,
+        })?;
+        remove(&dir, name).map_err(io_err("replace", shown))?;
+        symlinkat(target.as_path(), dir.as_fd(), name).map_err(io_err("create", shown))
+    } else {
+        copy_file(&e.full, &dir, name, e.meta.mode()).map_err(|source| ApplyError::Io {
+            what: "write",
+            path: shown.to_string(),
+            source,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -317,11 +369,37 @@ mod tests {
 
     #[test]
     fn symlink_targets_must_stay_inside() {
-        assert!(stays_inside(Path::new("a/b"), Path::new("../c")));
-        assert!(stays_inside(Path::new(""), Path::new("x/y")));
-        assert!(!stays_inside(Path::new(""), Path::new("../x")));
-        assert!(!stays_inside(Path::new("a"), Path::new("../../etc")));
-        assert!(!stays_inside(Path::new("a"), Path::new("/etc")));
+        let upper = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        let (u, t) = (upper.path(), tree.path());
+        assert!(stays_inside(u, t, Path::new("a/b/l"), Path::new("../c")));
+        assert!(stays_inside(u, t, Path::new("l"), Path::new("x/y")));
+        assert!(!stays_inside(u, t, Path::new("l"), Path::new("../x")));
+        assert!(!stays_inside(
+            u,
+            t,
+            Path::new("a/l"),
+            Path::new("../../etc")
+        ));
+        assert!(!stays_inside(u, t, Path::new("a/l"), Path::new("/etc")));
+    }
+
+    #[test]
+    fn chained_symlinks_are_resolved() {
+        let upper = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir(upper.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("..", upper.path().join("d/up")).unwrap();
+        // Lexically inside (d/up/.. = d), but up is itself `..`: d/x is the tree's parent.
+        std::os::unix::fs::symlink("up/..", upper.path().join("d/x")).unwrap();
+        let e = apply(upper.path(), tree.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d/x") && e.contains("outside"), "{e}");
+        assert!(
+            fs::symlink_metadata(tree.path().join("d")).is_err(),
+            "nothing may be written"
+        );
     }
 
     #[test]

@@ -82,6 +82,55 @@ fn rel(base: &Path, p: &Path) -> String {
         .into_owned()
 }
 
+/// Opens up a layer for reading while it lives. The command may have left directories without
+/// read or search permission, or files without read permission (`chmod 000`), to hide its
+/// changes; a layer's files belong to the same user as sbx, so their permissions are widened
+/// for the owner and put back when this is dropped.
+pub(crate) struct OpenUp {
+    changed: Vec<(PathBuf, u32)>,
+}
+
+impl OpenUp {
+    pub(crate) fn new(root: &Path) -> io::Result<OpenUp> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut me = OpenUp {
+            changed: Vec::new(),
+        };
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let mode = fs::symlink_metadata(&dir)?.permissions().mode();
+            if mode & 0o500 != 0o500 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700))?;
+                me.changed.push((dir.clone(), mode));
+            }
+            for e in fs::read_dir(&dir)? {
+                let p = e?.path();
+                let m = fs::symlink_metadata(&p)?;
+                if m.is_dir() {
+                    stack.push(p);
+                } else if m.is_file() && m.permissions().mode() & 0o400 == 0 {
+                    fs::set_permissions(
+                        &p,
+                        fs::Permissions::from_mode(m.permissions().mode() | 0o400),
+                    )?;
+                    me.changed.push((p, m.permissions().mode()));
+                }
+            }
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for OpenUp {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        // Deepest first, so that a parent closes after its children are restored.
+        for (p, mode) in self.changed.iter().rev() {
+            let _ = fs::set_permissions(p, fs::Permissions::from_mode(*mode));
+        }
+    }
+}
+
 /// Every path below `dir` (not `dir` itself), depth first, as (path, metadata).
 fn walk(dir: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
@@ -100,6 +149,7 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) -> io::Result<()> {
 
 /// Compares an upper layer with its lower tree.
 pub fn collect(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
+    let _open = OpenUp::new(upper)?;
     let mut changes = BTreeSet::new();
     let mut entries = Vec::new();
     walk(upper, &mut entries)?;

@@ -43,12 +43,14 @@ pub struct Layers {
     pub work: PathBuf,
 }
 
-/// Creates the upper and work directories (private to the user).
+/// Creates the upper and work directories. overlayfs shows the upper directory's mode as the
+/// overlay's root, so it takes the source's; the layer root above them stays private.
 pub fn prepare(layers: &[Layers]) -> io::Result<()> {
     for l in layers {
-        for d in [&l.upper, &l.work] {
+        let mode = fs::metadata(&l.source)?.permissions().mode() & 0o7777;
+        for (d, m) in [(&l.upper, mode), (&l.work, 0o700)] {
             fs::create_dir_all(d)?;
-            fs::set_permissions(d, fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(d, fs::Permissions::from_mode(m))?;
         }
     }
     Ok(())
@@ -148,11 +150,15 @@ pub fn remove_private(dir: &Path) -> io::Result<()> {
 pub struct LayerRoot {
     pub path: PathBuf,
     pub kept: bool,
+    /// sbx created the kept directory: removed again if no run used it.
+    created: bool,
+    used: bool,
 }
 
 impl LayerRoot {
     /// A kept directory must be new or empty, so that layers of two runs never mix.
     pub fn kept(dir: &Path) -> io::Result<LayerRoot> {
+        let created = !dir.exists();
         fs::create_dir_all(dir)?;
         if fs::read_dir(dir)?.next().is_some() {
             return Err(io::Error::new(
@@ -167,6 +173,8 @@ impl LayerRoot {
         Ok(LayerRoot {
             path: dir.canonicalize()?,
             kept: true,
+            created,
+            used: false,
         })
     }
 
@@ -177,13 +185,23 @@ impl LayerRoot {
         Ok(LayerRoot {
             path: dir.keep().canonicalize()?,
             kept: false,
+            created: true,
+            used: false,
         })
+    }
+
+    /// Marks a kept directory as holding a run's layers (so it is not removed).
+    pub fn mark_used(&mut self) {
+        self.used = true;
     }
 }
 
 impl Drop for LayerRoot {
     fn drop(&mut self) {
-        if !self.kept {
+        if self.kept && self.created && !self.used {
+            // The run never started (a bad plan): leave no empty directory behind.
+            let _ = remove_private(&self.path);
+        } else if !self.kept {
             if let Err(e) = remove_private(&self.path) {
                 tracing::warn!("cannot remove {}: {e}", self.path.display());
             }
