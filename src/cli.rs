@@ -7,19 +7,15 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::Sandbox;
+pub use crate::api::{EXIT_SBX_FAILED, EXIT_TIMEOUT};
 use crate::diagnose;
 use crate::error::Error;
-use crate::overlay::{self, LayerRoot};
+use crate::overlay;
 use crate::plan::{Plan, RunOptions};
 use crate::profile::{self, Loader, NetMode, ProfileFile, Sourced, Vars};
-use crate::sandbox::report::Step;
-use crate::status::{self, Destination, Reason};
-use crate::supervisor::{self, Ending};
-
-/// Exit code for sbx's own failures: the command never ran.
-pub const EXIT_SBX_FAILED: i32 = 125;
-/// Exit code when the wall-clock limit fired.
-pub const EXIT_TIMEOUT: i32 = 124;
+use crate::status::{self, Destination};
+use crate::supervisor::Supervision;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -261,7 +257,7 @@ impl RunArgs {
             p.filesystem.changes = Some(absolute(&dir.to_string_lossy()));
         }
         for kv in &self.limit {
-            set_limit(&mut p.limits, kv)?;
+            crate::api::set_limit(&mut p.limits, kv)?;
         }
         if let Some(t) = &self.timeout {
             p.limits.wall_time = Some(t.clone());
@@ -287,56 +283,6 @@ impl RunArgs {
         }
         Ok(p)
     }
-}
-
-/// Applies `--limit KEY=VALUE` to the command line's profile layer.
-fn set_limit(l: &mut profile::Limits, kv: &str) -> Result<(), Error> {
-    let (key, value) = kv
-        .split_once('=')
-        .ok_or_else(|| Error::Usage(format!("--limit {kv:?}: expected KEY=VALUE")))?;
-    let bad = |what: &str| Error::Usage(format!("--limit {key}={value:?}: {what}"));
-    let number = || match value.trim() {
-        "unlimited" => Ok(profile::Count::Unlimited),
-        v => v
-            .parse::<u64>()
-            .map(profile::Count::Limit)
-            .map_err(|_| bad("expected a whole number or unlimited")),
-    };
-    match key {
-        "wall_time" => l.wall_time = Some(value.into()),
-        "kill_grace" => l.kill_grace = Some(value.into()),
-        "memory" => l.memory = Some(value.into()),
-        "processes" => l.processes = Some(number()?),
-        "open_files" => l.open_files = Some(number()?),
-        "file_size" => l.file_size = Some(value.into()),
-        "cpu_time" => l.cpu_time = Some(value.into()),
-        "stack" => l.stack = Some(value.into()),
-        "core" => l.core = Some(value.into()),
-        "tmpfs_size" => l.tmpfs_size = Some(value.into()),
-        "cpus" => {
-            l.cpus = Some(
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("expected a number of CPUs"))?,
-            )
-        }
-        "cgroup" => {
-            l.cgroup = Some(match value {
-                "required" => profile::Enforcement::Required,
-                "best-effort" => profile::Enforcement::BestEffort,
-                "off" => profile::Enforcement::Off,
-                _ => return Err(bad("expected required, best-effort or off")),
-            })
-        }
-        _ => {
-            return Err(Error::Usage(format!(
-                "--limit {kv:?}: unknown limit `{key}` (known: wall_time, kill_grace, memory, processes, \
-                 open_files, file_size, cpu_time, stack, core, tmpfs_size, cpus, cgroup)"
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn init_logging(run: &RunArgs) {
@@ -445,146 +391,45 @@ fn run_sandbox(
     args: &RunArgs,
     vars: Vars,
     names: &[String],
-    command: &[String],
+    _command: &[String],
 ) -> Result<(i32, status::RunStatus), Error> {
     if args.command.is_empty() {
         return Err(Error::Usage(
             "no command given: usage is `sbx [OPTIONS] [--] COMMAND [ARGS...]` (see --help)".into(),
         ));
     }
-    let loader = Loader::new(vars.clone());
-    let merged = loader.load_all(names)?;
-    let overlay = args.overlay(&vars)?;
-    if args.hostname.is_some() && merged.namespaces.uts == Some(false) {
+    let mut sandbox = Sandbox::with_vars(vars.clone());
+    for name in names {
+        sandbox = sandbox.profile(name)?;
+    }
+    if args.hostname.is_some() && sandbox.profile_file().namespaces.uts == Some(false) {
         return Err(Error::Usage(
             "--hostname needs the UTS namespace, which the profile turns off".into(),
         ));
     }
-    let profile = profile::merge(merged, overlay);
-    let landlock_abi = crate::sandbox::sys::landlock_abi();
-    let writable_overlay = profile
-        .filesystem
-        .overlay
-        .iter()
-        .any(|o| o.mode.unwrap_or(profile::OverlayMode::Rw) == profile::OverlayMode::Rw);
-    let mut layer_root = match (&profile.filesystem.changes, writable_overlay) {
-        (_, false) => None,
-        (Some(dir), true) => Some(LayerRoot::kept(Path::new(dir))),
-        (None, true) => Some(LayerRoot::private(Path::new(&vars.tmpdir))),
-    }
-    .transpose()
-    .map_err(|e| Error::Usage(format!("overlay layers: {e}")))?;
-    let plan = Plan::build(
-        &profile,
-        &vars,
-        &RunOptions {
-            command: args.command.clone(),
-            landlock_abi,
-            overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
-        },
-    )?;
-    overlay::prepare(&plan.overlays).map_err(|e| Error::Usage(format!("overlay layers: {e}")))?;
-    for w in &plan.warnings {
-        tracing::warn!("{w}");
-    }
+    let sandbox = sandbox.layer(args.overlay(&vars)?);
     if args.explain {
-        print!("{}", diagnose::explain(&plan));
+        print!(
+            "{}",
+            diagnose::explain(&sandbox.plan(args.command.clone())?)
+        );
         return Err(Error::Explained);
     }
-    tracing::info!(
-        profiles = names.join(","),
-        mounts = plan.ops.len(),
-        cwd = %plan.exec.cwd.to_string_lossy(),
-        "starting sandbox"
-    );
-    tracing::info!("layers: {}", diagnose::layers(&plan));
-    if let Some(l) = &plan.landlock {
-        for (path, access) in &l.rules {
-            tracing::debug!("landlock rule {}: {:?}", path.to_string_lossy(), access);
-        }
-    }
-    let outcome = supervisor::run(&plan)?;
-    if let Some(root) = layer_root.as_mut() {
-        root.mark_used();
-    }
-    if let Some(status) = outcome.landlock {
-        tracing::info!("landlock enforcement: {status:?}");
-    }
-    let oom_kills = outcome
-        .cgroup
-        .as_ref()
-        .and_then(|(_, s)| s.oom_kills)
-        .unwrap_or(0);
-    let (code, reason, error) = match outcome.failure {
-        Some(f) if f.step == Step::Exec => {
-            let msg = diagnose::exec_failure(&plan, f.errno);
-            eprintln!("sbx: {msg}");
-            (outcome.ending.code(), Reason::ExecFailed, Some(msg))
-        }
-        Some(f) => {
-            let msg = diagnose::setup_failure(&plan, &f);
-            eprintln!("sbx: {msg}");
-            (EXIT_SBX_FAILED, Reason::SetupFailed, Some(msg))
-        }
-        None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
-        None => match outcome.payload.unwrap_or(outcome.ending) {
-            Ending::Signaled(n) if n == libc::SIGKILL && oom_kills > 0 => {
-                (128 + n, Reason::Oom, None)
-            }
-            Ending::Signaled(n) => (128 + n, Reason::Signaled, None),
-            Ending::Exited(c) => (c, Reason::Exited, None),
+    let finished = sandbox.run_with(
+        args.command.clone(),
+        Supervision {
+            forward_signals: true,
         },
-    };
-    tracing::info!(
-        "finished: {reason:?}, exit {code}, wall {:?}, cpu {:?} user + {:?} system",
-        outcome.wall_time,
-        outcome.usage.user,
-        outcome.usage.system
-    );
-    let changes = if plan.overlays.is_empty() {
-        Vec::new()
-    } else {
-        overlay::report(&plan.overlays).unwrap_or_else(|e| {
-            tracing::error!("cannot read the overlay's changes: {e}");
-            Vec::new()
-        })
-    };
+    )?;
+    if let Some(m) = &finished.message {
+        eprintln!("sbx: {m}");
+    }
     if let Some(dest) = &args.changes {
-        if let Err(e) = Destination::parse(dest).write_json(&changes) {
+        if let Err(e) = Destination::parse(dest).write_json(&finished.status.changes) {
             tracing::error!("cannot write the change report to {dest}: {e}");
         }
     }
-    if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
-        match overlay::write_meta(&root.path, &plan.overlays) {
-            Ok(()) => tracing::info!("kept the changes in {}", root.path.display()),
-            Err(e) => tracing::error!(
-                "cannot record the kept layers in {}: {e}",
-                root.path.display()
-            ),
-        }
-    }
-    let report = status::after_run(
-        &plan,
-        &outcome,
-        status::Context {
-            command,
-            profiles: names,
-            landlock_abi,
-            exit_code: code,
-            reason,
-            error,
-            changes,
-            cgroup: outcome.cgroup.as_ref().map(|(p, _)| p.clone()),
-            cgroup_peak: outcome.cgroup.as_ref().and_then(|(_, s)| s.memory_peak),
-            degradations: plan
-                .warnings
-                .iter()
-                .chain(&outcome.degradations)
-                .cloned()
-                .collect(),
-        },
-    );
-    Ok((code, report))
+    Ok((finished.exit_code, finished.status))
 }
 
 /// Colours only on a terminal, and never with NO_COLOR set.

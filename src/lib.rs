@@ -4,6 +4,7 @@
 //! [`plan::Plan`] (resolved before any fork) → [`sandbox`] (replays the plan in new
 //! namespaces) under the [`supervisor`].
 
+pub mod api;
 pub mod cgroup;
 pub mod cli;
 pub mod diagnose;
@@ -18,4 +19,5 @@ pub mod status;
 pub mod supervisor;
 pub mod terminal;
 
+pub use api::{Finished, Sandbox};
 pub use error::Error;
