@@ -125,7 +125,9 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "installing the seccomp filter".into(),
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
-        Step::LandlockStatus | Step::PayloadStatus => ("reporting status".into(), ""),
+        Step::LandlockStatus | Step::PayloadStatus | Step::Timing => {
+            ("reporting status".into(), "")
+        }
         Step::Pty => (
             "opening a pseudo-terminal in the sandbox's /dev/pts".into(),
             "the pty relay needs dev = \"minimal\"",

@@ -229,6 +229,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         None
     };
     let start = Instant::now();
+    let t0 = sys::monotonic_us();
     let opts = SpawnOptions {
         late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
         pty: terminal.is_some(),
@@ -399,6 +400,20 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     let records = report::receive_all(spawned.report_fd);
+    let milestones: Vec<String> = records
+        .iter()
+        .filter(|r| r.step == Step::Timing)
+        .filter_map(|r| {
+            let name = report::MILESTONES.get(r.errno as usize)?;
+            Some(format!(
+                "{name} +{:.2} ms",
+                f64::from(r.index.wrapping_sub(t0)) / 1000.0
+            ))
+        })
+        .collect();
+    if !milestones.is_empty() {
+        tracing::info!("setup since clone: {}", milestones.join(", "));
+    }
     sys::close(spawned.report_fd);
     sys::close(spawned.lifeline_fd);
     let failure = records.iter().find(|r| r.is_failure()).copied();

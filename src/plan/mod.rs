@@ -90,6 +90,8 @@ pub struct Plan {
     pub as_pid_1: bool,
     /// Relay the terminal through a pty (when sbx's stdin is a terminal).
     pub pty: bool,
+    /// The sandbox reports setup milestones with timestamps (for -v).
+    pub trace: bool,
     pub exec: ExecPlan,
     pub proxy: Option<ProxyPlan>,
     /// The writable overlays' layers, for the change report.
@@ -242,6 +244,7 @@ impl Plan {
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
             pty: profile.process.pty.unwrap_or(false),
+            trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
             exec,
             proxy,

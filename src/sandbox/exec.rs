@@ -85,6 +85,7 @@ pub fn payload(
         report::send(report_fd, f);
         sys::exit(125);
     }
+    report::milestone(report_fd, plan.trace, 3);
     let mut first_denied: Option<Errno> = None;
     let mut last = Errno::ENOENT;
     for candidate in &plan.exec.candidates {

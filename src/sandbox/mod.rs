@@ -150,6 +150,7 @@ fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     let steps = setup(plan, ends).and_then(|pty| {
         confine::process(plan, ends.report)?;
         apply_rlimits(plan)?;
+        report::milestone(ends.report, plan.trace, 2);
         Ok(pty)
     });
     let pty = match steps {
@@ -195,7 +196,9 @@ fn setup(plan: &Plan, ends: ChildEnds) -> Result<Option<RawFd>, Failure> {
     }
 
     userns::write_id_maps(plan)?;
+    report::milestone(ends.report, plan.trace, 0);
     rootfs::build(plan)?;
+    report::milestone(ends.report, plan.trace, 1);
     if let Some(name) = &plan.hostname {
         sys::sethostname(name).map_err(|e| Failure::new(Step::Hostname, e))?;
     }

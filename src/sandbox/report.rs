@@ -38,6 +38,9 @@ pub enum Step {
     CgroupNamespace,
     ProxyListener,
     Pty,
+    /// Not a failure: a setup milestone (errno: which, index: CLOCK_MONOTONIC in µs, low 32
+    /// bits), sent only when the supervisor traces (-v).
+    Timing,
     /// Not a failure: the command's raw wait status (index), sent by init as it exits.
     PayloadStatus,
     /// Not a failure: landlock's enforcement status (index: 0 none, 1 partial, 2 full).
@@ -46,7 +49,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in discriminant order.
-    const ALL: [Step; 30] = {
+    const ALL: [Step; 31] = {
         use Step::*;
         [
             Lifeline,
@@ -77,6 +80,7 @@ impl Step {
             CgroupNamespace,
             ProxyListener,
             Pty,
+            Timing,
             PayloadStatus,
             LandlockStatus,
         ]
@@ -98,7 +102,10 @@ pub struct Failure {
 impl Failure {
     /// True for records that report a failure rather than a fact.
     pub fn is_failure(&self) -> bool {
-        !matches!(self.step, Step::LandlockStatus | Step::PayloadStatus)
+        !matches!(
+            self.step,
+            Step::LandlockStatus | Step::PayloadStatus | Step::Timing
+        )
     }
 
     pub fn new(step: Step, errno: sys::Errno) -> Failure {
@@ -172,5 +179,22 @@ mod tests {
         sys::close(w);
         assert_eq!(receive_all(r), vec![a, b]);
         sys::close(r);
+    }
+}
+
+/// Setup milestones reported with `Step::Timing`.
+pub const MILESTONES: [&str; 4] = ["ids mapped", "root built", "confined", "exec"];
+
+/// Sends a milestone record when the plan asks for tracing.
+pub fn milestone(fd: RawFd, trace: bool, which: usize) {
+    if trace {
+        send(
+            fd,
+            Failure {
+                step: Step::Timing,
+                index: sys::monotonic_us(),
+                errno: which as i32,
+            },
+        );
     }
 }

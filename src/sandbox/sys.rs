@@ -730,3 +730,12 @@ pub fn poll_two(a: RawFd, b: RawFd, timeout_ms: c_int) -> SysResult<(bool, bool)
     check(unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) })?;
     Ok((p[0].revents != 0, p[1].revents != 0))
 }
+
+/// CLOCK_MONOTONIC in microseconds, low 32 bits (differences are taken modulo 2^32).
+pub fn monotonic_us() -> u32 {
+    // SAFETY: timespec is plain data and a valid out pointer; CLOCK_MONOTONIC always exists.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000) as u32
+}
