@@ -266,10 +266,11 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Where it is mounted: `dst`, else the source (without its optional mark `?`).
     pub fn destination(&self) -> &str {
         self.dst
             .as_deref()
-            .unwrap_or(&self.src.value)
+            .unwrap_or_else(|| self.src.value.trim_end_matches('?'))
             .trim_end_matches('/')
     }
 }

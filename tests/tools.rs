@@ -1,0 +1,1222 @@
+//! The profiles for real tools, each run for real inside sbx as the unprivileged test uid where
+//! the tool is installed and usable by it: `make` (a C project), `python` (a venv, pip offline
+//! and through the proxy to a loopback index), `node` (npm through the proxy to a loopback
+//! registry), `cargo` (an offline build, and the throwaway overlay of ~/.cargo), and `shell`
+//! driven through a pty (a command, Ctrl-C, job control, `tty`, window size, the exit code, the
+//! terminal restored).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Ran, Sbx, Workdir};
+
+/// An sbx invocation with no arguments yet, so that the arguments can name its work dir.
+fn bare() -> Sbx {
+    common::sbx(Vec::<String>::new())
+}
+
+/// Runs `s` and keeps its work directory, so that the host side can be checked afterwards.
+fn run_keep(s: Sbx) -> (Ran, Workdir) {
+    let Sbx { mut cmd, work } = s;
+    let output = cmd.output().expect("spawn sbx");
+    (ran(output), work)
+}
+
+fn ran(output: std::process::Output) -> Ran {
+    let code = output.status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + output.status.signal().unwrap_or(0)
+    });
+    Ran {
+        code,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
+/// A work directory with a `home` in it, for runs that share one project directory.
+fn project() -> Workdir {
+    let w = Workdir::new();
+    w.subdir("home");
+    w
+}
+
+/// `sbx ARGS... -- sh -c SCRIPT` with the current directory and HOME in `work`.
+fn sh_project(work: &Workdir, args: &[&str], script: &str) -> Ran {
+    let mut s = bare();
+    s.cmd
+        .current_dir(work.path())
+        .env("HOME", work.path().join("home"))
+        .env("TMPDIR", work.path())
+        .args(args)
+        .args(["--", "sh", "-c", script]);
+    run_keep(s).0
+}
+
+/// Whether `path` is installed and the test uid can execute it.
+fn usable(path: &str) -> bool {
+    let r = Command::new("/bin/sh")
+        .args(["-c", "test -x \"$0\"", path])
+        .uid_if_root()
+        .status();
+    matches!(r, Ok(s) if s.success())
+}
+
+trait AsTestUid {
+    fn uid_if_root(&mut self) -> &mut Self;
+}
+
+impl AsTestUid for Command {
+    fn uid_if_root(&mut self) -> &mut Self {
+        if common::is_root() {
+            self.uid(common::NOBODY).gid(common::NOBODY);
+        }
+        self
+    }
+}
+
+fn owned_by_test_uid(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).unwrap().uid() == common::test_uid()
+}
+
+fn write_owned(dir: &Path, rel: &str, content: &str) -> PathBuf {
+    let p = dir.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+        let mut d = parent.to_path_buf();
+        while d != dir && d.starts_with(dir) {
+            common::chown(&d);
+            d.pop();
+        }
+    }
+    std::fs::write(&p, content).unwrap();
+    common::chown(&p);
+    p
+}
+
+// ---- a static HTTP server on the host's loopback (a package index) ----
+
+struct Served {
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+/// Serves fixed paths over HTTP/1.1 on 127.0.0.1 (one request per connection) and records
+/// the paths asked for.
+struct Index {
+    port: u16,
+    files: Arc<Mutex<HashMap<String, Served>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Index {
+    fn start() -> Index {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, r) = (files.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (f, r) = (f.clone(), r.clone());
+                std::thread::spawn(move || serve(conn, &f, &r));
+            }
+        });
+        Index {
+            port,
+            files,
+            requests,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn allow(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn put(&self, path: &str, content_type: &'static str, body: Vec<u8>) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), Served { content_type, body });
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut conn: TcpStream, files: &Mutex<HashMap<String, Served>>, log: &Mutex<Vec<String>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    // A proxy may send the absolute form.
+    let path = match target.strip_prefix("http://") {
+        Some(rest) => rest
+            .find('/')
+            .map(|i| rest[i..].to_string())
+            .unwrap_or("/".into()),
+        None => target,
+    };
+    let path = path.split('?').next().unwrap().to_string();
+    log.lock().unwrap().push(path.clone());
+    let files = files.lock().unwrap();
+    let found = files
+        .get(&path)
+        .or_else(|| files.get(path.trim_end_matches('/')))
+        .or_else(|| files.get(&format!("{path}/")));
+    let response = match found {
+        Some(s) => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                s.content_type,
+                s.body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&s.body);
+            r
+        }
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
+    };
+    drop(files);
+    let _ = conn.write_all(&response);
+}
+
+fn run_report(work: &Workdir, args: &[&str], script: &str) -> (Ran, serde_json::Value) {
+    let status = work.path().join("status.json");
+    let _ = std::fs::remove_file(&status);
+    let status_arg = status.display().to_string();
+    let mut all: Vec<&str> = vec!["--json-status", &status_arg];
+    all.extend_from_slice(args);
+    let r = sh_project(work, &all, script);
+    let text = std::fs::read_to_string(&status)
+        .unwrap_or_else(|e| panic!("no run report at {status_arg}: {e}; {r:?}"));
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad report {text}: {e}"));
+    (r, v)
+}
+
+// ---- 1. make ----
+
+#[test]
+fn make_builds_a_c_project() {
+    if !usable("/usr/bin/make") || !usable("/usr/bin/cc") {
+        common::note_skip(
+            "make_builds_a_c_project",
+            "make or cc is not installed (or not executable by the test uid)",
+        );
+        return;
+    }
+    let w = project();
+    let d = w.path();
+    write_owned(
+        d,
+        "main.c",
+        "#include <stdio.h>\n#include \"util.h\"\n\
+         int main(void) { printf(\"%s %d\\n\", GREETING, answer()); return 0; }\n",
+    );
+    write_owned(d, "util.h", "int answer(void);\n");
+    write_owned(
+        d,
+        "util.c",
+        "#include \"util.h\"\nint answer(void) { return 6 * 7; }\n",
+    );
+    write_owned(
+        d,
+        "Makefile",
+        "hello: main.o util.o\n\t$(CC) $(LDFLAGS) -o $@ main.o util.o\n\n\
+         %.o: %.c util.h\n\t$(CC) $(CFLAGS) -c -o $@ $<\n\n\
+         clean:\n\trm -f hello *.o\n",
+    );
+    // A compiler wrapper in the workspace proves CC is kept; CFLAGS carries the greeting.
+    let wrapper = write_owned(
+        d,
+        "cc-wrapper",
+        "#!/bin/sh\necho \"$@\" >> cc.log\nexec cc \"$@\"\n",
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut s = bare();
+    s.cmd
+        .current_dir(d)
+        .env("HOME", d.join("home"))
+        .env("CC", d.join("cc-wrapper"))
+        .env("CFLAGS", "-O2 -DGREETING=\\\"hello-from-make\\\"")
+        .env("MAKEFLAGS", "-j2")
+        .args(["--profile", "make", "--", "make"]);
+    let (r, _h) = run_keep(s);
+    assert_eq!(r.code, 0, "{r:?}");
+    for f in ["main.o", "util.o", "hello"] {
+        let p = d.join(f);
+        assert!(p.exists(), "{f} not on the host: {r:?}");
+        assert!(owned_by_test_uid(&p), "{f} is not owned by the test uid");
+    }
+    let log = std::fs::read_to_string(d.join("cc.log")).expect("CC was not used");
+    assert!(log.contains("-DGREETING"), "CFLAGS was not kept: {log}");
+    // The binary runs, inside the sandbox and on the host.
+    let r = sh_project(&w, &["--profile", "make"], "./hello");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "hello-from-make 42\n", "{r:?}");
+    let out = Command::new(d.join("hello"))
+        .uid_if_root()
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-make 42\n");
+    // make sees its own work as done, and `make clean` removes it on the host.
+    let r = sh_project(&w, &["--profile", "make"], "make");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("up to date"), "{r:?}");
+    let r = sh_project(&w, &["--profile", "make"], "make clean");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!d.join("hello").exists() && !d.join("main.o").exists());
+}
+
+// ---- 2. python ----
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Writes a wheel of `tinypkg` 0.1 (ANSWER = 42) by hand: a zip with METADATA, WHEEL, RECORD.
+const MKWHEEL: &str = r#"
+import base64, hashlib, os, zipfile
+files = {
+    "tinypkg/__init__.py": b"ANSWER = 42\n",
+    "tinypkg-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.1\n",
+    "tinypkg-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+def digest(b):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()
+record = "".join("%s,%s,%d\n" % (n, digest(b), len(b)) for n, b in files.items())
+record += "tinypkg-0.1.dist-info/RECORD,,\n"
+os.makedirs("wheels", exist_ok=True)
+with zipfile.ZipFile("wheels/tinypkg-0.1-py3-none-any.whl", "w") as z:
+    for n, b in files.items():
+        z.writestr(n, b)
+    z.writestr("tinypkg-0.1.dist-info/RECORD", record)
+"#;
+
+fn python_usable(test: &str) -> bool {
+    if !usable(PYTHON) {
+        common::note_skip(test, "/usr/bin/python3 is not installed");
+        return false;
+    }
+    let r = Command::new(PYTHON)
+        .args(["-c", "import venv, ensurepip"])
+        .uid_if_root()
+        .output()
+        .unwrap();
+    if !r.status.success() {
+        common::note_skip(test, "python3 has no venv/ensurepip (python3-venv)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn python_venv_script_and_offline_pip() {
+    let test = "python_venv_script_and_offline_pip";
+    if !python_usable(test) {
+        return;
+    }
+    let w = project();
+    write_owned(
+        w.path(),
+        "script.py",
+        "import os, sys\n\
+         open('result.txt', 'w').write('venv=%s proxy=%s https=%s\\n' % (\n\
+         sys.prefix != sys.base_prefix, os.environ.get('HTTP_PROXY'), os.environ.get('HTTPS_PROXY')))\n",
+    );
+    write_owned(w.path(), "mkwheel.py", MKWHEEL);
+    let r = sh_project(
+        &w,
+        &["--profile", "python"],
+        "python3 -m venv .venv && .venv/bin/python script.py",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let result = std::fs::read_to_string(w.path().join("result.txt")).unwrap();
+    assert_eq!(
+        result,
+        "venv=True proxy=http://127.0.0.1:3128 https=http://127.0.0.1:3128\n"
+    );
+    assert!(owned_by_test_uid(&w.path().join(".venv/bin/python")));
+    assert!(w.path().join(".venv/pyvenv.cfg").exists());
+
+    // A wheel built by hand, installed with pip without any index.
+    let r = sh_project(
+        &w,
+        &["--profile", "python"],
+        "python3 mkwheel.py && .venv/bin/pip install --no-index --find-links wheels tinypkg \
+         && .venv/bin/python -c 'import tinypkg; print(\"answer\", tinypkg.ANSWER)'",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("answer 42"), "{r:?}");
+    assert!(
+        w.path()
+            .join(".venv/lib")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|py| py.path().join("site-packages/tinypkg/__init__.py").exists()),
+        "tinypkg is not in the venv on the host"
+    );
+
+    // From a source tree, only where the venv can build it offline (setuptools and wheel).
+    let r = sh_project(
+        &w,
+        &["--profile", "python"],
+        ".venv/bin/python -c 'import setuptools, wheel'",
+    );
+    if r.code != 0 {
+        common::note_skip(
+            test,
+            "the venv lacks setuptools or wheel, so a source tree cannot be built offline \
+             (the hand-built wheel was installed instead)",
+        );
+        return;
+    }
+    write_owned(
+        w.path(),
+        "src/pyproject.toml",
+        "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+         [project]\nname = \"srcpkg\"\nversion = \"0.1\"\n",
+    );
+    write_owned(w.path(), "src/srcpkg/__init__.py", "NAME = 'srcpkg'\n");
+    let r = sh_project(
+        &w,
+        &["--profile", "python"],
+        ".venv/bin/pip install --no-index --no-build-isolation ./src \
+         && .venv/bin/python -c 'import srcpkg; print(srcpkg.NAME)'",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("srcpkg"), "{r:?}");
+}
+
+#[test]
+fn pip_installs_through_the_proxy_from_an_allowed_index_only() {
+    let test = "pip_installs_through_the_proxy_from_an_allowed_index_only";
+    if !python_usable(test) {
+        return;
+    }
+    let w = project();
+    write_owned(w.path(), "mkwheel.py", MKWHEEL);
+    let r = sh_project(
+        &w,
+        &["--profile", "python"],
+        "python3 -m venv .venv && python3 mkwheel.py",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let wheel = std::fs::read(w.path().join("wheels/tinypkg-0.1-py3-none-any.whl")).unwrap();
+    let index = Index::start();
+    index.put(
+        "/simple/tinypkg/",
+        "text/html",
+        b"<html><body><a href=\"/files/tinypkg-0.1-py3-none-any.whl\">tinypkg-0.1-py3-none-any.whl</a></body></html>\n"
+            .to_vec(),
+    );
+    index.put(
+        "/files/tinypkg-0.1-py3-none-any.whl",
+        "application/octet-stream",
+        wheel,
+    );
+    let install = format!(
+        ".venv/bin/pip install --no-cache-dir --retries 0 --timeout 10 --index-url {}/simple/ tinypkg \
+         && .venv/bin/python -c 'import tinypkg; print(\"answer\", tinypkg.ANSWER)'",
+        index.url()
+    );
+
+    // The index is not on the python profile's allowlist: the proxy refuses it.
+    let (r, report) = run_report(&w, &["--profile", "python"], &install);
+    assert_ne!(r.code, 0, "pip reached a host that is not allowed: {r:?}");
+    assert!(index.requests().is_empty(), "{:?}", index.requests());
+    assert_eq!(report["network"]["mode"], "proxy", "{report}");
+    let denied = report["network"]["proxy"]["denied_hosts"].to_string();
+    assert!(denied.contains(&index.allow()), "{report}");
+
+    // Allowed: pip fetches the page and the wheel through the proxy.
+    let allow = index.allow();
+    let (r, report) = run_report(&w, &["--profile", "python", "--allow", &allow], &install);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("answer 42"), "{r:?}");
+    let reqs = index.requests();
+    assert!(
+        reqs.iter().any(|p| p.starts_with("/simple/tinypkg"))
+            && reqs.iter().any(|p| p.ends_with(".whl")),
+        "{reqs:?}"
+    );
+    assert!(
+        report["network"]["proxy"]["allowed"].as_u64().unwrap_or(0) >= 2,
+        "{report}"
+    );
+}
+
+// ---- 3. node ----
+
+#[test]
+fn node_writes_to_the_workspace_and_sees_the_proxy() {
+    if !usable("/usr/bin/node") {
+        common::note_skip(
+            "node_writes_to_the_workspace_and_sees_the_proxy",
+            "node is not installed in /usr/bin",
+        );
+        return;
+    }
+    let w = project();
+    let r = sh_project(
+        &w,
+        &["--profile", "node"],
+        "node -e 'require(\"fs\").writeFileSync(\"out.txt\", String(6*7))' \
+         && node -e 'console.log(\"https\", process.env.HTTPS_PROXY); console.log(\"http\", process.env.HTTP_PROXY)'",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("out.txt")).unwrap(),
+        "42"
+    );
+    assert!(owned_by_test_uid(&w.path().join("out.txt")));
+    assert!(
+        r.stdout.contains("https http://127.0.0.1:3128\n")
+            && r.stdout.contains("http http://127.0.0.1:3128\n"),
+        "{r:?}"
+    );
+    if !usable("/usr/bin/npm") {
+        common::note_skip(
+            "node_writes_to_the_workspace_and_sees_the_proxy",
+            "npm is not installed in /usr/bin",
+        );
+        return;
+    }
+    // npm reads the proxy from the environment; the profile's own npm settings are in force.
+    let r = sh_project(
+        &w,
+        &["--profile", "node"],
+        "echo \"fund $(npm config get fund)\"; echo \"audit $(npm config get audit)\"; \
+         echo \"env $npm_config_update_notifier\"",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("fund false"), "{r:?}");
+    assert!(r.stdout.contains("audit false"), "{r:?}");
+}
+
+#[test]
+fn npm_installs_through_the_proxy_from_an_allowed_registry_only() {
+    let test = "npm_installs_through_the_proxy_from_an_allowed_registry_only";
+    if !usable("/usr/bin/node") || !usable("/usr/bin/npm") {
+        common::note_skip(test, "node or npm is not installed in /usr/bin");
+        return;
+    }
+    if !usable("/usr/bin/tar") && !usable("/bin/tar") {
+        common::note_skip(test, "tar is needed to pack the test package");
+        return;
+    }
+    let index = Index::start();
+    // The package, packed on the host.
+    let pack = Workdir::new();
+    write_owned(
+        pack.path(),
+        "package/package.json",
+        r#"{"name":"tiny-sbx-pkg","version":"1.0.0","main":"index.js"}"#,
+    );
+    write_owned(pack.path(), "package/index.js", "module.exports = 6 * 7;\n");
+    let st = Command::new("tar")
+        .current_dir(pack.path())
+        .args(["czf", "pkg.tgz", "package"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tgz = std::fs::read(pack.path().join("pkg.tgz")).unwrap();
+    let tarball = format!("{}/tiny-sbx-pkg/-/tiny-sbx-pkg-1.0.0.tgz", index.url());
+    let shasum = Command::new("sha1sum")
+        .arg(pack.path().join("pkg.tgz"))
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let packument = serde_json::json!({
+        "name": "tiny-sbx-pkg",
+        "dist-tags": { "latest": "1.0.0" },
+        "versions": { "1.0.0": {
+            "name": "tiny-sbx-pkg", "version": "1.0.0", "main": "index.js",
+            "dist": { "tarball": tarball, "shasum": shasum }
+        } }
+    });
+    index.put(
+        "/tiny-sbx-pkg",
+        "application/json",
+        packument.to_string().into_bytes(),
+    );
+    index.put(
+        "/tiny-sbx-pkg/-/tiny-sbx-pkg-1.0.0.tgz",
+        "application/octet-stream",
+        tgz,
+    );
+
+    let w = project();
+    write_owned(
+        w.path(),
+        "package.json",
+        r#"{"name":"proj","version":"1.0.0","private":true}"#,
+    );
+    let install = format!(
+        "npm install --no-audit --no-fund --fetch-retries=0 --registry {}/ tiny-sbx-pkg \
+         && node -e 'console.log(\"answer\", require(\"tiny-sbx-pkg\"))'",
+        index.url()
+    );
+    // Not allowed: refused by the proxy, the registry sees nothing.
+    let (r, report) = run_report(&w, &["--profile", "node", "--timeout", "60s"], &install);
+    assert_ne!(
+        r.code, 0,
+        "npm reached a registry that is not allowed: {r:?}"
+    );
+    assert!(index.requests().is_empty(), "{:?}", index.requests());
+    assert!(
+        report["network"]["proxy"]["denied_hosts"]
+            .to_string()
+            .contains(&index.allow()),
+        "{report}"
+    );
+    // Allowed: installed into the workspace on the host.
+    let allow = index.allow();
+    let (r, report) = run_report(
+        &w,
+        &["--profile", "node", "--allow", &allow, "--timeout", "120s"],
+        &install,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("answer 42"), "{r:?}");
+    let installed = w.path().join("node_modules/tiny-sbx-pkg/index.js");
+    assert!(installed.exists(), "not installed in the workspace: {r:?}");
+    assert!(owned_by_test_uid(&installed));
+    assert!(w.path().join("package-lock.json").exists());
+    assert!(
+        index.requests().iter().any(|p| p.ends_with(".tgz")),
+        "{:?}",
+        index.requests()
+    );
+    assert!(
+        report["network"]["proxy"]["allowed"].as_u64().unwrap_or(0) >= 2,
+        "{report}"
+    );
+}
+
+// ---- 4. cargo ----
+
+/// The mounts section of `--explain` as (what, path) pairs.
+fn explained_mounts(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in text.lines() {
+        if l == "mounts:" {
+            inside = true;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let t = l.trim_start();
+        let Some((n, body)) = t.split_once(". ") else {
+            break;
+        };
+        if n.parse::<usize>().is_err() {
+            break;
+        }
+        let body = body.rsplit_once(" [").map(|(b, _)| b).unwrap_or(body);
+        let body = body.split_once(" <- ").map(|(b, _)| b).unwrap_or(body);
+        let slash = body.find(" /").expect("a path");
+        out.push((body[..slash].to_string(), body[slash + 1..].to_string()));
+    }
+    out
+}
+
+#[test]
+fn cargo_profile_explain_without_a_cargo_home() {
+    let mut s = bare();
+    let home = s.work.path().join("home");
+    s.cmd
+        .args(["--profile", "cargo", "--explain", "--", "cargo", "build"]);
+    let (r, _w) = run_keep(s);
+    assert_eq!(r.code, 0, "a missing ~/.cargo is fine: {r:?}");
+    assert!(r.stderr.trim().is_empty(), "{r:?}");
+    let mounts = explained_mounts(&r.stdout);
+    assert!(!mounts.is_empty(), "{r:?}");
+    assert!(
+        !mounts.iter().any(|(what, _)| what.contains("overlay")),
+        "an overlay without ~/.cargo: {r:?}"
+    );
+    let cargo_home = home.join(".cargo").display().to_string();
+    assert!(
+        !mounts.iter().any(|(_, p)| p.starts_with(&cargo_home)),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.trim() == "CARGO_NET_OFFLINE=true"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("network: none"), "{r:?}");
+}
+
+/// A sbx invocation whose HOME holds a `.cargo` with one registry file from the host.
+fn with_cargo_home() -> (Sbx, PathBuf) {
+    let s = bare();
+    let cargo_home = s.work.path().join("home/.cargo");
+    write_owned(
+        s.work.path(),
+        "home/.cargo/registry/index-entry",
+        "from-the-host\n",
+    );
+    (s, cargo_home)
+}
+
+#[test]
+fn cargo_profile_explain_overlays_an_existing_cargo_home() {
+    let (mut s, cargo_home) = with_cargo_home();
+    s.cmd
+        .args(["--profile", "cargo", "--explain", "--", "cargo", "build"]);
+    let (r, _w) = run_keep(s);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mounts = explained_mounts(&r.stdout);
+    let want = cargo_home.display().to_string();
+    let overlays: Vec<_> = mounts
+        .iter()
+        .filter(|(what, _)| what == "temporary overlay")
+        .collect();
+    assert_eq!(
+        overlays.len(),
+        1,
+        "expected one temporary overlay: {}",
+        r.stdout
+    );
+    assert_eq!(
+        overlays[0].1, want,
+        "the overlay is not at ~/.cargo: {}",
+        r.stdout
+    );
+    assert!(
+        !mounts.iter().any(|(_, p)| p.contains('?')),
+        "a mount path keeps the optional marker `?`: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn cargo_profile_cargo_home_is_a_throwaway_writable_layer() {
+    // Inside, ~/.cargo is writable (cargo takes locks there), the host's content shows, and
+    // nothing written there reaches the host.
+    let (mut s, cargo_home) = with_cargo_home();
+    s.cmd.args([
+        "--profile",
+        "cargo",
+        "--",
+        "sh",
+        "-c",
+        "cat \"$HOME/.cargo/registry/index-entry\" && echo lock > \"$HOME/.cargo/.package-cache\" \
+         && echo changed > \"$HOME/.cargo/registry/index-entry\" && echo wrote",
+    ]);
+    let (r, _w) = run_keep(s);
+    assert_eq!(r.code, 0, "~/.cargo is not writable inside: {r:?}");
+    assert_eq!(r.stdout, "from-the-host\nwrote\n", "{r:?}");
+    assert!(!cargo_home.join(".package-cache").exists());
+    assert_eq!(
+        std::fs::read_to_string(cargo_home.join("registry/index-entry")).unwrap(),
+        "from-the-host\n"
+    );
+}
+
+/// Where the runner's cargo lives, if it is on PATH.
+fn runner_cargo() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("cargo"))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn cargo_builds_a_crate_offline() {
+    let test = "cargo_builds_a_crate_offline";
+    let Some(cargo) = runner_cargo() else {
+        common::note_skip(test, "cargo is not on PATH");
+        return;
+    };
+    let cargo_s = cargo.display().to_string();
+    if !usable(&cargo_s) {
+        common::note_skip(
+            test,
+            &format!(
+                "{cargo_s} is not reachable by uid {} (its home directory is private), so cargo \
+                 cannot run inside a sandbox as that user",
+                common::test_uid()
+            ),
+        );
+        return;
+    }
+    // The runner's toolchain: CARGO_HOME and RUSTUP_HOME, bound read-only by path.
+    let bin = cargo.parent().unwrap();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin.parent().unwrap().to_path_buf());
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cargo_home.parent().unwrap().join(".rustup"));
+    let w = project();
+    write_owned(
+        w.path(),
+        "Cargo.toml",
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+    );
+    write_owned(
+        w.path(),
+        "src/main.rs",
+        "fn main() { println!(\"tiny {}\", 6 * 7); }\n#[test]\nfn t() { assert_eq!(6 * 7, 42); }\n",
+    );
+    let ro_cargo = format!("{}", cargo_home.display());
+    let ro_rustup = format!("{}?", rustup_home.display());
+    let mut s = bare();
+    s.cmd
+        .current_dir(w.path())
+        .env("HOME", w.path().join("home"))
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+        )
+        .env("CARGO_HOME", &cargo_home)
+        .env("RUSTUP_HOME", &rustup_home)
+        .args([
+            "--profile",
+            "cargo",
+            "--ro-bind",
+            &ro_cargo,
+            "--ro-bind",
+            &ro_rustup,
+            "--",
+            "sh",
+            "-c",
+            "cargo build --offline && cargo test --offline -q && ./target/debug/tiny",
+        ]);
+    let (r, _h) = run_keep(s);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("tiny 42"), "{r:?}");
+    assert!(w.path().join("target/debug/tiny").exists());
+    assert!(owned_by_test_uid(&w.path().join("target")));
+}
+
+// ---- 5. shell through a pty ----
+
+/// What sbx writes to the pty, collected on a thread.
+struct Screen {
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn start(master: &OwnedFd) -> Screen {
+        let mut file = std::fs::File::from(master.try_clone().unwrap());
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let b = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match file.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Screen { buf }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `needle` appears after byte `from`; returns the offset just past it.
+    fn expect(&self, needle: &str, from: usize, timeout: Duration) -> Result<usize, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let b = self.buf.lock().unwrap();
+                if b.len() > from {
+                    if let Some(i) = b[from..]
+                        .windows(needle.len())
+                        .position(|w| w == needle.as_bytes())
+                    {
+                        return Ok(from + i + needle.len());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no {needle:?} after byte {from} within {timeout:?}; screen:\n{}",
+                    self.text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A spawned sbx on a pty; killed and reaped if the test ends early.
+struct Session {
+    child: Child,
+    master: OwnedFd,
+    slave: OwnedFd,
+    screen: Screen,
+    _work: Workdir,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Session {
+    /// Starts `sbx ARGS...` with a fresh pty of `rows`×`cols` as its controlling terminal and
+    /// stdin, stdout and stderr, as a terminal emulator would.
+    fn start(args: &[&str], rows: u16, cols: u16) -> Session {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let Sbx { mut cmd, work } = common::sbx(args);
+        cmd.env("PS1", "sbx-prompt$ ")
+            .env("TERM", "dumb")
+            .stdin(pty.slave.try_clone().unwrap())
+            .stdout(pty.slave.try_clone().unwrap())
+            .stderr(pty.slave.try_clone().unwrap());
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let screen = Screen::start(&pty.master);
+        let child = cmd.spawn().expect("spawn sbx");
+        drop(cmd);
+        Session {
+            child,
+            master: pty.master,
+            slave: pty.slave,
+            screen,
+            _work: work,
+        }
+    }
+
+    fn send(&self, s: &str) {
+        let mut f = std::fs::File::from(self.master.try_clone().unwrap());
+        f.write_all(s.as_bytes()).unwrap();
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                use std::os::unix::process::ExitStatusExt;
+                return Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize; the master is open.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+const PROMPT: &str = "sbx-prompt$ ";
+const T: Duration = Duration::from_secs(10);
+
+/// Runs one command line and waits for the next prompt; returns the output in between.
+fn command(s: &Session, line: &str, pos: &mut usize) -> String {
+    let start = *pos;
+    s.send(&format!("{line}\n"));
+    // The echo of the line itself, then the output, then the next prompt.
+    let echoed = s.screen.expect(line, start, T).unwrap();
+    *pos = s.screen.expect(PROMPT, echoed, T).unwrap();
+    let text = s.screen.text();
+    text[echoed..*pos - PROMPT.len()].replace('\r', "")
+}
+
+fn drive_shell(test: &str, shell_args: &[&str]) {
+    use nix::sys::termios::{self, LocalFlags};
+    let mut args = vec!["--profile", "shell", "--"];
+    args.extend_from_slice(shell_args);
+    let mut s = Session::start(&args, 33, 111);
+    let before = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        before
+            .local_flags
+            .contains(LocalFlags::ECHO | LocalFlags::ICANON)
+    );
+    let mut pos = s
+        .screen
+        .expect(PROMPT, 0, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{test}: no prompt: {e}"));
+
+    // While the shell runs, the invoking terminal is raw: keys travel as bytes.
+    let during = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        !during
+            .local_flags
+            .intersects(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::ISIG),
+        "{test}: the terminal is not in raw mode while relaying: {:?}",
+        during.local_flags
+    );
+
+    let out = command(&s, "echo hello-$((40+2))", &mut pos);
+    assert!(out.contains("hello-42"), "{test}: {out:?}");
+
+    // The sandbox's own devpts, and the invoking terminal's size.
+    let out = command(&s, "tty", &mut pos);
+    assert_eq!(out.trim(), "/dev/pts/0", "{test}");
+    let out = command(&s, "stty size", &mut pos);
+    assert_eq!(out.trim(), "33 111", "{test}");
+    s.resize(40, 120);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = command(&s, "stty size", &mut pos);
+    assert_eq!(
+        out.trim(),
+        "40 120",
+        "{test}: the new size did not reach the sandbox"
+    );
+
+    // Ctrl-C interrupts the foreground job, not sbx.
+    let start = pos;
+    s.send("sleep 30\n");
+    let echoed = s.screen.expect("sleep 30", start, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    s.send("\x03");
+    pos = s
+        .screen
+        .expect(PROMPT, echoed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-C did not interrupt sleep: {e}"));
+    assert!(s.alive(), "{test}: sbx died of Ctrl-C");
+    let out = command(&s, "echo after $?", &mut pos);
+    assert!(out.contains("after 130"), "{test}: {out:?}");
+    assert!(sent.elapsed() < Duration::from_secs(5), "{test}");
+
+    // Job control: Ctrl-Z stops the foreground job, `jobs` lists it.
+    let start = pos;
+    s.send("sleep 31\n");
+    let echoed = s.screen.expect("sleep 31", start, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.send("\x1a");
+    pos = s
+        .screen
+        .expect(PROMPT, echoed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-Z did not stop sleep: {e}"));
+    let stopped = s.screen.text()[echoed..pos].to_string();
+    assert!(stopped.contains("Stopped"), "{test}: {stopped:?}");
+    let out = command(&s, "jobs", &mut pos);
+    assert!(out.contains("sleep 31"), "{test}: {out:?}");
+    // `fg` resumes it in the foreground, where Ctrl-C reaches it again.
+    let start = pos;
+    s.send("fg\n");
+    let resumed = s.screen.expect("sleep 31", start + 2, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.send("\x03");
+    pos = s
+        .screen
+        .expect(PROMPT, resumed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-C did not reach the resumed job: {e}"));
+    let out = command(&s, "echo fg $?; jobs", &mut pos);
+    assert!(out.contains("fg 130"), "{test}: {out:?}");
+    assert!(!out.contains("sleep 31"), "{test}: {out:?}");
+    assert!(s.alive(), "{test}");
+
+    // `exit 7` ends sbx with 7, and the terminal is as it was.
+    s.send("exit 7\n");
+    let code = s.wait(T);
+    assert_eq!(code, Some(7), "{test}: screen:\n{}", s.screen.text());
+    let after = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert_eq!(
+        before, after,
+        "{test}: the terminal settings were not restored"
+    );
+    assert!(
+        after
+            .local_flags
+            .contains(LocalFlags::ECHO | LocalFlags::ICANON)
+    );
+}
+
+#[test]
+fn shell_profile_sh_through_a_pty() {
+    drive_shell("shell_profile_sh_through_a_pty", &["sh"]);
+}
+
+#[test]
+fn shell_profile_bash_through_a_pty() {
+    if !usable("/bin/bash") {
+        common::note_skip("shell_profile_bash_through_a_pty", "bash is not installed");
+        return;
+    }
+    drive_shell(
+        "shell_profile_bash_through_a_pty",
+        &["bash", "--norc", "--noprofile"],
+    );
+}
+
+#[test]
+fn shell_profile_without_a_terminal_just_runs() {
+    let mut s = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo ok; tty || true",
+    ]);
+    s.cmd.stdin(Stdio::piped());
+    let (mut child, _w) = s.spawn();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let r = ran(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().next(), Some("ok"), "{r:?}");
+    assert!(r.stdout.contains("not a tty"), "{r:?}");
+    // Stdin is passed through as it is.
+    let mut s = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "read l; echo got-$l",
+    ]);
+    s.cmd.stdin(Stdio::piped());
+    let (mut child, _w) = s.spawn();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let r = ran(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "got-piped\n", "{r:?}");
+}
+
+#[test]
+fn pty_flag_gives_any_profile_a_terminal() {
+    let mut s = Session::start(
+        &["--pty", "--", "sh", "-c", "tty; stty size; exit 3"],
+        20,
+        70,
+    );
+    let code = s.wait(T);
+    assert_eq!(code, Some(3), "{}", s.screen.text());
+    let pos = s.screen.expect("/dev/pts/0", 0, T).unwrap();
+    s.screen.expect("20 70", pos, T).unwrap();
+    let after = nix::sys::termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        after
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO | nix::sys::termios::LocalFlags::ICANON),
+        "the terminal stayed raw"
+    );
+}
+
+#[test]
+fn shell_profile_hangup_ends_the_session_and_restores_the_terminal() {
+    // The terminal going away sends SIGHUP to sbx (the session leader); sbx passes it on, the
+    // shell exits, and the terminal settings are put back on the way out.
+    let mut s = Session::start(&["--profile", "shell", "--", "sh"], 24, 80);
+    s.screen.expect(PROMPT, 0, Duration::from_secs(30)).unwrap();
+    let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let code = s.wait(T);
+    assert_eq!(code, Some(128 + 1), "screen:\n{}", s.screen.text());
+    let after = nix::sys::termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        after.local_flags.contains(
+            nix::sys::termios::LocalFlags::ECHO
+                | nix::sys::termios::LocalFlags::ICANON
+                | nix::sys::termios::LocalFlags::ISIG
+        ),
+        "the terminal stayed raw after SIGHUP: {:?}",
+        after.local_flags
+    );
+}
+
+#[test]
+fn pty_relay_with_stdout_redirected() {
+    // stdin is the terminal, stdout a pipe (`sbx --profile shell -- cmd | less`): the output
+    // still arrives, on the pipe.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let Sbx { mut cmd, work } = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "tty; echo piped-out",
+    ]);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let screen = Screen::start(&pty.master);
+    let child = cmd.spawn().expect("spawn sbx");
+    drop(cmd);
+    let r = ran(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}; terminal: {}", screen.text());
+    assert!(r.stdout.contains("piped-out"), "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
+    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_eq!(before, after, "the terminal settings were not restored");
+    drop(work);
+}
