@@ -406,8 +406,13 @@ pub fn explain(plan: &Plan) -> String {
         None => s.push_str("seccomp: off\n"),
     }
     s.push_str(&format!(
-        "capabilities: all dropped; no_new_privs; new session: {}\n",
-        plan.new_session
+        "capabilities: all dropped; no_new_privs; new session: {}; terminal: {}\n",
+        plan.new_session,
+        if plan.pty {
+            "a pty of its own, relayed (when stdin is a terminal)"
+        } else {
+            "inherited stdio"
+        }
     ));
     s.push_str(&format!(
         "command: {} (cwd {}{})\n",
