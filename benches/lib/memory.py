@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Peak resident memory of a sandbox tool's own processes (benches/run.sh, comparison c).
+
+    memory.py --label sbx --runs 5 --out FILE.json [--payload-comm sleep] -- CMD...
+
+Starts CMD (for example `setpriv ... sbx -- /usr/bin/sleep 1`) RUNS times. While it runs, it
+walks the process tree under CMD's pid every few milliseconds and, for every process except the
+payload (a process whose comm is --payload-comm), records VmHWM and VmRSS from
+/proc/PID/status and Pss from /proc/PID/smaps_rollup. For sbx the tree is the supervisor and its
+init (PID 1 of the sandbox); for bubblewrap the monitor and its init.
+
+VmHWM is each process's own peak; the sum over the tool's processes is the reported figure (it
+counts pages shared between them -- the libc, the binary's text, the copy-on-write pages init
+inherits from the supervisor -- once per process, so it is an upper bound). Pss divides shared
+pages among their users and is the fairer "what it costs the machine" figure; it is sampled, not a
+peak. Setpriv and env exec the next program, so CMD's pid is the tool's first process.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def read_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Name", "VmHWM", "VmRSS", "PPid", "RssAnon", "RssFile", "RssShmem"):
+                    out[key] = value.strip()
+    except OSError:
+        return None
+    return out
+
+
+def read_pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def rss_by_mapping(pid, top=5):
+    """Resident KiB per mapped file ([heap], [stack], [anon] for the rest), largest first."""
+    agg = {}
+    current = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):
+                    fields = line.split()
+                    current = fields[5] if len(fields) > 5 else "[anon]"
+                elif first == "Rss:":
+                    agg[current] = agg.get(current, 0) + int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return []
+    return sorted(((k, v) for k, v in agg.items() if v), key=lambda kv: -kv[1])[:top]
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def kib(value):
+    # "1234 kB"
+    try:
+        return int(value.split()[0])
+    except (AttributeError, IndexError, ValueError):
+        return 0
+
+
+def one_run(cmd, payload_comm, cwd):
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    per_pid = {}  # pid -> {name, hwm, rss, pss}
+    saw_payload = False
+    while proc.poll() is None:
+        # One snapshot of the tree; it only counts once the payload runs, so that every process
+        # of the tool has exec'd into its final image (before that, the first process may still
+        # be setpriv or env, and the payload a not-yet-exec'd fork of init).
+        snapshot, stack, payload_now = [], [proc.pid], False
+        while stack:
+            pid = stack.pop()
+            st = read_status(pid)
+            if st is None:
+                continue
+            kids = children(pid)
+            stack.extend(kids)
+            if st.get("Name") == payload_comm and not kids:
+                payload_now = True
+                continue
+            snapshot.append((pid, st, read_pss_kib(pid)))
+        if payload_now:
+            saw_payload = True
+            for pid, st, pss in snapshot:
+                entry = per_pid.setdefault(pid, {"name": st.get("Name", "?"), "hwm": 0, "rss": 0, "pss": 0})
+                entry["hwm"] = max(entry["hwm"], kib(st.get("VmHWM")))
+                if kib(st.get("VmRSS")) >= entry["rss"]:
+                    entry["rss"] = kib(st.get("VmRSS"))
+                    entry["rss_anon"] = kib(st.get("RssAnon"))
+                    entry["rss_file"] = kib(st.get("RssFile"))
+                    entry["mappings"] = rss_by_mapping(pid)
+                if pss is not None:
+                    entry["pss"] = max(entry["pss"], pss)
+        time.sleep(0.005)
+    rc = proc.wait()
+    return {
+        "exit": rc,
+        "saw_payload": saw_payload,
+        "processes": [dict(pid=p, **v) for p, v in sorted(per_pid.items())],
+        "hwm_kib": sum(v["hwm"] for v in per_pid.values()),
+        "rss_kib": sum(v["rss"] for v in per_pid.values()),
+        "pss_kib": sum(v["pss"] for v in per_pid.values()),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--payload-comm", default="sleep")
+    ap.add_argument("--cwd", default=None)
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        ap.error("no command")
+    runs = [one_run(cmd, args.payload_comm, args.cwd) for _ in range(args.runs)]
+    ok = [r for r in runs if r["exit"] == 0 and r["saw_payload"]]
+    summary = {
+        "label": args.label,
+        "command": cmd,
+        "runs": runs,
+        "ok_runs": len(ok),
+        "max_hwm_kib": max((r["hwm_kib"] for r in ok), default=None),
+        "median_hwm_kib": statistics.median([r["hwm_kib"] for r in ok]) if ok else None,
+        "max_pss_kib": max((r["pss_kib"] for r in ok), default=None),
+        "nprocs": max(len(r["processes"]) for r in ok) if ok else None,
+    }
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=1)
+    if not ok:
+        print(f"memory.py: {args.label}: no successful run (exit codes {[r['exit'] for r in runs]})",
+              file=sys.stderr)
+        return 1
+    procs = ", ".join(f"{p['name']} {p['hwm']} KiB" for p in ok[-1]["processes"])
+    print(f"  {args.label}: peak sum VmHWM {summary['max_hwm_kib']} KiB "
+          f"(Pss {summary['max_pss_kib']} KiB) over {len(ok)} runs; last run: {procs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
