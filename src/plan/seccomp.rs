@@ -9,52 +9,57 @@
 //! 3. a guard for x32 numbers (`nr | 0x40000000`), which carry the x86_64 architecture tag
 //!    and would otherwise match no rule and be allowed.
 
-use seccompiler::{BpfProgram, TargetArch};
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction as SA, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
 use serde_json::{Value, json};
 
 use super::PlanError;
 use crate::profile::{Origin, Seccomp, SeccompAction, SeccompMode, Security};
 
-/// Denied whatever their arguments.
-pub const DENY_ALWAYS: &[&str] = &[
-    "setns",
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "bpf",
-    "perf_event_open",
-    "userfaultfd",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-    "swapon",
-    "swapoff",
-    "reboot",
-    "syslog",
-    "acct",
-    "quotactl",
-    "quotactl_fd",
-    "lookup_dcookie",
+/// Denied whatever their arguments: (name, number on this architecture).
+pub const DENY_ALWAYS: &[(&str, libc::c_long)] = &[
+    ("setns", libc::SYS_setns),
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("syslog", libc::SYS_syslog),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
 ];
 
 /// Namespace flags refused in `clone` and `unshare` (CLONE_NEWTIME included).
@@ -99,22 +104,32 @@ fn arch() -> TargetArch {
 
 /// A 32-bit comparison: the kernel ABI passes these arguments as `int`, and a 64-bit compare
 /// could be dodged with garbage in the upper half.
-fn dword(index: u8, op: Value, val: u64) -> Value {
-    json!({ "index": index, "type": "dword", "op": op, "val": val })
+fn dword(index: u8, op: SeccompCmpOp, val: u64) -> SeccompCondition {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, val).expect("argument index below 6")
 }
 
-/// The conditional rules: (syscall, list of AND-ed conditions), each an OR alternative.
-fn conditional_rules(nested_userns: bool) -> Vec<(&'static str, Vec<Value>)> {
+/// The conditional rules: (syscall, number, AND-ed conditions); rules of one syscall are OR-ed.
+fn conditional_rules(
+    nested_userns: bool,
+) -> Vec<(&'static str, libc::c_long, Vec<SeccompCondition>)> {
+    use SeccompCmpOp::{Eq, MaskedEq, Ne};
     let mut rules = Vec::new();
     if !nested_userns {
         for &flag in NAMESPACE_FLAGS {
-            for name in ["clone", "unshare"] {
-                rules.push((name, vec![dword(0, json!({ "masked_eq": flag }), flag)]));
-            }
+            rules.push((
+                "clone",
+                libc::SYS_clone,
+                vec![dword(0, MaskedEq(flag), flag)],
+            ));
+            rules.push((
+                "unshare",
+                libc::SYS_unshare,
+                vec![dword(0, MaskedEq(flag), flag)],
+            ));
         }
     }
     for req in [libc::TIOCSTI, libc::TIOCLINUX] {
-        rules.push(("ioctl", vec![dword(1, json!("eq"), req)]));
+        rules.push(("ioctl", libc::SYS_ioctl, vec![dword(1, Eq, req)]));
     }
     let families = [
         libc::AF_UNIX,
@@ -124,25 +139,45 @@ fn conditional_rules(nested_userns: bool) -> Vec<(&'static str, Vec<Value>)> {
     ];
     rules.push((
         "socket",
-        families
-            .iter()
-            .map(|f| dword(0, json!("ne"), *f as u64))
-            .collect(),
+        libc::SYS_socket,
+        families.iter().map(|f| dword(0, Ne, *f as u64)).collect(),
     ));
     // Netlink only for NETLINK_ROUTE (ip, getifaddrs); without capabilities it cannot change
     // anything, and the other families reach kernel subsystems (audit, uevents, ...).
     rules.push((
         "socket",
+        libc::SYS_socket,
         vec![
-            dword(0, json!("eq"), libc::AF_NETLINK as u64),
-            dword(2, json!("ne"), libc::NETLINK_ROUTE as u64),
+            dword(0, Eq, libc::AF_NETLINK as u64),
+            dword(2, Ne, libc::NETLINK_ROUTE as u64),
         ],
     ));
     rules.push((
         "personality",
-        vec![dword(0, json!("ne"), 0), dword(0, json!("ne"), PER_QUERY)],
+        libc::SYS_personality,
+        vec![dword(0, Ne, 0), dword(0, Ne, PER_QUERY)],
     ));
     rules
+}
+
+fn action(action: SeccompAction) -> SA {
+    match action {
+        SeccompAction::Errno => SA::Errno(libc::EPERM as u32),
+        SeccompAction::Kill => SA::KillProcess,
+        SeccompAction::Log => SA::Log,
+    }
+}
+
+/// Compiles one deny program from syscall numbers (no JSON on this path: it runs every time).
+fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, on_match: SA) -> Result<BpfProgram, PlanError> {
+    SeccompFilter::new(rules, SA::Allow, on_match, arch())
+        .and_then(BpfProgram::try_from)
+        .map_err(|e| {
+            PlanError::invalid(
+                &origin("seccomp"),
+                format!("cannot build the seccomp filter: {e}"),
+            )
+        })
 }
 
 fn action_json(action: SeccompAction) -> Value {
@@ -237,49 +272,52 @@ pub fn build(security: &Security, cfg: &Seccomp) -> Result<Option<SeccompPlan>, 
     }
     let allowed = |n: &str| cfg.allow.iter().any(|a| a == n);
     let nested = security.nested_userns.unwrap_or(false);
-    let action = cfg.action.unwrap_or(SeccompAction::Errno);
+    let chosen = cfg.action.unwrap_or(SeccompAction::Errno);
 
-    let mut rules: Vec<Value> = Vec::new();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut denied: Vec<String> = Vec::new();
-    let mut always: Vec<&str> = DENY_ALWAYS.to_vec();
-    if nested {
-        always.retain(|n| *n != "setns");
-    }
-    always.extend(cfg.deny.iter().map(String::as_str));
-    for name in always {
-        if !allowed(name) && !denied.iter().any(|d| d == name) {
-            rules.push(json!({ "syscall": name }));
-            denied.push(name.to_string());
-        }
-    }
-    for (name, conds) in conditional_rules(nested) {
-        // A name denied outright needs no conditional rule (seccompiler would let the
-        // conditional one narrow it).
-        if allowed(name) || denied.iter().any(|d| d == name) {
+    for &(name, nr) in DENY_ALWAYS {
+        if allowed(name) || (nested && name == "setns") {
             continue;
         }
-        rules.push(json!({ "syscall": name, "args": conds }));
+        rules.insert(nr, Vec::new());
+        denied.push(name.to_string());
+    }
+    for (name, nr, conds) in conditional_rules(nested) {
+        if allowed(name) || cfg.deny.iter().any(|d| d == name) {
+            continue;
+        }
+        let rule = SeccompRule::new(conds).map_err(|e| {
+            PlanError::invalid(&origin("seccomp"), format!("seccomp rule for {name}: {e}"))
+        })?;
+        rules.entry(nr).or_default().push(rule);
         let label = format!("{name}(conditional)");
         if !denied.contains(&label) {
             denied.push(label);
         }
     }
-    let mut filters = serde_json::Map::new();
-    filters.insert(
-        "1-deny".into(),
-        json!({ "mismatch_action": "allow", "match_action": action_json(action), "filter": rules }),
-    );
-    if !allowed("clone3") {
-        filters.insert(
-            "2-clone3".into(),
-            json!({ "mismatch_action": "allow", "match_action": { "errno": libc::ENOSYS },
-                    "filter": [{ "syscall": "clone3" }] }),
+    let mut programs = vec![program(rules, action(chosen))?];
+    // Names the profile adds go through seccompiler's JSON frontend, whose table knows every
+    // syscall of the architecture by name.
+    let extra: Vec<&String> = cfg.deny.iter().filter(|n| !denied.contains(n)).collect();
+    if !extra.is_empty() {
+        let list: Vec<Value> = extra.iter().map(|n| json!({ "syscall": n })).collect();
+        let filters = json!({ "extra": {
+            "mismatch_action": "allow", "match_action": action_json(chosen), "filter": list } });
+        programs.extend(
+            compile(filters, "seccomp.deny")?
+                .into_iter()
+                .map(|(_, p)| p),
         );
+        denied.extend(extra.into_iter().cloned());
     }
-    let mut programs: Vec<BpfProgram> = compile(Value::Object(filters), "seccomp")?
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    if !allowed("clone3") {
+        programs.push(program(
+            [(libc::SYS_clone3, Vec::new())].into(),
+            SA::Errno(libc::ENOSYS as u32),
+        )?);
+    }
+    let action = chosen;
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_guard(action));
 

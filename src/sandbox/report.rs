@@ -153,6 +153,23 @@ pub fn receive_all(fd: RawFd) -> Vec<Failure> {
     out
 }
 
+/// Setup milestones reported with `Step::Timing`.
+pub const MILESTONES: [&str; 4] = ["ids mapped", "root built", "confined", "exec"];
+
+/// Sends a milestone record when the plan asks for tracing.
+pub fn milestone(fd: RawFd, trace: bool, which: usize) {
+    if trace {
+        send(
+            fd,
+            Failure {
+                step: Step::Timing,
+                index: sys::monotonic_us(),
+                errno: which as i32,
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,22 +196,5 @@ mod tests {
         sys::close(w);
         assert_eq!(receive_all(r), vec![a, b]);
         sys::close(r);
-    }
-}
-
-/// Setup milestones reported with `Step::Timing`.
-pub const MILESTONES: [&str; 4] = ["ids mapped", "root built", "confined", "exec"];
-
-/// Sends a milestone record when the plan asks for tracing.
-pub fn milestone(fd: RawFd, trace: bool, which: usize) {
-    if trace {
-        send(
-            fd,
-            Failure {
-                step: Step::Timing,
-                index: sys::monotonic_us(),
-                errno: which as i32,
-            },
-        );
     }
 }
