@@ -112,10 +112,21 @@ pub fn build(
         CString::new("/").expect("no NUL"),
         AccessFs::from_read(abi) & !AccessFs::Execute,
     )];
+    // Rights accumulate down the path (through mount points too): a rule that grants no more
+    // than a rule above it adds nothing, and each rule costs four system calls at startup.
+    let mut dirs: Vec<(&str, BitFlags<AccessFs>)> = vec![("/", rules[0].1)];
     for g in grants {
+        let a = access(g.grant, abi, g.is_dir);
+        let below = |dir: &str| dir == "/" || g.path.starts_with(&format!("{dir}/"));
+        if dirs.iter().any(|(dir, da)| below(dir) && da.contains(a)) {
+            continue;
+        }
         let path =
             CString::new(g.path.as_str()).map_err(|_| PlanError::Other("path with NUL".into()))?;
-        rules.push((path, access(g.grant, abi, g.is_dir)));
+        rules.push((path, a));
+        if g.is_dir {
+            dirs.push((&g.path, a));
+        }
     }
     let ports_ok = kernel_abi >= 4;
     Ok(Some(LandlockPlan {
@@ -200,6 +211,52 @@ mod tests {
             "file rules carry file rights only"
         );
         assert!(p.scoped);
+    }
+
+    #[test]
+    fn rules_that_add_nothing_are_left_out() {
+        let grants = vec![
+            GrantRule {
+                path: "/tmp".into(),
+                grant: Grant::Full,
+                is_dir: true,
+            },
+            GrantRule {
+                path: "/tmp/work".into(),
+                grant: Grant::Full,
+                is_dir: true,
+            },
+            GrantRule {
+                path: "/tmp/work/ro".into(),
+                grant: Grant::ReadExec,
+                is_dir: true,
+            },
+            GrantRule {
+                path: "/tmpx".into(),
+                grant: Grant::ReadExec,
+                is_dir: true,
+            },
+            GrantRule {
+                path: "/dev".into(),
+                grant: Grant::Device,
+                is_dir: true,
+            },
+            GrantRule {
+                path: "/dev/null".into(),
+                grant: Grant::Device,
+                is_dir: false,
+            },
+            GrantRule {
+                path: "/dev/shm".into(),
+                grant: Grant::Full,
+                is_dir: true,
+            },
+        ];
+        let p = build(&Security::default(), &Network::default(), &grants, false, 7)
+            .unwrap()
+            .unwrap();
+        let paths: Vec<&str> = p.rules.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+        assert_eq!(paths, ["/", "/tmp", "/tmpx", "/dev", "/dev/shm"]);
     }
 
     #[test]

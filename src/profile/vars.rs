@@ -25,22 +25,20 @@ impl Vars {
             .collect();
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
-        let passwd = nix::unistd::User::from_uid(uid).ok().flatten();
+        // The passwd lookup (NSS: files, nscd sockets) is only needed when the environment
+        // does not say.
+        let passwd = || nix::unistd::User::from_uid(uid).ok().flatten();
         let home = env
             .get("HOME")
             .filter(|h| h.starts_with('/'))
             .cloned()
-            .or_else(|| {
-                passwd
-                    .as_ref()
-                    .map(|p| p.dir.to_string_lossy().into_owned())
-            })
+            .or_else(|| passwd().map(|p| p.dir.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "/".to_string());
         let user = env
             .get("USER")
             .filter(|u| !u.is_empty())
             .cloned()
-            .or_else(|| passwd.as_ref().map(|p| p.name.clone()))
+            .or_else(|| passwd().map(|p| p.name))
             .unwrap_or_else(|| uid.to_string());
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())

@@ -106,22 +106,14 @@ pub fn process(plan: &Plan, report_fd: RawFd) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Installs the seccomp programs: the last step before execve.
+/// Installs the seccomp programs: the last step before execve. no_new_privs is already set
+/// (by init), so each program is one seccomp(2) call.
 pub fn seccomp(plan: &Plan) -> Result<(), Failure> {
     let Some(s) = &plan.seccomp else {
         return Ok(());
     };
     for prog in &s.programs {
-        seccompiler::apply_filter(prog).map_err(|e| {
-            let errno = match e {
-                seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io
-                    .raw_os_error()
-                    .map(Errno::from_raw)
-                    .unwrap_or(Errno::EINVAL),
-                _ => Errno::EINVAL,
-            };
-            Failure::new(Step::Seccomp, errno)
-        })?;
+        sys::seccomp_filter(prog).map_err(|e| Failure::new(Step::Seccomp, e))?;
     }
     Ok(())
 }

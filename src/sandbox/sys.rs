@@ -739,3 +739,27 @@ pub fn monotonic_us() -> u32 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     (t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000) as u32
 }
+
+/// Installs one classic-BPF seccomp program (no_new_privs must be set).
+pub fn seccomp_filter(prog: &[seccompiler::sock_filter]) -> SysResult {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let fprog = SockFprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: fprog points at `len` instructions that outlive the call; sock_filter has the
+    // kernel's layout (seccompiler declares it repr(C)).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as c_ulong,
+            &fprog as *const SockFprog,
+        )
+    };
+    check_long(ret).map(drop)
+}
