@@ -43,19 +43,7 @@ pub fn spawn_failure(errno: Errno, ns: NamespaceSet) -> String {
 }
 
 fn describe_namespaces(ns: NamespaceSet) -> String {
-    let mut v = vec!["user", "mount"];
-    for (on, name) in [
-        (ns.pid, "pid"),
-        (ns.net, "net"),
-        (ns.ipc, "ipc"),
-        (ns.uts, "uts"),
-        (ns.cgroup, "cgroup"),
-    ] {
-        if on {
-            v.push(name);
-        }
-    }
-    v.join(", ")
+    ns.names().join(", ")
 }
 
 /// The message for a failure inside the sandbox before the command ran.

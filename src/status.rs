@@ -142,23 +142,6 @@ impl Destination {
     }
 }
 
-fn namespaces(plan: &Plan) -> Vec<&'static str> {
-    let ns = plan.namespaces;
-    let mut v = vec!["user", "mount"];
-    for (on, name) in [
-        (ns.pid, "pid"),
-        (ns.net, "net"),
-        (ns.ipc, "ipc"),
-        (ns.uts, "uts"),
-        (ns.cgroup, "cgroup"),
-    ] {
-        if on {
-            v.push(name);
-        }
-    }
-    v
-}
-
 fn landlock(plan: &Plan, outcome: Option<&Outcome>, abi: i32) -> LandlockStatus {
     let enforced = match (&plan.landlock, outcome.and_then(|o| o.landlock)) {
         (None, _) => "not_applied",
@@ -295,7 +278,7 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
         system_cpu_s: outcome.usage.system.as_secs_f64(),
         peak_memory_bytes: peak,
         peak_memory_source: source,
-        namespaces: namespaces(plan),
+        namespaces: plan.namespaces.names(),
         landlock: landlock(plan, Some(outcome), ctx.landlock_abi),
         seccomp: plan.seccomp.as_ref().map(|s| SeccompStatus {
             rules: s.denied.len(),

@@ -45,6 +45,23 @@ pub struct NamespaceSet {
 }
 
 impl NamespaceSet {
+    /// The namespaces created, by their usual names (the user and mount ones always).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = vec!["user", "mount"];
+        for (on, name) in [
+            (self.pid, "pid"),
+            (self.net, "net"),
+            (self.ipc, "ipc"),
+            (self.uts, "uts"),
+            (self.cgroup, "cgroup"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+
     pub fn clone_flags(&self) -> libc::c_int {
         let mut f = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
         for (on, flag) in [

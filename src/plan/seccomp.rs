@@ -1,13 +1,16 @@
 //! The seccomp policy: a deny list compiled to BPF before any fork. The filter is a deny list
-//! (everything else is allowed) so that ordinary programs run unchanged; three programs are
-//! installed together:
+//! (everything else is allowed) so that ordinary programs run unchanged. It is made of parts,
+//! chained into one program (one JIT compilation at install time), the first part that does
+//! not allow a call deciding:
 //!
-//! 1. the deny list (seccompiler, from JSON so that syscall names are checked by its table);
-//!    it kills any call made with a foreign architecture, such as 32-bit `int 0x80`;
+//! 1. a guard for x32 numbers (`nr | 0x40000000`), which carry the x86_64 architecture tag
+//!    and would otherwise match no rule and be allowed (hand-written: seccompiler cannot
+//!    express "nr >= X");
 //! 2. `clone3` answered with ENOSYS, because its flags sit behind a pointer that BPF cannot
 //!    read: libc then falls back to `clone`, whose flags the deny list inspects;
-//! 3. a guard for x32 numbers (`nr | 0x40000000`), which carry the x86_64 architecture tag
-//!    and would otherwise match no rule and be allowed.
+//! 3. the deny list (seccompiler's Rust API, from libc's syscall numbers); it kills any call
+//!    made with a foreign architecture, such as 32-bit `int 0x80`;
+//! 4. names a profile adds (seccompiler's JSON frontend, whose table checks the names).
 
 use std::collections::BTreeMap;
 
@@ -78,7 +81,7 @@ const PER_QUERY: u64 = 0xffff_ffff;
 
 #[derive(Debug, Clone)]
 pub struct SeccompPlan {
-    /// Installed in order; the kernel runs all of them and the strictest answer wins.
+    /// Installed in order (one program, chained from the parts described above).
     pub programs: Vec<BpfProgram>,
     /// Names on the final deny list (conditional rules included), for `-v` and reports.
     pub denied: Vec<String>,
@@ -232,6 +235,33 @@ fn check_names(names: &[String], key: &'static str) -> Result<(), PlanError> {
     })
 }
 
+/// Joins programs into one: each one's "allow" becomes a jump to the next, so the first
+/// program with another answer decides. One program is one JIT compilation when it is
+/// installed, instead of one per program.
+fn chain(programs: Vec<BpfProgram>) -> BpfProgram {
+    const RET_K: u16 = 0x06;
+    const JA: u16 = 0x05;
+    let count = programs.len();
+    let mut out = BpfProgram::new();
+    for (n, mut prog) in programs.into_iter().enumerate() {
+        if n + 1 < count {
+            let len = prog.len();
+            for (i, ins) in prog.iter_mut().enumerate() {
+                if ins.code == RET_K && ins.k == libc::SECCOMP_RET_ALLOW {
+                    *ins = seccompiler::sock_filter {
+                        code: JA,
+                        jt: 0,
+                        jf: 0,
+                        k: (len - i - 1) as u32,
+                    };
+                }
+            }
+        }
+        out.extend(prog);
+    }
+    out
+}
+
 /// The x32 guard, by hand: seccompiler cannot express "nr >= X".
 #[cfg(target_arch = "x86_64")]
 fn x32_guard(action: SeccompAction) -> BpfProgram {
@@ -318,8 +348,10 @@ pub fn build(security: &Security, cfg: &Seccomp) -> Result<Option<SeccompPlan>, 
         )?);
     }
     let action = chosen;
+    // The x32 guard goes first: under `log` the deny list lets calls through, an x32 call never.
     #[cfg(target_arch = "x86_64")]
-    programs.push(x32_guard(action));
+    programs.insert(0, x32_guard(action));
+    let programs = vec![chain(programs)];
 
     Ok(Some(SeccompPlan {
         programs,
