@@ -17,7 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Ran;
+use common::{AsTestUid, Ran, Running, profile, run_keep};
 
 // ---- harness additions ----
 
@@ -43,28 +43,8 @@ fn probe_dir() -> &'static Path {
         let st = build.status().expect("run cargo to build the probe");
         assert!(st.success(), "building the sbx-probe example failed: {st}");
         let built = profile_dir.join("examples/sbx-probe");
-        let meta = std::fs::metadata(&built)
-            .unwrap_or_else(|e| panic!("no probe at {}: {e}", built.display()));
-        let stamp = meta
-            .modified()
-            .unwrap()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "sbx-test-probe-{}-{}",
-            stamp.as_nanos(),
-            meta.len()
-        ));
-        let copy = dir.join("sbx-probe");
-        if !copy.exists() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let tmp = dir.join(format!(".sbx-probe.{}", std::process::id()));
-            std::fs::copy(&built, &tmp).unwrap();
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-            std::fs::rename(&tmp, &copy).unwrap();
-        }
-        dir
+        let copy = common::copy_per_build(&built, "sbx-test-probe", "sbx-probe");
+        copy.parent().unwrap().to_path_buf()
     })
 }
 
@@ -105,35 +85,6 @@ fn result<'a>(got: &'a BTreeMap<String, String>, attack: &str, r: &Ran) -> &'a s
         .unwrap_or_else(|| panic!("no result for {attack}: {r:?}"))
 }
 
-/// Runs an `Sbx` and keeps its work directory for the host-side checks.
-fn run_keep(s: common::Sbx) -> (Ran, common::Workdir) {
-    let common::Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    let code = output
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
-
-/// A profile file the test uid can read; kept while the value lives.
-struct Profile {
-    _dir: common::Workdir,
-    path: String,
-}
-
-fn profile(body: &str) -> Profile {
-    let dir = common::Workdir::new();
-    let path = dir.file("attack.toml", body).display().to_string();
-    Profile { _dir: dir, path }
-}
-
 /// A `sleep` on the host, run as the sandbox's uid, that attacks must not reach.
 struct Canary(Child);
 
@@ -143,10 +94,8 @@ impl Canary {
         cmd.arg("30")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if common::is_root() {
-            cmd.uid(common::NOBODY).gid(common::NOBODY);
-        }
+            .stderr(Stdio::null())
+            .as_test_uid();
         Canary(cmd.spawn().expect("spawn the canary"))
     }
 
@@ -156,16 +105,7 @@ impl Canary {
 
     /// How the canary ended, if it does within `timeout`.
     fn ended(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::exited_within(&mut self.0, timeout)
     }
 }
 
@@ -174,25 +114,6 @@ impl Drop for Canary {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Kills and reaps a spawned sbx when a test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A unique name for host-side sockets.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("sbx-attack-{tag}-{}-{nanos}", std::process::id())
 }
 
 /// `Key:` fields of a /proc/PID/status text.
@@ -341,8 +262,8 @@ fn init_holds_no_host_fds() {
         return;
     }
     let (child, _work) = common::sbx(["--", "sleep", "10"]).spawn();
-    let run = Running(child);
-    let sbx = run.0.id();
+    let run = Running::new(child);
+    let sbx = run.id();
     // What sbx holds as stdin/stdout/stderr: the terminal, a pipe, /dev/null.
     let stdio: Vec<String> = fd_links(sbx)
         .into_iter()
@@ -541,7 +462,7 @@ fn seccomp_unknown_syscall_name_is_refused() {
 
 /// An abstract unix socket listening on the host, non-blocking.
 fn abstract_listener() -> (UnixListener, String) {
-    let name = unique("abstract");
+    let name = common::unique_name("abstract");
     let addr = SocketAddr::from_abstract_name(&name).unwrap();
     let l = UnixListener::bind_addr(&addr).unwrap();
     l.set_nonblocking(true).unwrap();

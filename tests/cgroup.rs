@@ -9,7 +9,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -161,23 +161,9 @@ impl Drop for RootController {
     }
 }
 
-/// This test binary, copied where uid 65534 can execute it (the build tree may sit under a
-/// 0700 home). The directory goes when the returned guard drops.
-fn exe_copy() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("sbx-cgroup-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.path().join("cgroup-test");
-    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, exe)
-}
-
 /// Runs the child `role` as uid 65534 inside `cg`; asserts it passed and returns its output.
 fn run_child(mount: &Path, cg: &Path, role: &str, env: &[(&str, String)]) -> String {
-    let (_dir, exe) = exe_copy();
+    let (_dir, exe) = common::test_exe_copy("cgroup");
     let script = r#"echo $$ > "$1/cgroup.procs" || exit 99
 exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" --exact unprivileged_child --nocapture --test-threads=1"#;
     let mut cmd = Command::new("/bin/sh");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{NOBODY, Workdir, is_root, note_skip};
+use common::{NOBODY, Workdir, exit_code, is_root, note_skip, survivors_with, unique_number};
 
 const MOUNT: &str = "/sys/fs/cgroup/unified";
 
@@ -96,23 +96,10 @@ fn sbx_in(cg: &Delegated, work: &Workdir, args: &[&str]) -> (i32, String, String
         .output()
         .unwrap();
     (
-        out.status.code().unwrap_or(-1),
+        exit_code(out.status),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn host_processes_with(marker: &str) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(marker))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[test]
@@ -163,7 +150,7 @@ fn timeout_kills_a_daemon_outside_the_pid_namespace() {
         "nopid.toml",
         "extends = [\"default\"]\n[namespaces]\npid = false\n",
     );
-    let marker = format!("{}", 700_000 + std::process::id() % 100_000);
+    let marker = unique_number();
     let script = format!(
         "setsid sh -c 'trap \"\" TERM; exec sleep {marker}' < /dev/null > /dev/null 2>&1 & trap '' TERM; sleep 100"
     );
@@ -188,14 +175,8 @@ fn timeout_kills_a_daemon_outside_the_pid_namespace() {
     );
     assert_eq!(code, 124, "stdout {out}\nstderr {err}");
     assert!(start.elapsed() < Duration::from_secs(8));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !host_processes_with(&format!("sleep {marker}")).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        host_processes_with(&format!("sleep {marker}")).is_empty(),
-        "the daemon survived the timeout"
-    );
+    let left = survivors_with(&[format!("sleep {marker}")], Duration::from_secs(3));
+    assert!(left.is_empty(), "the daemon survived the timeout: {left:?}");
     assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
 }
 

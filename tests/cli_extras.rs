@@ -4,19 +4,12 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use common::{Ran, Sbx, Workdir};
-
-/// An sbx invocation with no arguments yet, so that the arguments can name its work dir.
-fn bare() -> Sbx {
-    common::sbx(Vec::<String>::new())
-}
+use common::{
+    PtyOutput, Ran, Running, Sbx, Workdir, bare, canonical, exit_code, exited_within, run_keep,
+};
 
 fn has_ansi(s: &str) -> bool {
     s.contains('\x1b')
@@ -464,11 +457,6 @@ fn parse_explain(text: &str) -> Explained {
     }
 }
 
-/// The canonical path of a work directory, as sbx names the working directory.
-fn canonical(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap().display().to_string()
-}
-
 /// `sbx ARGS... --explain -- touch <work>/ran`: checks that nothing ran, parses the output.
 /// Returns the plan, the canonical working directory, and the work directory itself.
 fn explain(args: &[&str]) -> (Explained, String, Workdir) {
@@ -486,24 +474,6 @@ fn explain(args: &[&str]) -> (Explained, String, Workdir) {
     assert!(r.stderr.trim().is_empty(), "{args:?}: {r:?}");
     let e = parse_explain(&r.stdout);
     (e, canonical(work.path()), work)
-}
-
-fn run_keep(s: Sbx) -> (Ran, Workdir) {
-    let Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    let code = output.status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + output.status.signal().unwrap_or(0)
-    });
-    (
-        Ran {
-            code,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            output,
-        },
-        work,
-    )
 }
 
 fn builtin_profiles() -> Vec<String> {
@@ -919,59 +889,6 @@ fn man_page_is_roff_from_the_cli_definition() {
 
 // ---- 4. colours on a terminal ----
 
-/// Collects what is written to a pty's master side, on a thread.
-struct PtyOutput {
-    buf: Arc<Mutex<Vec<u8>>>,
-    done: Arc<Mutex<bool>>,
-}
-
-impl PtyOutput {
-    fn start(master: &OwnedFd) -> PtyOutput {
-        let mut file = std::fs::File::from(master.try_clone().unwrap());
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let done = Arc::new(Mutex::new(false));
-        let (b, d) = (buf.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match file.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break, // EIO: the last slave closed
-                }
-            }
-            *d.lock().unwrap() = true;
-        });
-        PtyOutput { buf, done }
-    }
-
-    /// Everything, once the slave side is closed everywhere (or after `timeout`).
-    fn finish(&self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        while !*self.done.lock().unwrap() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<i32> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            use std::os::unix::process::ExitStatusExt;
-            return Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `sbx doctor` with stdout and stderr on a fresh pty; returns (exit code, output).
 fn doctor_on_a_pty(no_color: Option<&str>) -> (i32, String) {
     let pty = nix::pty::openpty(None, None).unwrap();
@@ -983,10 +900,12 @@ fn doctor_on_a_pty(no_color: Option<&str>) -> (i32, String) {
     cmd.stdout(pty.slave.try_clone().unwrap())
         .stderr(pty.slave.try_clone().unwrap());
     let reader = PtyOutput::start(&pty.master);
-    let mut child = cmd.spawn().expect("spawn sbx");
+    let mut child = Running::new(cmd.spawn().expect("spawn sbx"));
     drop(cmd);
     drop(pty.slave);
-    let code = wait_timeout(&mut child, Duration::from_secs(60)).expect("sbx doctor hung");
+    let code = exited_within(&mut child, Duration::from_secs(60))
+        .map(exit_code)
+        .expect("sbx doctor hung");
     let out = reader.finish(Duration::from_secs(5));
     drop(work);
     (code, out)

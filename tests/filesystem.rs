@@ -4,33 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
-use common::{Ran, Sbx, Workdir};
-
-/// An sbx invocation with no arguments yet, so that the arguments can name its work dir.
-fn bare() -> Sbx {
-    common::sbx(Vec::<String>::new())
-}
-
-/// Runs `s` and keeps its work directory, so that the host side can be checked afterwards.
-fn run_keep(s: Sbx) -> (Ran, Workdir) {
-    let (child, work) = s.spawn();
-    let output = child.wait_with_output().expect("wait for sbx");
-    let code = output.status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + output.status.signal().unwrap_or(0)
-    });
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
+use common::{Sbx, Workdir, bare, key_values, names_in, run_keep, tree_snapshot, unique_name};
 
 /// Appends `-- sh -c SCRIPT` to `s`.
 fn with_script(mut s: Sbx, script: &str) -> Sbx {
@@ -38,61 +14,9 @@ fn with_script(mut s: Sbx, script: &str) -> Sbx {
     s
 }
 
-/// A name no other test or run uses.
-fn unique(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "sbx-test-{what}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// File names and contents of a directory (recursively), for "unchanged" checks.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                out.insert(rel, None);
-                todo.push(p);
-            } else {
-                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Lines of stdout of the form `KEY=VALUE`, as a map.
-fn kv(ran: &Ran) -> BTreeMap<String, String> {
-    ran.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[test]
 fn root_is_a_read_only_tmpfs() {
-    let name = unique("rootfile");
+    let name = unique_name("rootfile");
     let r = common::sh(
         &[],
         &format!(
@@ -102,7 +26,7 @@ fn root_is_a_read_only_tmpfs() {
         ),
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["fstype"], "tmpfs", "{r:?}");
     assert_eq!(m["created"], "no", "{r:?}");
     assert_eq!(m["exists"], "no", "{r:?}");
@@ -112,7 +36,7 @@ fn root_is_a_read_only_tmpfs() {
 
 #[test]
 fn system_dirs_are_read_only() {
-    let name = unique("sysfile");
+    let name = unique_name("sysfile");
     let r = common::sh(
         &[],
         &format!(
@@ -122,7 +46,7 @@ fn system_dirs_are_read_only() {
         ),
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["usr"], "refused", "{r:?}");
     assert_eq!(m["etc"], "refused", "{r:?}");
     assert_eq!(m["usr_visible"], "yes", "{r:?}");
@@ -142,7 +66,7 @@ fn ro_bind_of_own_dir_refuses_writes() {
     let sub = host.subdir("sub");
     std::fs::write(sub.join("inner"), "inner\n").unwrap();
     common::chown(&sub.join("inner"));
-    let before = snapshot(host.path());
+    let before = tree_snapshot(host.path());
     let d = host.path().display().to_string();
     let mut s = bare();
     s.cmd.args(["--ro-bind", &d]);
@@ -158,7 +82,7 @@ fn ro_bind_of_own_dir_refuses_writes() {
     );
     let (r, _w) = run_keep(s);
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(
         m["content"], "original",
         "the bind must show the host dir: {r:?}"
@@ -167,7 +91,7 @@ fn ro_bind_of_own_dir_refuses_writes() {
         assert_eq!(m[k], "refused", "{k}: {r:?}");
     }
     assert!(r.stderr.contains("Read-only file system"), "{r:?}");
-    assert_eq!(snapshot(host.path()), before, "host dir changed");
+    assert_eq!(tree_snapshot(host.path()), before, "host dir changed");
     assert_eq!(std::fs::read_to_string(existing).unwrap(), "original\n");
 }
 
@@ -199,7 +123,7 @@ fn ro_bind_is_recursive_including_submounts() {
         common::note_skip(TEST, "/dev/shm is not writable by the test uid");
         return;
     }
-    let name = unique("shm");
+    let name = unique_name("shm");
     let host_file = Path::new("/dev/shm").join(&name);
     let r = common::sh(
         &["--ro-bind", "/dev:/hostdev"],
@@ -211,7 +135,7 @@ fn ro_bind_is_recursive_including_submounts() {
     let leaked = host_file.exists();
     let _ = std::fs::remove_file(&host_file);
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     // The submount itself must be what is visible, not the empty directory beneath it.
     assert_eq!(m["shmtype"], "tmpfs", "{r:?}");
     assert_eq!(m["write"], "refused", "{r:?}");
@@ -231,7 +155,7 @@ fn cwd_is_bound_writable_by_default() {
     ]);
     let (r, work) = run_keep(s);
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["pwd"], w.display().to_string(), "{r:?}");
     assert_eq!(m["write"], "ok", "{r:?}");
     let out = work.path().join("out.txt");
@@ -256,7 +180,7 @@ fn bind_makes_destination_writable_and_changes_land_on_host() {
     );
     let (r, _w) = run_keep(s);
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["old"], "old", "{r:?}");
     assert_eq!(m["write"], "ok", "{r:?}");
     assert_eq!(m["rm"], "ok", "{r:?}");
@@ -305,7 +229,7 @@ fn unbound_paths_are_absent() {
         .join("; ");
     let (r, _w) = run_keep(with_script(s, &script));
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     for p in &checked {
         assert_eq!(m.get(p).map(String::as_str), Some("absent"), "{p}: {r:?}");
     }
@@ -326,7 +250,7 @@ fn dev_is_minimal() {
          else echo pty=NOPYTHON; fi",
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     let mut got: Vec<&str> = m["list"].split_whitespace().collect();
     got.sort();
     let mut want = vec![
@@ -359,7 +283,7 @@ fn proc_is_fresh() {
          echo init=$(tr '\\0' ' ' < /proc/1/cmdline)",
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["fstype"], "proc", "{r:?}");
     let procs: Vec<(u32, String)> = m["procs"]
         .split_whitespace()
@@ -396,7 +320,7 @@ fn tmpfs_option_gives_empty_writable_dir() {
          echo data > /scratch/f && echo content=$(cat /scratch/f)",
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["fstype"], "tmpfs", "{r:?}");
     assert_eq!(m["entries"], "0", "{r:?}");
     assert_eq!(m["content"], "data", "{r:?}");
@@ -411,13 +335,7 @@ fn tmp_is_private() {
         .unwrap();
     let marker_path = marker.path().display().to_string();
     let s = bare();
-    let work_name = s
-        .work
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let work_name = s.work.name();
     let script = format!(
         "echo fstype=$(stat -f -c %T /tmp); \
          echo entries=$(ls -A /tmp | tr '\\n' ' '); \
@@ -426,7 +344,7 @@ fn tmp_is_private() {
     );
     let (r, _w) = run_keep(with_script(s, &script));
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["fstype"], "tmpfs", "{r:?}");
     // The harness's work dir lives in /tmp; its mount point is the only entry.
     assert_eq!(m["entries"].trim(), work_name, "{r:?}");
@@ -454,7 +372,7 @@ fn optional_paths_are_skipped_and_mandatory_ones_fail() {
         "if [ -e /nonexistent-sbx-test ]; then echo p=present; else echo p=absent; fi",
     ));
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(kv(&r)["p"], "absent", "{r:?}");
+    assert_eq!(key_values(&r.stdout)["p"], "absent", "{r:?}");
 
     let mut s = bare();
     let prof = s.work.file(
@@ -490,7 +408,7 @@ fn merged_usr_symlinks() {
          echo sh=$(test -x /bin/sh && echo ok)",
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["bin"], "usr/bin", "{r:?}");
     assert_eq!(m["lib"], "usr/lib", "{r:?}");
     assert_eq!(m["sh"], "ok", "{r:?}");
@@ -516,7 +434,7 @@ fn profile_dirs_symlinks_and_files() {
          echo file=$(cat /opt2/f)",
     ));
     assert_eq!(r.code, 0, "{r:?}");
-    let m = kv(&r);
+    let m = key_values(&r.stdout);
     assert_eq!(m["dir"], "yes", "{r:?}");
     assert_eq!(m["link"], "/sbxdir/sub", "{r:?}");
     assert_eq!(m["linkdir"], "yes", "{r:?}");
@@ -568,7 +486,7 @@ fn no_host_state_left_behind() {
     ));
     let mounts_after = mountinfo();
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(kv(&r)["done"], "yes", "{r:?}");
+    assert_eq!(key_values(&r.stdout)["done"], "yes", "{r:?}");
     assert_eq!(
         mounts_before.lines().count(),
         mounts_after.lines().count(),

@@ -19,6 +19,7 @@ use clap::Parser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+use common::{Rng, error_lines, run_keep, soak, unique_number};
 use sbx::cli::Cli;
 use sbx::plan::{Plan, RunOptions};
 use sbx::profile::{BUILTIN, Loader, ProfileFile, Vars};
@@ -36,7 +37,7 @@ fn cases() -> u32 {
         let asked = std::env::var("SBX_FUZZ_CASES")
             .ok()
             .and_then(|v| v.parse::<u32>().ok());
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let ci = common::ci();
         let n = match asked {
             Some(n) if !ci => n,
             _ => DEFAULT_CASES,
@@ -808,43 +809,18 @@ fn extends_cycles_and_self_references_are_errors() {
 
 // ---- the real binary ----
 
-/// A small deterministic generator for the process-level runs (seed printed).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("SBX_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("bad argv runs: seed {seed} (replay with SBX_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-
-    fn word(&mut self) -> String {
-        let len = 1 + self.below(10);
-        (0..len)
-            .map(|_| (b'a' + self.below(26) as u8) as char)
-            .collect()
-    }
+/// A random word of 1 to 10 lowercase letters.
+fn word(r: &mut Rng) -> String {
+    let len = 1 + r.below(10);
+    (0..len)
+        .map(|_| (b'a' + r.below(26) as u8) as char)
+        .collect()
 }
 
 /// One bad option (with its value), chosen at random.
 fn bad_option(r: &mut Rng) -> Vec<String> {
     // Random letters, always made invalid (a random word could spell `none`, `off` or `12t`).
-    let w = r.word();
+    let w = word(r);
     let v: Vec<String> = match r.below(16) {
         0 => vec![format!("--no-such-{w}")],
         1 => vec!["--net".into(), format!("{w}-x")],
@@ -879,25 +855,13 @@ fn good_option(r: &mut Rng) -> Vec<String> {
     }
 }
 
-/// Lines of stderr that are one of sbx's or clap's error messages.
-fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("sbx:") || l.starts_with("error:"))
-        .collect()
-}
-
 /// The real binary with random bad arguments: 125 with one message and the command never
 /// ran, or 0 for --help/--version (which run nothing either).
 #[test]
 fn bad_command_lines_exit_125_with_one_message_and_run_nothing() {
-    let n = if std::env::var("SBX_SOAK").is_ok_and(|v| v == "1") {
-        200
-    } else {
-        24
-    };
+    let n = if soak() { 200 } else { 24 };
     eprintln!("bad argv runs: {n}");
-    let mut r = Rng::new();
+    let mut r = Rng::new("bad argv runs");
     for i in 0..n {
         let mut args = Vec::new();
         for _ in 0..1 + r.below(3) {
@@ -914,7 +878,7 @@ fn bad_command_lines_exit_125_with_one_message_and_run_nothing() {
         args.extend(["--".into(), "touch".into(), "ran-marker".into()]);
         let s = common::sbx(&args);
         let work = s.work.path().to_path_buf();
-        let Sbx2 { ran, _work } = run(s);
+        let (ran, _work) = run_keep(s);
         let ctx = format!("sbx {args:?}: {ran:?}");
         assert!(!ran.stderr.contains("panicked"), "{ctx}");
         assert!(!work.join("ran-marker").exists(), "the command ran: {ctx}");
@@ -928,37 +892,13 @@ fn bad_command_lines_exit_125_with_one_message_and_run_nothing() {
     }
 }
 
-struct Sbx2 {
-    ran: common::Ran,
-    _work: common::Workdir,
-}
-
-fn run(s: common::Sbx) -> Sbx2 {
-    let common::Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    use std::os::unix::process::ExitStatusExt;
-    let code = output
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
-    Sbx2 {
-        ran: common::Ran {
-            code,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            output,
-        },
-        _work: work,
-    }
-}
-
 /// Durations too large for the clock are refused (125) or honoured; sbx must not crash
 /// (a panic exits 101, or aborts with 134 in release builds) with a sandbox running, and
 /// whatever happens, nothing of the sandbox may survive.
 #[test]
 fn durations_beyond_the_clock_do_not_crash_sbx() {
     // A sleep no other process runs: it marks the sandbox's process on the host.
-    let marker = format!("6{:07}1", std::process::id() % 10_000_000);
+    let marker = unique_number();
     let ignore_term = format!("trap '' TERM; sleep {marker}");
     let cases: [&[&str]; 3] = [
         &["--timeout", "18446744073709551615s", "--", "true"],
@@ -976,42 +916,17 @@ fn durations_beyond_the_clock_do_not_crash_sbx() {
     ];
     let mut failures = Vec::new();
     for args in cases {
-        let Sbx2 { ran, _work } = run(common::sbx(args));
+        let (ran, _work) = run_keep(common::sbx(args));
         let ok = matches!(ran.code, 0 | 124 | 125) && !ran.stderr.contains("panicked");
         if !ok {
             failures.push(format!("sbx {args:?}: {ran:?}"));
         }
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    let survivors = loop {
-        let found = sleepers(&marker);
-        if found.is_empty() || std::time::Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for pid in &survivors {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let sleep = format!("sleep {marker}");
+    let survivors = common::survivors(Duration::from_secs(3), |c| c == sleep);
     assert!(
         survivors.is_empty(),
         "sandbox processes survived sbx: {survivors:?}"
     );
     assert!(failures.is_empty(), "sbx crashed:\n{}", failures.join("\n"));
-}
-
-/// Host pids whose command line is `sleep MARKER`.
-fn sleepers(marker: &str) -> Vec<i32> {
-    let want = format!("sleep\0{marker}\0");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
-        })
-        .collect()
 }

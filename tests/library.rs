@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,24 +91,16 @@ fn unprivileged_child() {
 
 #[test]
 fn library_runs_sandboxes_from_many_threads() {
-    let exe = std::env::current_exe().unwrap();
     // As root, a world-readable copy run as nobody (the build tree may be under a 0700 home).
-    let copy_dir = tempfile::Builder::new()
-        .prefix("sbx-lib-test-")
-        .tempdir()
-        .unwrap();
+    let copy = common::is_root().then(|| common::test_exe_copy("library"));
     let work = common::Workdir::new();
-    let mut cmd = if common::is_root() {
-        std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = copy_dir.path().join("library-test");
-        std::fs::copy(&exe, &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = if let Some((_, exe)) = &copy {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(copy);
+            .arg(exe);
         c
     } else {
-        Command::new(&exe)
+        Command::new(std::env::current_exe().unwrap())
     };
     let out = cmd
         .args([

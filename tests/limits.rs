@@ -5,94 +5,28 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{ChildStdout, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{Ran, Workdir};
+use common::{
+    AsTestUid, Ran, Running, Workdir, host_processes_with, line_reader, next_line, run_timed,
+    run_within, survivors_with, unique_name, unique_number,
+};
 
 /// The report's file name, relative to the work directory (sbx runs there).
 const REPORT: &str = "status.json";
 
-/// A string no other process on the host has in its command line.
-fn marker(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "sbxlim-{tag}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+/// How long a run may take before it counts as a hang (and fails the test).
+const HANG: Duration = Duration::from_secs(60);
 
-/// A unique number usable as a `sleep` duration, so the sleeps themselves are recognisable on
-/// the host (`sleep` rejects any other extra argument).
+/// A unique `sleep` duration of `whole` seconds and a fraction, so the sleeps themselves are
+/// recognisable on the host.
 fn unique_duration(whole: u32) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{whole}.{}{:03}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn to_ran(output: std::process::Output) -> Ran {
-    let code = output
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
-    Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
-}
-
-/// Runs sbx, keeping the work directory; fails the test (after killing sbx) if sbx has not
-/// exited within `limit`. Also returns how long it took.
-fn run_within(s: common::Sbx, limit: Duration) -> (Ran, Duration, Workdir) {
-    let common::Sbx { mut cmd, work } = s;
-    let start = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sbx");
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => {
-            let took = start.elapsed();
-            (to_ran(out.expect("wait for sbx")), took, work)
-        }
-        Err(_) => {
-            // Our own child, by its pid: it has not been reaped, so the pid is still its.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let out = rx.recv_timeout(Duration::from_secs(10));
-            panic!("sbx did not return within {limit:?}; output after SIGKILL: {out:?}");
-        }
-    }
-}
-
-fn run_keep(s: common::Sbx) -> (Ran, Workdir) {
-    let (r, _, w) = run_within(s, Duration::from_secs(60));
-    (r, w)
+    format!("{whole}.{}", unique_number())
 }
 
 /// `sbx --json-status status.json ARGS...`.
@@ -103,10 +37,7 @@ fn sbx_report<'a>(args: impl IntoIterator<Item = &'a str>) -> common::Sbx {
 }
 
 fn read_report(work: &Workdir, r: &Ran) -> Value {
-    let path = work.path().join(REPORT);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("no report at {}: {e}; {r:?}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}): {text}"))
+    common::read_report(&work.path().join(REPORT), r)
 }
 
 /// The report's `limits` entries named `name`, as (value, via).
@@ -128,53 +59,23 @@ fn limit_entries(report: &Value, name: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Host processes (pid, cmdline with spaces for NULs) whose command line contains any of
-/// `needles`; zombies have an empty cmdline and are not listed.
-fn host_procs(needles: &[&str]) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if needles.iter().any(|n| cmdline.contains(n)) {
-            out.push((pid, cmdline.trim_end().to_string()));
-        }
-    }
-    out
-}
-
 /// Fails if a process with one of `needles` in its command line is still on the host shortly
 /// after sbx returned (the kernel tears a PID namespace down while its init exits, so half a
 /// second is generous).
 fn assert_none_survive(needles: &[&str], r: &Ran) {
-    let deadline = Instant::now() + Duration::from_millis(500);
-    loop {
-        let left = host_procs(needles);
-        if left.is_empty() {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("processes of the sandbox survived on the host: {left:?}; {r:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let left = survivors_with(needles, Duration::from_millis(500));
+    assert!(
+        left.is_empty(),
+        "processes of the sandbox survived on the host: {left:?}; {r:?}"
+    );
 }
 
 /// The host can still start a process as the test uid.
 fn assert_host_can_fork() {
-    let mut c = std::process::Command::new("/bin/true");
-    if common::is_root() {
-        c.uid(common::NOBODY).gid(common::NOBODY);
-    }
-    let st = c.status().expect("the host cannot start a process");
+    let st = std::process::Command::new("/bin/true")
+        .as_test_uid()
+        .status()
+        .expect("the host cannot start a process");
     assert!(st.success(), "{st:?}");
 }
 
@@ -182,7 +83,7 @@ fn assert_host_can_fork() {
 
 #[test]
 fn fork_bomb_is_contained_and_leaves_nothing() {
-    let m = marker("bomb");
+    let m = unique_name("bomb");
     let s = common::sbx([
         "--limit",
         "processes=64",
@@ -196,7 +97,7 @@ fn fork_bomb_is_contained_and_leaves_nothing() {
         "b() { b & b & }; b; sleep 1",
         &m,
     ]);
-    let (r, took, _work) = run_within(s, Duration::from_secs(30));
+    let (r, took, _work) = run_timed(s, Duration::from_secs(30));
     assert!(
         took < Duration::from_secs(10),
         "sbx returned only after {took:?} (the 10s timeout): {r:?}"
@@ -211,7 +112,7 @@ fn fork_bomb_is_contained_and_leaves_nothing() {
 
 #[test]
 fn process_limit_stops_a_loop_of_background_jobs() {
-    let m = marker("nproc");
+    let m = unique_name("nproc");
     let s = common::sbx([
         "--limit",
         "processes=20",
@@ -223,7 +124,7 @@ fn process_limit_stops_a_loop_of_background_jobs() {
         "for i in $(seq 100); do sleep 5 & done; wait; echo all-started",
         &m,
     ]);
-    let (r, took, _work) = run_within(s, Duration::from_secs(30));
+    let (r, took, _work) = run_timed(s, Duration::from_secs(30));
     assert_ne!(r.code, 0, "{r:?}");
     assert_ne!(r.code, 124, "it should fail, not time out: {r:?}");
     assert!(r.stderr.contains("Cannot fork"), "{r:?}");
@@ -253,54 +154,26 @@ fn spawn_holder(duration: &str, tag: &str) -> (std::process::Child, Workdir) {
     s.spawn()
 }
 
-fn first_line(out: ChildStdout) -> (String, BufReader<ChildStdout>) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut rd = BufReader::new(out);
-        let mut line = String::new();
-        let _ = rd.read_line(&mut line);
-        let _ = tx.send((line, rd));
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("no line from the sandbox within 10s")
-}
-
-/// Kills and reaps a spawned sbx if the test ends early.
-struct Running(Option<std::process::Child>);
-
-impl Running {
-    fn child(&mut self) -> &mut std::process::Child {
-        self.0.as_mut().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 fn each_sandbox_has_its_own_process_budget() {
     let dur = unique_duration(60);
-    let m = marker("budget");
+    let m = unique_name("budget");
     let (a, _wa) = spawn_holder(&dur, &m);
-    let mut a = Running(Some(a));
-    let (line_a, _ra) = first_line(a.child().stdout.take().unwrap());
+    let mut a = Running::new(a);
+    let rx_a = line_reader(a.stdout.take().unwrap());
+    let line_a = next_line(&rx_a, Duration::from_secs(10));
     assert_eq!(line_a.trim(), "20", "first sandbox");
     // The first sandbox holds its 20 sleeps while the second starts its own.
     let (b, _wb) = spawn_holder(&dur, &m);
-    let mut b = Running(Some(b));
-    let (line_b, _rb) = first_line(b.child().stdout.take().unwrap());
+    let mut b = Running::new(b);
+    let rx_b = line_reader(b.stdout.take().unwrap());
+    let line_b = next_line(&rx_b, Duration::from_secs(10));
     assert_eq!(line_b.trim(), "20", "second sandbox");
 
     // Both run as the same host uid, and together hold more than one budget's worth. (The
     // last child forked may not have exec'd sleep yet when the count is printed.)
     let own_sleeps = || -> Vec<(i32, String)> {
-        host_procs(&[&dur])
+        host_processes_with(&[&dur])
             .into_iter()
             .filter(|(pid, cmd)| {
                 cmd == &format!("sleep {dur}")
@@ -320,12 +193,12 @@ fn each_sandbox_has_its_own_process_budget() {
     assert_eq!(sleeps.len(), 40, "{sleeps:?}");
 
     for run in [&mut a, &mut b] {
-        drop(run.child().stdin.take());
+        drop(run.stdin.take());
     }
     let mut last = None;
-    for (name, mut run) in [("first", a), ("second", b)] {
-        let out = run.0.take().unwrap().wait_with_output().unwrap();
-        let r = to_ran(out);
+    for (name, run) in [("first", a), ("second", b)] {
+        let out = run.into_child().wait_with_output().unwrap();
+        let r = Ran::from_output(out);
         assert_eq!(r.code, 0, "{name}: {r:?}");
         assert!(!r.stderr.contains("Cannot fork"), "{name}: {r:?}");
         last = Some(r);
@@ -337,14 +210,17 @@ fn each_sandbox_has_its_own_process_budget() {
 
 #[test]
 fn memory_limit_stops_a_large_allocation() {
-    let (r, work) = run_keep(sbx_report([
-        "--memory",
-        "100M",
-        "--",
-        "python3",
-        "-c",
-        "bytearray(200*1024*1024)",
-    ]));
+    let (r, work) = run_within(
+        sbx_report([
+            "--memory",
+            "100M",
+            "--",
+            "python3",
+            "-c",
+            "bytearray(200*1024*1024)",
+        ]),
+        HANG,
+    );
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("MemoryError"), "{r:?}");
     let rep = read_report(&work, &r);
@@ -379,14 +255,17 @@ fn memory_limit_allows_a_smaller_allocation() {
 fn file_size_limit_signals_the_writer() {
     // `exec`: the writer is the command itself, so its death by SIGXFSZ is the command's
     // (a shell that forks the writer would exit 153 normally instead).
-    let (r, work) = run_keep(sbx_report([
-        "--limit",
-        "file_size=1M",
-        "--",
-        "sh",
-        "-c",
-        "exec head -c 2000000 /dev/zero > f",
-    ]));
+    let (r, work) = run_within(
+        sbx_report([
+            "--limit",
+            "file_size=1M",
+            "--",
+            "sh",
+            "-c",
+            "exec head -c 2000000 /dev/zero > f",
+        ]),
+        HANG,
+    );
     assert_eq!(r.code, 153, "128 + SIGXFSZ: {r:?}");
     let size = std::fs::metadata(work.path().join("f")).unwrap().len();
     assert_eq!(size, 1048576, "{r:?}");
@@ -410,7 +289,7 @@ fn tmpfs_size_limits_every_writable_tmpfs() {
     "#;
     let s = sbx_report(["--limit", "tmpfs_size=1M", "--", "sh", "-c", script]);
     let home = s.work.path().join("home");
-    let (r, work) = run_keep(s);
+    let (r, work) = run_within(s, HANG);
     assert_eq!(r.code, 0, "{r:?}");
     let h = home.display().to_string();
     let want = [
@@ -440,7 +319,7 @@ fn tmpfs_size_limits_every_writable_tmpfs() {
 
 #[test]
 fn timeout_stops_the_command_with_124() {
-    let (r, took, work) = run_within(
+    let (r, took, work) = run_timed(
         sbx_report(["--timeout", "1s", "--", "sleep", "100"]),
         Duration::from_secs(30),
     );
@@ -465,11 +344,11 @@ fn timeout_kills_term_ignoring_setsid_children() {
         std::path::Path::new("/usr/bin/setsid").exists(),
         "setsid (util-linux) is needed"
     );
-    let m = marker("hide");
+    let m = unique_name("hide");
     let dur = unique_duration(1000);
     let script =
         format!(r#"trap "" TERM; setsid sh -c 'trap "" TERM; sleep {dur}; : {m}' & sleep {dur}"#);
-    let (r, took, work) = run_within(
+    let (r, took, work) = run_timed(
         sbx_report([
             "--timeout",
             "1s",
@@ -500,7 +379,7 @@ fn wall_time_from_a_profile_file() {
     );
     let profile = profile.display().to_string();
     s.cmd.args(["--profile", &profile, "--", "sleep", "100"]);
-    let (r, took, work) = run_within(s, Duration::from_secs(30));
+    let (r, took, work) = run_timed(s, Duration::from_secs(30));
     assert_eq!(r.code, 124, "{r:?}");
     assert!(took < Duration::from_secs(8), "took {took:?}: {r:?}");
     let rep = read_report(&work, &r);
@@ -512,7 +391,7 @@ fn wall_time_from_a_profile_file() {
 
 #[test]
 fn report_of_a_normal_run() {
-    let (r, work) = run_keep(sbx_report(["--", "sh", "-c", "echo hi"]));
+    let (r, work) = run_within(sbx_report(["--", "sh", "-c", "echo hi"]), HANG);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "hi\n", "{r:?}");
     let text = std::fs::read_to_string(work.path().join(REPORT)).unwrap();
@@ -562,7 +441,7 @@ fn report_of_a_normal_run() {
 
 #[test]
 fn report_of_a_failing_command() {
-    let (r, work) = run_keep(sbx_report(["--", "sh", "-c", "exit 3"]));
+    let (r, work) = run_within(sbx_report(["--", "sh", "-c", "exit 3"]), HANG);
     assert_eq!(r.code, 3, "{r:?}");
     let rep = read_report(&work, &r);
     assert_eq!(rep["exit_code"], 3, "{rep}");
@@ -572,7 +451,7 @@ fn report_of_a_failing_command() {
 
 #[test]
 fn report_of_a_killed_command() {
-    let (r, work) = run_keep(sbx_report(["--", "sh", "-c", "kill -KILL $$"]));
+    let (r, work) = run_within(sbx_report(["--", "sh", "-c", "kill -KILL $$"]), HANG);
     assert_eq!(r.code, 137, "{r:?}");
     let rep = read_report(&work, &r);
     assert_eq!(rep["exit_code"], 137, "{rep}");
@@ -583,7 +462,7 @@ fn report_of_a_killed_command() {
 #[test]
 fn report_of_a_missing_command() {
     let cmd = "no-such-command-sbxlim";
-    let (r, work) = run_keep(sbx_report(["--", cmd, "arg"]));
+    let (r, work) = run_within(sbx_report(["--", cmd, "arg"]), HANG);
     assert_eq!(r.code, 127, "{r:?}");
     let rep = read_report(&work, &r);
     assert_eq!(rep["exit_code"], 127, "{rep}");
@@ -595,13 +474,10 @@ fn report_of_a_missing_command() {
 
 #[test]
 fn report_is_written_when_setup_fails() {
-    let (r, work) = run_keep(sbx_report([
-        "--profile",
-        "no-such-profile-sbxlim",
-        "--",
-        "touch",
-        "ran",
-    ]));
+    let (r, work) = run_within(
+        sbx_report(["--profile", "no-such-profile-sbxlim", "--", "touch", "ran"]),
+        HANG,
+    );
     assert_eq!(r.code, 125, "{r:?}");
     assert!(!work.path().join("ran").exists(), "the command ran: {r:?}");
     let rep = read_report(&work, &r);
@@ -667,7 +543,7 @@ fn report_to_an_inherited_fd() {
             Ok(())
         });
     }
-    let (r, work) = run_keep(s);
+    let (r, work) = run_within(s, HANG);
     drop(file);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(!work.path().join("3").exists(), "wrote a file named 3");
@@ -689,7 +565,7 @@ fn assert_rejected(args: &[&str], names: &[&str], profile: Option<&str>) {
     }
     let ran = s.work.path().join("ran");
     s.cmd.args(args).arg("--").arg("touch").arg(&ran);
-    let (r, work) = run_keep(s);
+    let (r, work) = run_within(s, HANG);
     assert_eq!(r.code, 125, "{args:?}: {r:?}");
     assert!(!ran.exists(), "{args:?}: the command ran: {r:?}");
     assert!(
@@ -727,7 +603,7 @@ fn bad_limit_values_are_rejected_naming_the_key() {
 fn negative_memory_as_a_separate_argument_names_the_key() {
     // `--memory -1G` is how people write it; clap must not read `-1G` as options.
     let s = common::sbx(["--memory", "-1G", "--", "touch", "ran"]);
-    let (r, work) = run_keep(s);
+    let (r, work) = run_within(s, HANG);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(!work.path().join("ran").exists(), "{r:?}");
     assert!(r.stderr.contains("memory"), "the key is not named: {r:?}");
@@ -773,7 +649,7 @@ fn without_a_delegated_cgroup_best_effort_falls_back() {
         );
         return;
     }
-    let (r, work) = run_keep(sbx_report(["--", "sh", "-c", "echo ran"]));
+    let (r, work) = run_within(sbx_report(["--", "sh", "-c", "echo ran"]), HANG);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "ran\n", "{r:?}");
     let rep = read_report(&work, &r);
@@ -805,7 +681,7 @@ fn without_a_delegated_cgroup_required_fails() {
         return;
     }
     let s = sbx_report(["--limit", "cgroup=required", "--", "touch", "ran"]);
-    let (r, work) = run_keep(s);
+    let (r, work) = run_within(s, HANG);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(!work.path().join("ran").exists(), "the command ran: {r:?}");
     let lower = r.stderr.to_lowercase();

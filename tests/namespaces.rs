@@ -4,14 +4,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Ran;
+use common::{Running, children_of, line_reader, read_until, run_keep, wait_exit};
 
 const KINDS: [&str; 7] = ["pid", "net", "ipc", "uts", "cgroup", "mnt", "user"];
 
@@ -35,96 +34,6 @@ fn inside_ns(args: &[&str]) -> BTreeMap<String, String> {
         assert!(v.starts_with(&format!("{kind}:[")), "{kind}: {v:?}; {r:?}");
     }
     map
-}
-
-/// Runs an `Sbx` and keeps its work directory, so that the host can look at what the
-/// sandbox left there.
-fn run_keep(s: common::Sbx) -> (Ran, common::Workdir) {
-    let common::Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    let code = output.status.code().unwrap_or(-1);
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
-
-/// Kills and reaps a spawned sbx when a test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn line_reader(out: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Lines read until one equals `want` (excluded); panics after `timeout` or at EOF.
-fn read_until(rx: &Receiver<String>, want: &str, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l == want => return seen,
-            Ok(l) => seen.push(l),
-            Err(e) => panic!("waiting for {want:?}: {e:?}; read so far: {seen:?}"),
-        }
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sbx did not exit within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `/proc/PID/stat` fields after the command name: state, ppid, pgrp, session, ...
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// Host pids whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Some(f) = stat_fields(pid) {
-            if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
-                out.push(pid);
-            }
-        }
-    }
-    out.sort_unstable();
-    out
 }
 
 /// The `NSpid` line of a host process: its pid in each nested PID namespace.
@@ -295,8 +204,8 @@ fn namespaces_and_pid_layout_seen_from_the_host() {
     let mut s = common::sbx(["--", "sh", "-c", &script]);
     s.cmd.stdin(Stdio::piped());
     let (child, _work) = s.spawn();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
     let before = read_until(&rx, "ready", Duration::from_secs(10));
     let inside: BTreeMap<String, String> = before
         .iter()
@@ -305,7 +214,7 @@ fn namespaces_and_pid_layout_seen_from_the_host() {
         .collect();
     assert_eq!(inside.len(), KINDS.len(), "{before:?}");
 
-    let sbx_pid = run.0.id() as i32;
+    let sbx_pid = run.id() as i32;
     let init = children_of(sbx_pid);
     assert_eq!(
         init.len(),
@@ -350,8 +259,8 @@ fn namespaces_and_pid_layout_seen_from_the_host() {
         }
     }
 
-    drop(run.0.stdin.take()); // `read` sees EOF and the shell exits
-    let st = wait_exit(&mut run.0, Duration::from_secs(10));
+    drop(run.stdin.take()); // `read` sees EOF and the shell exits
+    let st = wait_exit(&mut run, Duration::from_secs(10));
     assert_eq!(st.code(), Some(0));
 }
 

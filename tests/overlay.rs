@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{Ran, Workdir};
+use common::{Ran, Workdir, canonical, names_in, run_keep};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -169,22 +169,14 @@ fn assert_unchanged(before: &Tree, root: &Path, what: &str) {
 }
 
 /// Top-level names of /etc and its times, to see that nothing was written there.
-fn etc_state() -> (Vec<String>, (i64, i64), (i64, i64)) {
-    let mut names: Vec<String> = std::fs::read_dir("/etc")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+fn etc_state() -> (BTreeSet<String>, (i64, i64), (i64, i64)) {
+    let names = names_in(Path::new("/etc"));
     let m = std::fs::metadata("/etc").unwrap();
     (
         names,
         (m.mtime(), m.mtime_nsec()),
         (m.ctime(), m.ctime_nsec()),
     )
-}
-
-fn canon(p: &Path) -> String {
-    p.canonicalize().unwrap().display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,19 +186,7 @@ fn canon(p: &Path) -> String {
 fn sbx_in(cwd: &Path, args: &[String]) -> (Ran, Workdir) {
     let mut s = common::sbx(args);
     s.cmd.current_dir(cwd);
-    let (child, work) = s.spawn();
-    let output = child.wait_with_output().expect("wait for sbx");
-    let code = output.status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + output.status.signal().unwrap_or(0)
-    });
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
+    run_keep(s)
 }
 
 /// Runs `sbx ARGS -- sh -c SCRIPT` from `cwd`.
@@ -414,7 +394,7 @@ fn writes_in_an_overlay_leave_the_host_tree_untouched_and_are_reported() {
     let w = Workdir::new();
     let ws = w.path().join("ws");
     workspace(&ws);
-    let ws_c = canon(&ws);
+    let ws_c = canonical(&ws);
     let before = snapshot(&ws);
     let changes = w.path().join("changes.json");
     let status = w.path().join("status.json");
@@ -470,7 +450,7 @@ fn overlay_at_another_destination_reports_it_and_leaves_the_source_alone() {
     let w = Workdir::new();
     let ws = w.path().join("ws");
     make_tree(&ws, &[("a.txt", Node::File("a\n", 0o644))]);
-    let ws_c = canon(&ws);
+    let ws_c = canonical(&ws);
     let before = snapshot(&ws);
     let changes = w.path().join("changes.json");
     let (r, _work) = sh_in(
@@ -509,7 +489,7 @@ fn overlay_root_has_the_host_directory_mode() {
     std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o750)).unwrap();
     let (r, _work) = sh_in(
         &ws,
-        &["--overlay".into(), canon(&ws)],
+        &["--overlay".into(), canonical(&ws)],
         "stat -c '%a %u %g' . && stat -c '%a %u %g' a.txt",
     );
     assert_eq!(r.code, 0, "{r:?}");
@@ -529,7 +509,7 @@ fn kept_changes_are_reported_and_apply_reproduces_what_the_command_saw() {
     let w = Workdir::new();
     let ws = w.path().join("ws");
     workspace(&ws);
-    let ws_c = canon(&ws);
+    let ws_c = canonical(&ws);
     let kept = w.path().join("kept");
     let seen = w.subdir("seen");
     let changes = w.path().join("changes.json");
@@ -651,7 +631,7 @@ fn apply_reports_what_its_dry_run_announced() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&kept),
         ],
@@ -695,7 +675,7 @@ fn apply_of_an_unreadable_file_writes_all_or_nothing() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&kept),
         ],
@@ -730,7 +710,7 @@ fn change_report_sees_into_directories_the_command_locked() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&kept),
             "--changes".into(),
@@ -773,7 +753,7 @@ fn keep_changes_into_a_non_empty_directory_is_refused() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&kept),
         ],
@@ -800,7 +780,7 @@ fn craft_kept(w: &Workdir, tree: &Path, upper: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&kept).unwrap();
     let meta = serde_json::json!({
         "schema": 1,
-        "overlays": [{ "destination": canon(tree), "source": canon(tree), "upper": upper }],
+        "overlays": [{ "destination": canonical(tree), "source": canonical(tree), "upper": upper }],
     });
     std::fs::write(kept.join("sbx-changes.json"), meta.to_string()).unwrap();
     let up = kept.join(upper);
@@ -935,7 +915,7 @@ fn apply_refuses_chained_symlinks_that_escape_together() {
     }
     assert_eq!(r.code, 0, "{r:?}");
     // Applied: no symlink of the tree may resolve outside it.
-    let root = canon(&ws);
+    let root = canonical(&ws);
     for (p, e) in snapshot(&ws) {
         if e.kind == 'l' {
             if let Ok(to) = ws.join(&p).canonicalize() {
@@ -963,7 +943,7 @@ fn apply_refuses_escapes_a_sandboxed_command_planted() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&kept),
         ],
@@ -989,7 +969,7 @@ fn apply_refuses_an_upper_path_outside_the_kept_directory() {
         std::fs::create_dir_all(&kept).unwrap();
         let meta = serde_json::json!({
             "schema": 1,
-            "overlays": [{ "destination": canon(&ws), "source": canon(&ws), "upper": upper }],
+            "overlays": [{ "destination": canonical(&ws), "source": canonical(&ws), "upper": upper }],
         });
         std::fs::write(kept.join("sbx-changes.json"), meta.to_string()).unwrap();
         own_tree(&kept);
@@ -1102,7 +1082,7 @@ fn ro_overlay_reads_but_refuses_writes() {
         &ws,
         &[
             "--ro-overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--changes".into(),
             s(&changes),
         ],
@@ -1151,8 +1131,8 @@ fn ro_overlay_profile_merges_lower_layers_first_wins() {
         &format!(
             "extends = [\"default\"]\n\n[[filesystem.overlay]]\nsrc = \"{}\"\ndst = \"/merged\"\n\
              mode = \"ro\"\nlower = [\"{}\"]\n",
-            canon(&a),
-            canon(&b)
+            canonical(&a),
+            canonical(&b)
         ),
     );
     let (r, _work) = sh_in(
@@ -1187,7 +1167,7 @@ fn tmp_overlay_writes_vanish_and_are_size_limited() {
         &ws,
         &[
             "--tmp-overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--limit".into(),
             "tmpfs_size=1M".into(),
             "--changes".into(),
@@ -1260,7 +1240,7 @@ fn make_in_an_overlay_builds_and_leaves_outputs_only_in_the_report() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--changes".into(),
             s(&changes),
         ],
@@ -1296,7 +1276,7 @@ fn private_layers_are_removed_however_the_run_ends() {
     let w = Workdir::new();
     let ws = w.path().join("ws");
     make_tree(&ws, &[("a.txt", Node::File("a\n", 0o644))]);
-    let ws_c = canon(&ws);
+    let ws_c = canonical(&ws);
     let status = w.path().join("status.json");
     let base = |extra: &[&str]| -> Vec<String> {
         let mut v = vec![
@@ -1354,7 +1334,7 @@ fn an_upper_layer_inside_the_overlaid_tree_is_refused() {
         &ws,
         &[
             "--overlay".into(),
-            canon(&ws),
+            canonical(&ws),
             "--keep-changes".into(),
             s(&ws.join("kept")),
         ],
@@ -1372,7 +1352,7 @@ fn an_upper_layer_inside_the_overlaid_tree_is_refused() {
 
     // The same with the private layers: TMPDIR inside the tree.
     let before = snapshot(&ws);
-    let mut s = common::sbx(["--overlay", &canon(&ws), "--", "sh", "-c", "echo RAN"]);
+    let mut s = common::sbx(["--overlay", &canonical(&ws), "--", "sh", "-c", "echo RAN"]);
     s.cmd.current_dir(&ws).env("TMPDIR", &ws);
     let r = s.run();
     assert_eq!(r.code, 125, "{r:?}");
@@ -1394,7 +1374,7 @@ fn profile_overlay_with_changes_behaves_like_the_flags() {
     let ws2 = w.path().join("ws2");
     workspace(&ws1);
     workspace(&ws2);
-    let (c1, c2) = (canon(&ws1), canon(&ws2));
+    let (c1, c2) = (canonical(&ws1), canonical(&ws2));
     let kept1 = w.path().join("kept1");
     let kept2 = w.path().join("kept2");
     let profile = w.file(

@@ -3,155 +3,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdout, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::Ran;
-
-/// Runs an `Sbx` and keeps its work directory, so that the host can look at what the
-/// sandbox left there.
-fn run_keep(s: common::Sbx) -> (Ran, common::Workdir) {
-    let common::Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    let code = output
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
-
-/// Kills and reaps a spawned sbx when a test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn line_reader(out: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Lines read until one equals `want` (excluded); panics after `timeout` or at EOF.
-fn read_until(rx: &Receiver<String>, want: &str, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l == want => return seen,
-            Ok(l) => seen.push(l),
-            Err(e) => panic!("waiting for {want:?}: {e:?}; read so far: {seen:?}"),
-        }
-    }
-}
-
-/// The remaining lines, up to EOF (or `timeout`).
-fn read_rest(rx: &Receiver<String>, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        seen.push(l);
-    }
-    seen
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sbx did not exit within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `/proc/PID/stat` fields after the command name: state, ppid, pgrp, session, tty_nr, ...
-fn stat_fields(text: &str) -> Vec<String> {
-    let rest = &text[text.rfind(')').expect("a stat line") + 1..];
-    rest.split_whitespace().map(str::to_string).collect()
-}
-
-fn host_stat(pid: i32) -> Option<Vec<String>> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .map(|s| stat_fields(&s))
-}
-
-/// Host pids whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Some(f) = host_stat(pid) {
-            if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent) {
-                out.push(pid);
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-/// Host processes (pid, cmdline with spaces for NULs) whose command line satisfies `pred`.
-fn host_procs(pred: impl Fn(&str) -> bool) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if pred(cmdline.trim_end()) {
-            out.push((pid, cmdline.trim_end().to_string()));
-        }
-    }
-    out
-}
-
-/// `KEY=VALUE` lines as a map.
-fn env_map(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use common::{
+    Running, children_of, host_processes, host_stat, key_values, line_reader, read_rest,
+    read_until, run_keep, stat_fields, survivors_with, unique_number, wait_exit,
+};
 
 // ---- environment ----
 
@@ -165,7 +28,7 @@ fn environment_is_cleared_then_rebuilt_from_the_profile() {
     let home = s.work.path().join("home").display().to_string();
     let r = s.run();
     assert_eq!(r.code, 0, "{r:?}");
-    let env = env_map(&r.stdout);
+    let env = key_values(&r.stdout);
     for leaked in ["SECRET_TOKEN", "SSH_AUTH_SOCK", "DISPLAY", "TMPDIR"] {
         assert!(
             !env.contains_key(leaked),
@@ -204,7 +67,7 @@ fn unsetenv_removes_a_kept_variable() {
         .env("TERM", "xterm-test")
         .run();
     assert_eq!(r.code, 0, "{r:?}");
-    let env = env_map(&r.stdout);
+    let env = key_values(&r.stdout);
     assert!(!env.contains_key("TERM"), "{r:?}");
     assert!(env.contains_key("PATH"), "{r:?}");
 }
@@ -247,9 +110,8 @@ PATH = "/usr/bin:/bin"
 
 #[test]
 fn invisible_cwd_starts_in_root_with_a_warning() {
-    let profiles = common::Workdir::new();
-    let profile = profiles.file("nocwd.toml", NO_CWD_PROFILE);
-    let s = common::sbx(["--profile", profile.to_str().unwrap(), "--", "pwd"]);
+    let profile = common::profile(NO_CWD_PROFILE);
+    let s = common::sbx(["--profile", &profile.path, "--", "pwd"]);
     let (r, work) = run_keep(s);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout.trim_end(), "/", "{r:?}");
@@ -278,11 +140,11 @@ fn new_session_seen_from_the_host() {
     let mut s = common::sbx(["--", "sh", "-c", "echo ready; read x; exit 0"]);
     s.cmd.stdin(Stdio::piped());
     let (child, _work) = s.spawn();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
     read_until(&rx, "ready", Duration::from_secs(10));
 
-    let sbx_pid = run.0.id() as i32;
+    let sbx_pid = run.id() as i32;
     let sbx_sid = host_stat(sbx_pid).unwrap()[3].clone();
     let init = children_of(sbx_pid);
     assert_eq!(init.len(), 1, "{init:?}");
@@ -296,11 +158,8 @@ fn new_session_seen_from_the_host() {
     );
     assert_ne!(f[3], sbx_sid, "the command shares sbx's session");
 
-    drop(run.0.stdin.take());
-    assert_eq!(
-        wait_exit(&mut run.0, Duration::from_secs(10)).code(),
-        Some(0)
-    );
+    drop(run.stdin.take());
+    assert_eq!(wait_exit(&mut run, Duration::from_secs(10)).code(), Some(0));
 }
 
 // ---- exit codes ----
@@ -394,14 +253,14 @@ fn forwarded_signals_reach_the_command() {
             "trap 'echo got-{name}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
         );
         let (child, _work) = common::sbx(["--", "sh", "-c", &script]).spawn();
-        let mut run = Running(child);
-        let rx = line_reader(run.0.stdout.take().unwrap());
+        let mut run = Running::new(child);
+        let rx = line_reader(run.stdout.take().unwrap());
         read_until(&rx, "ready", Duration::from_secs(10));
-        kill(Pid::from_raw(run.0.id() as i32), sig).unwrap();
-        let st = wait_exit(&mut run.0, Duration::from_secs(5));
+        kill(Pid::from_raw(run.id() as i32), sig).unwrap();
+        let st = wait_exit(&mut run, Duration::from_secs(5));
         let rest = read_rest(&rx, Duration::from_secs(5));
         let mut err = String::new();
-        let _ = run.0.stderr.take().unwrap().read_to_string(&mut err);
+        let _ = run.stderr.take().unwrap().read_to_string(&mut err);
         assert_eq!(st.code(), Some(code), "SIG{name}: {rest:?} {err}");
         assert_eq!(rest, [format!("got-{name}")], "SIG{name}: {err}");
     }
@@ -411,11 +270,11 @@ fn forwarded_signals_reach_the_command() {
 fn forwarded_signals_reach_the_command_as_pid_1() {
     let script = "trap 'echo got-TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
     let (child, _work) = common::sbx(["--as-pid-1", "--", "sh", "-c", script]).spawn();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
     read_until(&rx, "ready", Duration::from_secs(10));
-    kill(Pid::from_raw(run.0.id() as i32), Signal::SIGTERM).unwrap();
-    let st = wait_exit(&mut run.0, Duration::from_secs(5));
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+    let st = wait_exit(&mut run, Duration::from_secs(5));
     assert_eq!(st.code(), Some(7));
     assert_eq!(read_rest(&rx, Duration::from_secs(5)), ["got-TERM"]);
 }
@@ -429,35 +288,33 @@ fn unhandled_forwarded_signal_kills_the_command() {
         (Signal::SIGHUP, 129),
     ] {
         let (child, _work) = common::sbx(["--", "sh", "-c", "echo ready; exec sleep 30"]).spawn();
-        let mut run = Running(child);
-        let rx = line_reader(run.0.stdout.take().unwrap());
+        let mut run = Running::new(child);
+        let rx = line_reader(run.stdout.take().unwrap());
         read_until(&rx, "ready", Duration::from_secs(10));
         // `exec` may not have replaced the shell yet; the shell dies of these signals too.
-        kill(Pid::from_raw(run.0.id() as i32), sig).unwrap();
-        let st = wait_exit(&mut run.0, Duration::from_secs(5));
+        kill(Pid::from_raw(run.id() as i32), sig).unwrap();
+        let st = wait_exit(&mut run, Duration::from_secs(5));
         assert_eq!(st.code(), Some(code), "{sig:?}: {st:?}");
     }
 }
 
 // ---- sbx killed ----
 
-fn assert_nothing_left_when_sbx_is_killed(extra: &[&str], k: u32) {
-    // Unique per test binary run and per case: no collision with parallel tests.
-    let base = 100_000_000 + std::process::id() * 10 + k * 2;
-    let (bg, fg) = (base.to_string(), (base + 1).to_string());
+fn assert_nothing_left_when_sbx_is_killed(extra: &[&str]) {
+    let (bg, fg) = (unique_number(), unique_number());
     let script = format!("sleep {bg} & echo ready; sleep {fg}; echo not-reached");
     let mut args: Vec<&str> = extra.to_vec();
     args.extend(["--", "sh", "-c", &script]);
     let (child, _work) = common::sbx(args).spawn();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
     read_until(&rx, "ready", Duration::from_secs(10));
 
     // Both sleeps are running on the host.
     let want = [format!("sleep {bg}"), format!("sleep {fg}")];
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let found = host_procs(|c| want.iter().any(|w| w == c));
+        let found = host_processes(|c| want.iter().any(|w| w == c));
         if found.len() == 2 {
             break;
         }
@@ -468,33 +325,26 @@ fn assert_nothing_left_when_sbx_is_killed(extra: &[&str], k: u32) {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    kill(Pid::from_raw(run.0.id() as i32), Signal::SIGKILL).unwrap();
-    let st = wait_exit(&mut run.0, Duration::from_secs(5));
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+    let st = wait_exit(&mut run, Duration::from_secs(5));
     assert_eq!(st.signal(), Some(libc::SIGKILL));
 
     // Every process that mentions the markers (the shell and both sleeps) goes away.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = host_procs(|c| c.contains(&bg) || c.contains(&fg));
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sandbox processes outlived sbx ({extra:?}): {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let left = survivors_with(&[&bg, &fg], Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "sandbox processes outlived sbx ({extra:?}): {left:?}"
+    );
 }
 
 #[test]
 fn killing_sbx_leaves_no_sandbox_process() {
-    assert_nothing_left_when_sbx_is_killed(&[], 0);
+    assert_nothing_left_when_sbx_is_killed(&[]);
 }
 
 #[test]
 fn killing_sbx_leaves_no_sandbox_process_as_pid_1() {
-    assert_nothing_left_when_sbx_is_killed(&["--as-pid-1"], 1);
+    assert_nothing_left_when_sbx_is_killed(&["--as-pid-1"]);
 }
 
 // ---- stdin ----

@@ -5,52 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use common::{Ran, Sbx, Workdir};
+use common::{Ran, Sbx, Workdir, bare, run_keep, tree_snapshot};
 
 const BUILTINS: [&str; 5] = ["default", "net-off", "net-on", "strict", "ci"];
-
-/// An sbx invocation with no arguments yet, so that the arguments can name its work dir.
-fn bare() -> Sbx {
-    common::sbx(Vec::<String>::new())
-}
-
-/// Runs `s` and keeps its work directory, so that the host side can be checked afterwards.
-fn run_keep(s: Sbx) -> (Ran, Workdir) {
-    let (child, work) = s.spawn();
-    let output = child.wait_with_output().expect("wait for sbx");
-    let code = output.status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + output.status.signal().unwrap_or(0)
-    });
-    let ran = Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
-
-/// File names and contents of a directory (recursively), for "unchanged" checks.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-                out.insert(rel, None);
-                todo.push(p);
-            } else {
-                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn every_builtin_profile_runs() {
@@ -200,7 +158,7 @@ fn user_profiles_come_from_xdg_config_home_and_later_profile_wins() {
 fn strict_makes_the_cwd_read_only() {
     let mut s = bare();
     s.work.file("existing.txt", "keep\n");
-    let before = snapshot(s.work.path());
+    let before = tree_snapshot(s.work.path());
     s.cmd.args([
         "--profile",
         "strict",
@@ -217,7 +175,11 @@ fn strict_makes_the_cwd_read_only() {
     assert!(r.stdout.contains("touch=refused\n"), "{r:?}");
     assert!(r.stdout.contains("append=refused\n"), "{r:?}");
     assert!(r.stderr.contains("Read-only file system"), "{r:?}");
-    assert_eq!(snapshot(work.path()), before, "the host work dir changed");
+    assert_eq!(
+        tree_snapshot(work.path()),
+        before,
+        "the host work dir changed"
+    );
 }
 
 #[test]

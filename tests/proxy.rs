@@ -271,10 +271,7 @@ fn run_report(args: &[&str], cmd: &[&str]) -> (Ran, Value) {
     let mut all: Vec<&str> = vec!["--json-status", &status_arg];
     all.extend_from_slice(args);
     let r = run(&all, cmd);
-    let text = std::fs::read_to_string(&status)
-        .unwrap_or_else(|e| panic!("no run report at {status_arg}: {e}; {r:?}"));
-    let report: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad report {text:?}: {e}"));
+    let report = common::read_report(&status, &r);
     (r, report)
 }
 
@@ -1077,16 +1074,11 @@ fn profile_network_proxy_with_its_own_port() {
         return;
     }
     let a = Server::start("A");
-    let dir = common::Workdir::new();
-    let profile = dir.file(
-        "proxy.toml",
-        &format!(
-            "extends = [\"default\"]\n[network]\nmode = \"proxy\"\nallow = [\"127.0.0.1:{}\"]\n\
-             proxy_port = 8123\n",
-            a.port()
-        ),
-    );
-    let profile = profile.display().to_string();
+    let profile = common::profile(&format!(
+        "extends = [\"default\"]\n[network]\nmode = \"proxy\"\nallow = [\"127.0.0.1:{}\"]\n\
+         proxy_port = 8123\n",
+        a.port()
+    ));
     let script = r#"
 echo "http_proxy $http_proxy"
 echo "HTTPS_PROXY $HTTPS_PROXY"
@@ -1094,7 +1086,7 @@ echo "ALL_PROXY $ALL_PROXY"
 echo "a $(curl -s http://127.0.0.1:$1/)"
 echo "socks $(curl -s -x "$ALL_PROXY" http://127.0.0.1:$1/)"
 "#;
-    let r = sh(&["-p", &profile], script, &[&a.port()]);
+    let r = sh(&["-p", &profile.path], script, &[&a.port()]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(field(&r, "http_proxy"), "http://127.0.0.1:8123", "{r:?}");
     assert_eq!(field(&r, "HTTPS_PROXY"), "http://127.0.0.1:8123", "{r:?}");
@@ -1176,12 +1168,7 @@ fn tunnels_of_surviving_processes_close_when_the_sandbox_ends() {
     }
     let h = HoldServer::start();
     let port = h.port.to_string();
-    let dir = common::Workdir::new();
-    let profile = dir.file(
-        "nopid.toml",
-        "extends = [\"default\"]\n[namespaces]\npid = false\n",
-    );
-    let profile = profile.display().to_string();
+    let profile = common::profile("extends = [\"default\"]\n[namespaces]\npid = false\n");
     // The command forks a daemon that opens a tunnel, then exits. The daemon waits for its
     // tunnel to die, then tries the proxy once more, and says what happened in a file.
     let python = py(r#"
@@ -1221,7 +1208,7 @@ except Exception as e:
 "#);
     let mut s = common::sbx([
         "-p",
-        &profile,
+        &profile.path,
         "--net",
         "proxy",
         "--allow",

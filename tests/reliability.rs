@@ -11,20 +11,22 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Ran, Workdir};
+use common::{
+    Ran, Rng, Running, Workdir, ci, error_lines, exit_code, host_processes_with, host_stat,
+    line_reader, names_in, read_until, run_within, soak, survivors_with, unique_number, wait_exit,
+};
 
 // ---- shared helpers ----
 
@@ -40,14 +42,6 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
     PROCESS_STATE.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn soak() -> bool {
-    std::env::var("SBX_SOAK").is_ok_and(|v| v == "1")
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// The number of iterations of `what`: `full` (the issue's count) under `SBX_SOAK=1`, else
 /// `reduced`, saying so in the output.
 fn count(what: &str, full: usize, reduced: usize) -> usize {
@@ -61,88 +55,6 @@ fn count(what: &str, full: usize, reduced: usize) -> usize {
              runs the full count)"
         );
         reduced
-    }
-}
-
-/// A small deterministic generator (xorshift64*), seeded from `SBX_SEED` or the clock.
-struct Rng(u64);
-
-impl Rng {
-    fn new(what: &str) -> Rng {
-        let seed = std::env::var("SBX_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("{what}: seed {seed} (replay with SBX_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Numbers no other process on the host uses as a `sleep` duration: they mark the sandbox's
-/// processes in the host's process list.
-fn marker() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("7{:07}{:05}", std::process::id() % 10_000_000, n)
-}
-
-/// Host processes (pid, cmdline) whose command line contains any of `needles`.
-fn host_procs_matching(needles: &[String]) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if needles.iter().any(|n| cmdline.contains(n.as_str())) {
-            out.push((pid, cmdline.trim_end().to_string()));
-        }
-    }
-    out
-}
-
-/// Waits up to `limit` for every process carrying one of `markers` to be gone; returns the
-/// survivors (killed afterwards, so that one failure does not leave sleepers behind).
-fn survivors_after(markers: &[String], limit: Duration) -> Vec<(i32, String)> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = host_procs_matching(markers);
-        if left.is_empty() {
-            return left;
-        }
-        if Instant::now() >= deadline {
-            for (pid, _) in &left {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-            }
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -198,105 +110,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-fn code_of(status: std::process::ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-/// Runs `s` with piped output, failing the test if sbx does not exit within `limit` (a hang).
-fn run_within(s: common::Sbx, limit: Duration) -> (Ran, Workdir) {
-    let common::Sbx { mut cmd, work } = s;
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sbx");
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for sbx"),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            panic!("sbx did not exit within {limit:?}: it hangs");
-        }
-    };
-    let ran = Ran {
-        code: code_of(output.status),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    (ran, work)
-}
-
-/// Kills and reaps a spawned sbx when a test ends early.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn line_reader(out: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn expect_line(rx: &Receiver<String>, want: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l == want => return,
-            Ok(l) => seen.push(l),
-            Err(e) => panic!("waiting for {want:?}: {e:?}; read so far: {seen:?}"),
-        }
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sbx did not exit within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// `/proc/PID/stat` fields after the command name: state, ppid, ...
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-/// Lines of stderr that are one of sbx's error messages.
-fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("sbx:") || l.starts_with("error:"))
-        .collect()
-}
-
 // ---- 1. supervisor death ----
 
 /// How long sbx takes until the command runs: the median over a few runs of the time to the
@@ -304,7 +117,7 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 fn startup_time(markers: &mut Vec<String>) -> Duration {
     let mut times = Vec::new();
     for _ in 0..5 {
-        let m = marker();
+        let m = unique_number();
         let script = format!("echo up; exec sleep {m}");
         let mut s = common::sbx(["-q", "--", "sh", "-c", &script]);
         s.cmd.stdout(Stdio::piped()).stderr(Stdio::null());
@@ -315,7 +128,7 @@ fn startup_time(markers: &mut Vec<String>) -> Duration {
         times.push(start.elapsed());
         // The marker is visible on the host: the survivor check below can see sandbox processes.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while host_procs_matching(std::slice::from_ref(&m)).is_empty() {
+        while host_processes_with(&[&m]).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "the marked sleep never showed up"
@@ -343,7 +156,7 @@ fn sbx_killed_at_random_points_leaves_no_sandbox_process() {
     // (markers, delay, as_pid_1)
     let mut runs: Vec<([String; 2], Duration, bool)> = Vec::new();
     for i in 0..n {
-        let (bg, fg) = (marker(), marker());
+        let (bg, fg) = (unique_number(), unique_number());
         let as_pid_1 = i % 4 == 3;
         let script = format!("sleep {bg} & exec sleep {fg}");
         let mut args: Vec<&str> = Vec::new();
@@ -354,9 +167,9 @@ fn sbx_killed_at_random_points_leaves_no_sandbox_process() {
         let mut s = common::sbx(args);
         s.cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let delay = Duration::from_micros(match i % 3 {
-            0 => rng.below(2_000),
-            1 => rng.below(10_000),
-            _ => rng.below(50_000),
+            0 => rng.below(2_000) as u64,
+            1 => rng.below(10_000) as u64,
+            _ => rng.below(50_000) as u64,
         });
         let mut child = s.cmd.spawn().expect("spawn sbx");
         std::thread::sleep(delay);
@@ -372,7 +185,7 @@ fn sbx_killed_at_random_points_leaves_no_sandbox_process() {
         drop(s.work);
     }
     markers.extend(runs.iter().flat_map(|(m, ..)| m.iter().cloned()));
-    let left = survivors_after(&markers, Duration::from_secs(3));
+    let left = survivors_with(&markers, Duration::from_secs(3));
     let early = runs.iter().filter(|r| r.1 < startup).count();
     eprintln!(
         "supervisor death: {n} runs; the command starts {startup:?} after spawn (median), \
@@ -418,7 +231,7 @@ fn zombie_children() -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if let Some(f) = stat_fields(pid) {
+        if let Some(f) = host_stat(pid) {
             if f.len() > 1 && f[0] == "Z" && f[1] == me {
                 out.push(pid);
             }
@@ -469,7 +282,7 @@ fn sequential_runs_leak_nothing() {
     let cwd_before = snapshot(cwd.path());
     let overlay = format!("{}:/ov", tree.display());
     for i in 0..n {
-        let m = marker();
+        let m = unique_number();
         let script;
         let (args, want): (Vec<&str>, i32) = match i % 10 {
             0 | 1 => {
@@ -577,7 +390,7 @@ fn sequential_runs_leak_nothing() {
     assert!(leaked.is_empty(), "fds left open in the caller: {leaked:?}");
     let zombies = zombie_children();
     assert!(zombies.is_empty(), "zombie children: {zombies:?}");
-    let left = survivors_after(&markers, Duration::from_secs(3));
+    let left = survivors_with(&markers, Duration::from_secs(3));
     assert!(left.is_empty(), "sandbox processes survived: {left:?}");
 }
 
@@ -605,38 +418,29 @@ fn sixty_four_concurrent_sandboxes_stay_apart() {
         );
         let mut s = common::sbx(["--", "sh", "-c", &script]);
         s.cmd.stdin(Stdio::piped());
-        let wd = s
-            .work
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let wd = s.work.name();
         let (mut child, work) = s.spawn();
         let rx = line_reader(child.stdout.take().unwrap());
-        runs.push((Running(child), rx, work, wd));
+        runs.push((Running::new(child), rx, work, wd));
     }
     // All of them are running at once, each holding its files and its segment.
     for (i, (_, rx, ..)) in runs.iter().enumerate() {
-        expect_line(rx, "ready", Duration::from_secs(60));
+        read_until(rx, "ready", Duration::from_secs(60));
         let _ = i;
     }
     for (i, (run, ..)) in runs.iter_mut().enumerate() {
-        assert!(
-            run.0.try_wait().unwrap().is_none(),
-            "sandbox {i} ended early"
-        );
+        assert!(run.try_wait().unwrap().is_none(), "sandbox {i} ended early");
     }
     let shm_during = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
     for (run, ..) in runs.iter_mut() {
-        drop(run.0.stdin.take());
+        drop(run.stdin.take());
     }
     let mut keys = Vec::new();
     for (i, (run, rx, work, wd)) in runs.iter_mut().enumerate() {
-        let st = wait_exit(&mut run.0, Duration::from_secs(60));
+        let st = wait_exit(run, Duration::from_secs(60));
         let lines: Vec<String> = rx.iter().collect();
         let mut err = String::new();
-        let _ = run.0.stderr.take().unwrap().read_to_string(&mut err);
+        let _ = run.stderr.take().unwrap().read_to_string(&mut err);
         let ctx = format!("sandbox {i}: {lines:?}\n{err}");
         assert_eq!(st.code(), Some((i % 100) as i32), "{ctx}");
         let field = |k: &str| -> Vec<String> {
@@ -705,17 +509,17 @@ fn int_term_hup_reach_the_same_command() {
     let script = "for s in INT TERM HUP; do trap \"echo got-$s\" $s; done; echo ready; \
                   n=0; while [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done";
     let (child, _work) = common::sbx(["--", "sh", "-c", script]).spawn();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
-    expect_line(&rx, "ready", Duration::from_secs(10));
-    let pid = Pid::from_raw(run.0.id() as i32);
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
+    read_until(&rx, "ready", Duration::from_secs(10));
+    let pid = Pid::from_raw(run.id() as i32);
     for (sig, name) in [
         (Signal::SIGINT, "INT"),
         (Signal::SIGTERM, "TERM"),
         (Signal::SIGHUP, "HUP"),
     ] {
         kill(pid, sig).unwrap();
-        expect_line(&rx, &format!("got-{name}"), Duration::from_secs(5));
+        read_until(&rx, &format!("got-{name}"), Duration::from_secs(5));
     }
 }
 
@@ -724,7 +528,7 @@ fn int_term_hup_reach_the_same_command() {
 #[test]
 fn timeout_ends_a_command_that_ignores_signals() {
     let _g = shared();
-    let m = marker();
+    let m = unique_number();
     let script =
         format!("trap '' TERM INT HUP; sleep {m} & echo ready; while :; do sleep 0.05; done");
     let (child, _work) = common::sbx([
@@ -739,28 +543,28 @@ fn timeout_ends_a_command_that_ignores_signals() {
     ])
     .spawn();
     let start = Instant::now();
-    let mut run = Running(child);
-    let rx = line_reader(run.0.stdout.take().unwrap());
-    expect_line(&rx, "ready", Duration::from_secs(10));
-    let pid = Pid::from_raw(run.0.id() as i32);
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
+    read_until(&rx, "ready", Duration::from_secs(10));
+    let pid = Pid::from_raw(run.id() as i32);
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         kill(pid, sig).unwrap();
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        run.0.try_wait().unwrap().is_none(),
+        run.try_wait().unwrap().is_none(),
         "the command ignores the forwarded signals"
     );
-    let st = wait_exit(&mut run.0, Duration::from_secs(10));
+    let st = wait_exit(&mut run, Duration::from_secs(10));
     let took = start.elapsed();
     let mut err = String::new();
-    let _ = run.0.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = run.stderr.take().unwrap().read_to_string(&mut err);
     assert_eq!(st.code(), Some(124), "{err}");
     assert!(
         took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
         "ended after {took:?}"
     );
-    let left = survivors_after(&[m], Duration::from_secs(3));
+    let left = survivors_with(&[m], Duration::from_secs(3));
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
@@ -779,8 +583,8 @@ fn one_gib_of_output_through_a_pipe() {
     eprintln!("large output: {size} bytes");
     let (child, _work) =
         common::sbx(["-q", "--", "head", "-c", &size.to_string(), "/dev/zero"]).spawn();
-    let mut run = Running(child);
-    let mut out = run.0.stdout.take().unwrap();
+    let mut run = Running::new(child);
+    let mut out = run.stdout.take().unwrap();
     let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -791,7 +595,7 @@ fn one_gib_of_output_through_a_pipe() {
         }
         total += k as u64;
     }
-    let st = wait_exit(&mut run.0, Duration::from_secs(30));
+    let st = wait_exit(&mut run, Duration::from_secs(30));
     eprintln!("large output: {total} bytes in {:?}", start.elapsed());
     assert_eq!(st.code(), Some(0));
     assert_eq!(total, size, "byte count");
@@ -816,21 +620,21 @@ fn closed_stdout_gives_sigpipe_or_epipe_as_outside() {
             let mut one = [0u8; 1];
             out.read_exact(&mut one).unwrap();
             drop(out);
-            code_of(wait_exit(&mut child, Duration::from_secs(10)))
+            exit_code(wait_exit(&mut child, Duration::from_secs(10)))
         };
         let mut args = vec!["-q", "--"];
         args.extend(argv);
         let (child, _work) = common::sbx(&args).spawn();
-        let mut run = Running(child);
-        let mut out = run.0.stdout.take().unwrap();
+        let mut run = Running::new(child);
+        let mut out = run.stdout.take().unwrap();
         let mut one = [0u8; 1];
         out.read_exact(&mut one).unwrap();
         assert_eq!(&one, b"y");
         drop(out);
-        let st = wait_exit(&mut run.0, Duration::from_secs(10));
+        let st = wait_exit(&mut run, Duration::from_secs(10));
         let mut err = String::new();
-        let _ = run.0.stderr.take().unwrap().read_to_string(&mut err);
-        assert_eq!(code_of(st), outside, "{argv:?}: inside as outside; {err}");
+        let _ = run.stderr.take().unwrap().read_to_string(&mut err);
+        assert_eq!(exit_code(st), outside, "{argv:?}: inside as outside; {err}");
         if argv.len() == 1 {
             assert_eq!(outside, 141, "yes dies of SIGPIPE outside");
         }
@@ -841,7 +645,7 @@ fn closed_stdout_gives_sigpipe_or_epipe_as_outside() {
 /// Pseudo-random bytes, reproducible.
 fn data(len: usize) -> Vec<u8> {
     let mut r = Rng(0x5bd1_e995_1234_5678);
-    (0..len).map(|_| (r.next() >> 56) as u8).collect()
+    (0..len).map(|_| (r.next_u64() >> 56) as u8).collect()
 }
 
 fn sha256_outside(path: &Path) -> String {
@@ -899,7 +703,7 @@ fn stdin_from_a_file_and_from_a_pipe() {
 #[test]
 fn daemonizing_command_returns_promptly_and_leaves_nothing() {
     let _g = shared();
-    let m = marker();
+    let m = unique_number();
     let script = format!("exec >&- 2>&- <&-; (setsid sleep {m} &); exit 0");
     let start = Instant::now();
     let (r, _w) = run_within(
@@ -909,7 +713,7 @@ fn daemonizing_command_returns_promptly_and_leaves_nothing() {
     let took = start.elapsed();
     assert_eq!(r.code, 0, "{r:?}");
     assert!(took < Duration::from_secs(3), "returned after {took:?}");
-    let left = survivors_after(&[m], Duration::from_secs(3));
+    let left = survivors_with(&[m], Duration::from_secs(3));
     assert!(left.is_empty(), "the daemon survived the run: {left:?}");
 }
 
@@ -1054,15 +858,6 @@ fn cstring(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
 }
 
-/// Names in `dir` (not recursive), for directories whose entries are being swapped.
-fn names(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 /// Classifies a 125 of a race test: refused by the plan (it saw the symlink) or at mount time
 /// (the mount found one), keeping the first message of the latter.
 fn refused(r: &Ran, first: &mut Option<String>) -> &'static str {
@@ -1091,7 +886,7 @@ fn bind_source_swapped_between_check_and_mount() {
     // Relative: it resolves inside the sandbox's view of the host (/oldroot/...) as well.
     let alt = fx.path().join("p.alt");
     symlink("other", &alt);
-    let (names_before, mounts) = (names(fx.path()), host_mounts());
+    let (names_before, mounts) = (names_in(fx.path()), host_mounts());
     let swapper = Swapper::start(&p, &alt);
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     let mut wrong = Vec::new();
@@ -1135,7 +930,7 @@ fn bind_source_swapped_between_check_and_mount() {
         &wrong[..wrong.len().min(3)]
     );
     assert_eq!(
-        names(fx.path()),
+        names_in(fx.path()),
         names_before,
         "entries created on the host"
     );
@@ -1214,7 +1009,7 @@ fn mount_point_swapped_with_a_symlink_during_setup() {
     let alt = w.join("sub.alt");
     symlink("../etc", &alt);
     let host = HostState::take(&[Path::new("/etc")]);
-    let names_before = names(&w);
+    let names_before = names_in(&w);
     let swapper = Swapper::start(&sub, &alt);
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     let mut wrong = Vec::new();
@@ -1256,7 +1051,7 @@ fn mount_point_swapped_with_a_symlink_during_setup() {
         wrong.len(),
         &wrong[..wrong.len().min(3)]
     );
-    assert_eq!(names(&w), names_before);
+    assert_eq!(names_in(&w), names_before);
     host.assert_unchanged("mount point race");
 }
 

@@ -18,32 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Ran, Sbx, Workdir};
-
-/// An sbx invocation with no arguments yet, so that the arguments can name its work dir.
-fn bare() -> Sbx {
-    common::sbx(Vec::<String>::new())
-}
-
-/// Runs `s` and keeps its work directory, so that the host side can be checked afterwards.
-fn run_keep(s: Sbx) -> (Ran, Workdir) {
-    let Sbx { mut cmd, work } = s;
-    let output = cmd.output().expect("spawn sbx");
-    (ran(output), work)
-}
-
-fn ran(output: std::process::Output) -> Ran {
-    let code = output.status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + output.status.signal().unwrap_or(0)
-    });
-    Ran {
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
-}
+use common::{AsTestUid, PtyOutput, Ran, Sbx, Workdir, bare, exit_code, exited_within, run_keep};
 
 /// A work directory with a `home` in it, for runs that share one project directory.
 fn project() -> Workdir {
@@ -68,22 +43,9 @@ fn sh_project(work: &Workdir, args: &[&str], script: &str) -> Ran {
 fn usable(path: &str) -> bool {
     let r = Command::new("/bin/sh")
         .args(["-c", "test -x \"$0\"", path])
-        .uid_if_root()
+        .as_test_uid()
         .status();
     matches!(r, Ok(s) if s.success())
-}
-
-trait AsTestUid {
-    fn uid_if_root(&mut self) -> &mut Self;
-}
-
-impl AsTestUid for Command {
-    fn uid_if_root(&mut self) -> &mut Self {
-        if common::is_root() {
-            self.uid(common::NOBODY).gid(common::NOBODY);
-        }
-        self
-    }
 }
 
 fn owned_by_test_uid(p: &Path) -> bool {
@@ -214,9 +176,7 @@ fn run_report(work: &Workdir, args: &[&str], script: &str) -> (Ran, serde_json::
     let mut all: Vec<&str> = vec!["--json-status", &status_arg];
     all.extend_from_slice(args);
     let r = sh_project(work, &all, script);
-    let text = std::fs::read_to_string(&status)
-        .unwrap_or_else(|e| panic!("no run report at {status_arg}: {e}; {r:?}"));
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad report {text}: {e}"));
+    let v = common::read_report(&status, &r);
     (r, v)
 }
 
@@ -285,7 +245,7 @@ fn make_builds_a_c_project() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "hello-from-make 42\n", "{r:?}");
     let out = Command::new(d.join("hello"))
-        .uid_if_root()
+        .as_test_uid()
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-make 42\n");
@@ -328,7 +288,7 @@ fn python_usable(test: &str) -> bool {
     }
     let r = Command::new(PYTHON)
         .args(["-c", "import venv, ensurepip"])
-        .uid_if_root()
+        .as_test_uid()
         .output()
         .unwrap();
     if !r.status.success() {
@@ -834,66 +794,12 @@ fn cargo_builds_a_crate_offline() {
 
 // ---- 5. shell through a pty ----
 
-/// What sbx writes to the pty, collected on a thread.
-struct Screen {
-    buf: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Screen {
-    fn start(master: &OwnedFd) -> Screen {
-        let mut file = std::fs::File::from(master.try_clone().unwrap());
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let b = buf.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match file.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        Screen { buf }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until `needle` appears after byte `from`; returns the offset just past it.
-    fn expect(&self, needle: &str, from: usize, timeout: Duration) -> Result<usize, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            {
-                let b = self.buf.lock().unwrap();
-                if b.len() > from {
-                    if let Some(i) = b[from..]
-                        .windows(needle.len())
-                        .position(|w| w == needle.as_bytes())
-                    {
-                        return Ok(from + i + needle.len());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no {needle:?} after byte {from} within {timeout:?}; screen:\n{}",
-                    self.text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
 /// A spawned sbx on a pty; killed and reaped if the test ends early.
 struct Session {
     child: Child,
     master: OwnedFd,
     slave: OwnedFd,
-    screen: Screen,
+    screen: PtyOutput,
     _work: Workdir,
 }
 
@@ -932,7 +838,7 @@ impl Session {
                 Ok(())
             });
         }
-        let screen = Screen::start(&pty.master);
+        let screen = PtyOutput::start(&pty.master);
         let child = cmd.spawn().expect("spawn sbx");
         drop(cmd);
         Session {
@@ -954,17 +860,7 @@ impl Session {
     }
 
     fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                use std::os::unix::process::ExitStatusExt;
-                return Some(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited_within(&mut self.child, timeout).map(exit_code)
     }
 
     fn resize(&self, rows: u16, cols: u16) {
@@ -1129,7 +1025,7 @@ fn shell_profile_without_a_terminal_just_runs() {
     let (mut child, _w) = s.spawn();
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    let r = ran(out);
+    let r = Ran::from_output(out);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout.lines().next(), Some("ok"), "{r:?}");
     assert!(r.stdout.contains("not a tty"), "{r:?}");
@@ -1145,7 +1041,7 @@ fn shell_profile_without_a_terminal_just_runs() {
     s.cmd.stdin(Stdio::piped());
     let (mut child, _w) = s.spawn();
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
-    let r = ran(child.wait_with_output().unwrap());
+    let r = Ran::from_output(child.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "got-piped\n", "{r:?}");
 }
@@ -1209,10 +1105,10 @@ fn pty_relay_with_stdout_redirected() {
     cmd.stdin(pty.slave.try_clone().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let screen = Screen::start(&pty.master);
+    let screen = PtyOutput::start(&pty.master);
     let child = cmd.spawn().expect("spawn sbx");
     drop(cmd);
-    let r = ran(child.wait_with_output().unwrap());
+    let r = Ran::from_output(child.wait_with_output().unwrap());
     assert_eq!(r.code, 0, "{r:?}; terminal: {}", screen.text());
     assert!(r.stdout.contains("piped-out"), "{r:?}");
     assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
