@@ -185,6 +185,15 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
         (Some(Op::Tmpfs { .. } | Op::Devpts { .. }), Errno::EPERM) => {
             "this kernel refuses the mount in a user namespace"
         }
+        (Some(Op::Overlay { .. }), Errno::EPERM | Errno::EINVAL | Errno::ENODEV) => {
+            "this kernel refuses overlayfs in a user namespace (it needs Linux >= 5.11 and \
+             overlayfs with userxattr; `sbx doctor` checks it); sbx never falls back to a \
+             writable bind"
+        }
+        (Some(Op::Overlay { .. }), Errno::EOVERFLOW) => {
+            "a file or directory in the overlaid tree belongs to a uid or gid not mapped in the \
+             sandbox (not yours), so overlayfs cannot copy it up"
+        }
         _ => "",
     };
     if !hint.is_empty() {
