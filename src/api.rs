@@ -181,10 +181,6 @@ impl Sandbox {
         }))
     }
 
-    fn default_names(&self) -> Vec<String> {
-        self.names.clone()
-    }
-
     /// Resolves everything the run needs, without running it (what `--explain` prints).
     pub fn plan<I, S>(&self, command: I) -> Result<Plan, Error>
     where
@@ -221,7 +217,7 @@ impl Sandbox {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let names = self.default_names();
+        let names = self.names.clone();
         let landlock_abi = sandbox::sys::landlock_abi();
         let writable_overlay = self
             .profile

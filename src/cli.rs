@@ -371,7 +371,7 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let dest = args.json_status.as_deref().map(Destination::parse);
-    let result = run_sandbox(args, vars, &names, &command);
+    let result = run_sandbox(args, vars, &names);
     if let (Some(dest), false) = (dest, args.explain) {
         let report = match &result {
             Ok((_, status)) => status.clone(),
@@ -391,7 +391,6 @@ fn run_sandbox(
     args: &RunArgs,
     vars: Vars,
     names: &[String],
-    _command: &[String],
 ) -> Result<(i32, status::RunStatus), Error> {
     if args.command.is_empty() {
         return Err(Error::Usage(

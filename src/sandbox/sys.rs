@@ -583,22 +583,30 @@ union FdCmsg {
     _align: libc::cmsghdr,
 }
 
-/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS).
-pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cmsg = FdCmsg { buf: [0; 24] };
-    // SAFETY: msghdr is plain data; zeroed then filled with valid pointers that outlive the call.
+/// A message of one data byte with room for one fd, pointing into `byte` and `cmsg`.
+fn fd_message(byte: &mut [u8; 1], iov: &mut libc::iovec, cmsg: &mut FdCmsg) -> libc::msghdr {
+    iov.iov_base = byte.as_mut_ptr().cast();
+    iov.iov_len = 1;
+    // SAFETY: msghdr is plain data; zeroed then filled with pointers the caller keeps alive.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = iov;
     msg.msg_iovlen = 1;
     // SAFETY: taking a raw pointer to the union's buffer; CMSG_SPACE(4) = 24 fits.
     msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
     // SAFETY: CMSG_SPACE is a pure size computation.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    msg
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS).
+pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut cmsg = FdCmsg { buf: [0; 24] };
+    let msg = fd_message(&mut byte, &mut iov, &mut cmsg);
     // SAFETY: the control buffer is large enough for one header and one fd, as computed above.
     unsafe {
         let hdr = libc::CMSG_FIRSTHDR(&msg);
@@ -616,17 +624,11 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
 pub fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
     };
     let mut cmsg = FdCmsg { buf: [0; 24] };
-    // SAFETY: as in send_fd.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    // SAFETY: as in send_fd.
-    msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
-    msg.msg_controllen = std::mem::size_of::<FdCmsg>();
+    let mut msg = fd_message(&mut byte, &mut iov, &mut cmsg);
     loop {
         // SAFETY: msg points at valid buffers; MSG_CMSG_CLOEXEC marks the received fd.
         let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
