@@ -36,9 +36,16 @@ fn data(arch: u32, nr: i64, args: [u64; 6]) -> [u8; 64] {
 /// Runs one program; panics on an instruction the interpreter does not know, so a change in
 /// seccompiler's output cannot pass unnoticed.
 fn run(prog: &[sock_filter], d: &[u8; 64]) -> u32 {
+    run_counted(prog, d).0
+}
+
+/// The answer and how many instructions it took to reach it.
+fn run_counted(prog: &[sock_filter], d: &[u8; 64]) -> (u32, usize) {
     let mut acc: u32 = 0;
     let mut pc = 0usize;
+    let mut steps = 0;
     loop {
+        steps += 1;
         let ins = &prog[pc];
         pc += 1;
         let k = ins.k;
@@ -58,7 +65,7 @@ fn run(prog: &[sock_filter], d: &[u8; 64]) -> u32 {
                 };
                 pc += if taken { ins.jt } else { ins.jf } as usize;
             }
-            0x06 => return k,
+            0x06 => return (k, steps),
             other => panic!("unknown BPF instruction {other:#x} at {}", pc - 1),
         }
     }
@@ -393,4 +400,161 @@ fn off_and_nested_userns() {
         ALLOW
     );
     assert_eq!(eval(&p, native_arch(), libc::SYS_ptrace, a(0, 0, 0)), EPERM);
+}
+
+/// The same rules as `build` makes, compiled by seccompiler's own backend (a linear chain):
+/// the reference the binary search must agree with.
+fn reference(nested: bool, action: SeccompAction) -> Vec<sock_filter> {
+    use seccompiler::{
+        SeccompAction as SA, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &(name, nr) in DENY_ALWAYS {
+        if !(nested && name == "setns") {
+            rules.insert(nr, Vec::new());
+        }
+    }
+    let dword =
+        |arg, op, v: u64| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, v).unwrap();
+    for (_, nr, conds) in conditional_rules(nested) {
+        // One rule with "any of these bits" is, for seccompiler, one rule per bit.
+        if let [
+            Cond {
+                arg,
+                check: Check::AnyBit(mask),
+            },
+        ] = conds[..]
+        {
+            for bit in (0..32).map(|b| 1u32 << b).filter(|b| mask & b != 0) {
+                let c = dword(arg, SeccompCmpOp::MaskedEq(bit.into()), bit.into());
+                rules
+                    .entry(nr)
+                    .or_default()
+                    .push(SeccompRule::new(vec![c]).unwrap());
+            }
+            continue;
+        }
+        let conds = conds
+            .iter()
+            .map(|c| match c.check {
+                Check::Eq(v) => dword(c.arg, SeccompCmpOp::Eq, v.into()),
+                Check::Ne(v) => dword(c.arg, SeccompCmpOp::Ne, v.into()),
+                Check::AnyBit(_) => panic!("AnyBit only alone in a rule"),
+            })
+            .collect();
+        rules
+            .entry(nr)
+            .or_default()
+            .push(SeccompRule::new(conds).unwrap());
+    }
+    let on_match = match action {
+        SeccompAction::Errno => SA::Errno(libc::EPERM as u32),
+        SeccompAction::Kill => SA::KillProcess,
+        SeccompAction::Log => SA::Log,
+    };
+    let compile = |rules, on_match| {
+        BpfProgram::try_from(SeccompFilter::new(rules, SA::Allow, on_match, arch()).unwrap())
+            .unwrap()
+    };
+    let clone3 = [(libc::SYS_clone3, Vec::new())].into();
+    chain(vec![
+        compile(rules, on_match),
+        compile(clone3, SA::Errno(libc::ENOSYS as u32)),
+    ])
+}
+
+/// Argument values around every rule's edges: each flag alone and together, with garbage in
+/// the upper half, every socket family, the filtered ioctls and their neighbours.
+#[allow(clippy::unnecessary_cast)] // ioctl requests are u64 in glibc, i32 in musl
+fn interesting_args() -> Vec<[u64; 6]> {
+    let mut first: Vec<u64> = vec![0, 1, 8, 0xffff_ffff, PER_QUERY.into(), 0x1_0000_0000];
+    let all_flags: u64 = NAMESPACE_FLAGS.iter().fold(0, |a, f| a | f);
+    for &f in NAMESPACE_FLAGS {
+        first.extend([f, f | 0x11, f | 0xdead_0000_0000, all_flags & !f]);
+    }
+    first.push(all_flags);
+    first.extend(0..48u64);
+    let second = [
+        0,
+        libc::TIOCSTI as u64,
+        libc::TIOCLINUX as u64,
+        libc::TIOCSTI as u64 | 1 << 32,
+        libc::TIOCSTI as u64 + 1,
+        0x5401,
+    ];
+    let third = [0, 1, 4, 9, 15, libc::NETLINK_ROUTE as u64 | 1 << 40];
+    let mut out = Vec::new();
+    for &x in &first {
+        for &y in &second {
+            for &z in &third {
+                out.push(a(x, y, z));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_binary_search_answers_as_seccompilers_chain_does() {
+    let conditional: Vec<i64> = conditional_rules(false).iter().map(|r| r.1).collect();
+    let args = interesting_args();
+    for nested in [false, true] {
+        for action in [
+            SeccompAction::Errno,
+            SeccompAction::Kill,
+            SeccompAction::Log,
+        ] {
+            let security = Security {
+                nested_userns: Some(nested),
+                ..Security::default()
+            };
+            let cfg = Seccomp {
+                action: Some(action),
+                ..Seccomp::default()
+            };
+            let ours = plan_with(security, cfg);
+            let theirs = reference(nested, action);
+            for arch in [native_arch(), ARCH_I386] {
+                for nr in 0..1024i64 {
+                    let cases: &[[u64; 6]] = if conditional.contains(&nr) {
+                        &args
+                    } else {
+                        &args[..3]
+                    };
+                    for &args in cases {
+                        let want = run(&theirs, &data(arch, nr, args));
+                        assert_eq!(
+                            eval(&ours, arch, nr, args),
+                            want,
+                            "nested {nested}, {action:?}, arch {arch:#x}, nr {nr}, args {args:x?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_call_is_decided_in_a_few_steps() {
+    // The kernel walks the filter for every syscall number when it is installed (to fill its
+    // action cache), so the longest walk bounds the install cost as much as the call cost.
+    // A walk that reads an argument ends the kernel's emulation, so the rules' own length
+    // (clone's eight flags) counts only for calls made.
+    let p = default_plan();
+    assert_eq!(p.programs.len(), 1);
+    let conditional: Vec<i64> = conditional_rules(false).iter().map(|r| r.1).collect();
+    let walk = |nr| run_counted(&p.programs[0], &data(native_arch(), nr, a(0, 0, 0))).1;
+    let worst = (0..1024i64)
+        .filter(|nr| !conditional.contains(nr))
+        .map(walk)
+        .max()
+        .unwrap();
+    assert!(worst <= 20, "the longest walk is {worst} instructions");
+    let worst_rules = conditional.iter().map(|&nr| walk(nr)).max().unwrap();
+    assert!(
+        worst_rules <= 48,
+        "a rule walk takes {worst_rules} instructions"
+    );
 }
