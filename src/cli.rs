@@ -418,6 +418,7 @@ fn run_sandbox(
         args.command.clone(),
         Supervision {
             forward_signals: true,
+            return_before_teardown: true,
         },
     )?;
     if let Some(m) = &finished.message {

@@ -86,6 +86,12 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         Step::DetachScratch => ("detaching the scratch tmpfs".into(), ""),
         Step::Hostname => ("sethostname".into(), ""),
         Step::Loopback => ("bringing up lo".into(), ""),
+        Step::NetNamespace => (
+            "creating the network namespace".into(),
+            "raise `user.max_net_namespaces` if it is the limit (ENOSPC); inside a container, \
+             its seccomp profile may forbid unshare(CLONE_NEWNET); or set `network.mode = \
+             \"host\"` with `namespaces.net = false`",
+        ),
         Step::DropPrivileges => ("dropping privileges".into(), ""),
         Step::ForkPayload => ("forking the command's process".into(), ""),
         Step::Signals => ("resetting signals".into(), ""),
@@ -113,9 +119,13 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "installing the seccomp filter".into(),
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
-        Step::LandlockStatus | Step::PayloadStatus | Step::Timing => {
-            ("reporting status".into(), "")
-        }
+        Step::LandlockStatus
+        | Step::PayloadStatus
+        | Step::Timing
+        | Step::UserTime
+        | Step::SystemTime
+        | Step::PeakRss
+        | Step::Finished => ("reporting status".into(), ""),
         Step::Pty => (
             "opening a pseudo-terminal in the sandbox's /dev/pts".into(),
             "the pty relay needs dev = \"minimal\"",

@@ -25,6 +25,55 @@ pub struct Supervision {
     /// (the CLI does; a library caller usually does not). They are blocked on the calling
     /// thread only while the sandbox runs.
     pub forward_signals: bool,
+    /// Return as soon as init reports that the command has ended and every other process of
+    /// the sandbox is dead, without waiting for init's own exit and the kernel's teardown of
+    /// the namespaces (as bubblewrap does). Init is then left unreaped, to exit on its own: for
+    /// a caller that exits right away (the CLI does), not for a long-lived one, which would
+    /// collect a zombie per run. Ignored when the run has a cgroup, which must be empty to be
+    /// removed.
+    pub return_before_teardown: bool,
+}
+
+/// How the supervisor learned that the sandbox ended.
+enum End {
+    /// The first process was reaped: its raw wait status and resource usage.
+    Reaped(libc::c_int, libc::rusage),
+    /// Init reported the end (`Step::Finished`) and is still exiting.
+    Reported,
+}
+
+/// The records the sandbox sends, read as they arrive.
+struct Reports {
+    fd: RawFd,
+    records: Vec<Failure>,
+    eof: bool,
+}
+
+impl Reports {
+    /// The fd to poll: none once the pipe reached end of file (it would poll ready forever).
+    fn poll_fd(&self) -> RawFd {
+        if self.eof { -1 } else { self.fd }
+    }
+
+    fn read(&mut self) {
+        if !self.eof {
+            self.eof = report::receive(self.fd, &mut self.records);
+        }
+    }
+
+    fn find(&self, step: Step) -> Option<&Failure> {
+        self.records.iter().find(|r| r.step == step)
+    }
+
+    /// Usage as init reported it, if it did.
+    fn usage(&self) -> Option<Usage> {
+        let micros = |step| self.find(step).map(|r| Duration::from_micros(r.value()));
+        Some(Usage {
+            user: micros(Step::UserTime)?,
+            system: micros(Step::SystemTime)?,
+            max_rss: self.find(Step::PeakRss)?.value() * 1024,
+        })
+    }
 }
 
 /// How the sandbox's first process ended.
@@ -183,12 +232,13 @@ impl Clock {
     }
 }
 
-/// Runs the plan with the CLI's supervision (signals forwarded).
+/// Runs the plan with signals forwarded, waiting for the sandbox's teardown.
 pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     run_with(
         plan,
         Supervision {
             forward_signals: true,
+            return_before_teardown: false,
         },
     )
 }
@@ -304,10 +354,21 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             });
         }
     };
-    let (status, rusage) = loop {
-        let ready = match sys::poll_two(
-            pidfd.as_raw_fd(),
-            sfd.as_raw_fd(),
+    // SAFETY: the fd is owned by `spawned` and stays open until it is closed below.
+    let report_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(spawned.report_fd) };
+    let _ = nix::fcntl::fcntl(
+        report_fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    let mut reports = Reports {
+        fd: spawned.report_fd,
+        records: Vec::new(),
+        eof: false,
+    };
+    let early = how.return_before_teardown && cgroup.is_none();
+    let end = loop {
+        let ready = match sys::poll_three(
+            [pidfd.as_raw_fd(), sfd.as_raw_fd(), reports.poll_fd()],
             clock.timeout_ms(Instant::now()),
         ) {
             Ok(r) => r,
@@ -320,7 +381,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
                 });
             }
         };
-        if ready == (false, false) {
+        if ready == [false; 3] {
             clock = match clock {
                 Clock::Running { grace, .. } => {
                     timed_out = true;
@@ -345,9 +406,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             };
             continue;
         }
-        if ready.0 {
+        if ready[2] {
+            reports.read();
+            if early && reports.find(Step::Finished).is_some() {
+                break End::Reported;
+            }
+        }
+        if ready[0] {
             match sys::wait4(pid, libc::WNOHANG) {
-                Ok(Some(done)) => break done,
+                Ok(Some((status, rusage))) => break End::Reaped(status, rusage),
                 Ok(None) => continue,
                 Err(e) => {
                     return Err(Error::Supervisor {
@@ -356,6 +423,9 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
                     });
                 }
             }
+        }
+        if !ready[1] {
+            continue;
         }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
@@ -392,14 +462,11 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         (path, stats)
     });
 
-    // Every writer is gone once the sandbox's first process has exited; non-blocking guards
-    // against a stray one all the same.
-    let _ = nix::fcntl::fcntl(
-        // SAFETY: the fd is owned by `spawned` and stays open until the close below.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(spawned.report_fd) },
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    let records = report::receive_all(spawned.report_fd);
+    // Once the first process was reaped every writer is gone; the pipe is non-blocking all
+    // the same, against a stray one.
+    reports.read();
+    let usage_reported = reports.usage();
+    let records = reports.records;
     let milestones: Vec<String> = records
         .iter()
         .filter(|r| r.step == Step::Timing)
@@ -421,6 +488,14 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         .iter()
         .find(|r| r.step == Step::PayloadStatus)
         .map(|r| Ending::from_status(r.index as libc::c_int));
+    let (ending, usage) = match end {
+        End::Reaped(status, rusage) => (Ending::from_status(status), Usage::from_rusage(&rusage)),
+        // Init exits as the command did (see `init::status_to_code`).
+        End::Reported => (
+            Ending::Exited(payload.map_or(crate::api::EXIT_SBX_FAILED, Ending::code)),
+            usage_reported.unwrap_or_default(),
+        ),
+    };
     let landlock = records
         .iter()
         .find(|r| r.step == Step::LandlockStatus)
@@ -430,13 +505,13 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             _ => LandlockOutcome::None,
         });
     Ok(Outcome {
-        ending: Ending::from_status(status),
+        ending,
         payload,
         timed_out,
         failure,
         landlock,
         wall_time,
-        usage: Usage::from_rusage(&rusage),
+        usage,
         cgroup,
         proxy,
         degradations: cgroup_note.into_iter().collect(),

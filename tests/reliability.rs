@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -715,6 +715,42 @@ fn daemonizing_command_returns_promptly_and_leaves_nothing() {
     assert!(took < Duration::from_secs(3), "returned after {took:?}");
     let left = survivors_with(&[m], Duration::from_secs(3));
     assert!(left.is_empty(), "the daemon survived the run: {left:?}");
+}
+
+/// sbx returns when init reports the command's end, without waiting for init's own exit and
+/// the namespaces' teardown: by then every other process of the sandbox must be gone, its
+/// files closed. A background process that holds 1 GiB takes a while to die (the kernel
+/// frees its memory before its files), and keeps a FIFO on the host open for writing until
+/// then: the host end must read end-of-file the moment sbx returns. (Their stdio goes to
+/// /dev/null, or the harness would wait for them to close sbx's pipes.)
+#[test]
+fn nothing_of_the_sandbox_runs_once_sbx_returns() {
+    let _g = shared();
+    let sbx = common::sbx([
+        "--",
+        "sh",
+        "-c",
+        "python3 -c 'import time; x = bytearray(1 << 30); open(\"ready\", \"w\").close(); \
+         time.sleep(1e6)' 3>held >/dev/null 2>&1 & \
+         (setsid sleep 1000000 >/dev/null 2>&1 &); \
+         while [ ! -e ready ]; do sleep 0.01; done; exit 0",
+    ]);
+    let fifo = sbx.work.path().join("held");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    common::chown(&fifo);
+    // Opened first, so that the writer's open does not wait for a reader.
+    let mut host_end = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let r = sbx.run();
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut buf = [0u8; 8];
+    match host_end.read(&mut buf) {
+        Ok(0) => {}
+        other => panic!("the FIFO still has a writer when sbx returned: {other:?}"),
+    }
 }
 
 // ---- 6. hostile filesystem state ----

@@ -10,10 +10,16 @@ use crate::profile::{Count, Enforcement, Limits, Origin};
 /// The grace period between SIGTERM and SIGKILL when the wall-clock limit fires.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// setrlimit's resource argument: glibc gives it a type of its own, musl an int.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rlimit {
     pub name: &'static str,
-    pub resource: libc::__rlimit_resource_t,
+    pub resource: Resource,
     pub value: u64,
 }
 
@@ -125,7 +131,7 @@ fn count(key: &'static str, v: Option<Count>) -> Result<Option<u64>, PlanError> 
 }
 
 /// The hard limit sbx itself runs under: an unprivileged process cannot raise it.
-fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+fn hard_limit(resource: Resource) -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

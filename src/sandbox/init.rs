@@ -57,16 +57,7 @@ pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, pty: Option<RawFd>) -> ! 
         while let Some((pid, status)) = sys::wait_any_nohang() {
             // A traced command reports ptrace stops here too: only its end counts.
             if pid == payload && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
-                // The exit code alone cannot tell "killed by SIGKILL" from "exit 137".
-                report::send(
-                    report_fd,
-                    Failure {
-                        step: Step::PayloadStatus,
-                        index: status as u32,
-                        errno: 0,
-                    },
-                );
-                sys::exit(status_to_code(status));
+                finish(report_fd, me == 1, status);
             }
         }
     }
@@ -81,4 +72,29 @@ pub fn status_to_code(status: libc::c_int) -> libc::c_int {
     } else {
         125
     }
+}
+
+/// The command has ended: report how, and exit as it did. As PID 1 of the sandbox's own PID
+/// namespace, init first kills and reaps everything left (the kernel would at its exit, but
+/// this way the report can say nothing of the sandbox runs any more, and the supervisor need
+/// not wait for the namespaces' teardown). Without a PID namespace `kill(-1)` would reach
+/// the caller's own processes: there init just exits.
+fn finish(report_fd: RawFd, pid_1: bool, status: libc::c_int) -> ! {
+    if pid_1 {
+        let _ = sys::kill(-1, libc::SIGKILL);
+        while sys::wait_any().is_some() {}
+    }
+    let usage = sys::usage_with_children();
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    let records = [
+        // The exit code alone cannot tell "killed by SIGKILL" from "exit 137".
+        Failure::fact(Step::PayloadStatus, status as u32 as u64),
+        Failure::fact(Step::UserTime, micros(usage.ru_utime)),
+        Failure::fact(Step::SystemTime, micros(usage.ru_stime)),
+        Failure::fact(Step::PeakRss, usage.ru_maxrss as u64),
+        Failure::fact(Step::Finished, 0),
+    ];
+    let sent = if pid_1 { &records[..] } else { &records[..4] };
+    report::send_all(report_fd, sent);
+    sys::exit(status_to_code(status))
 }

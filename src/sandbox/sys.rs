@@ -282,6 +282,43 @@ pub fn wait_any_nohang() -> Option<(libc::pid_t, c_int)> {
     (pid > 0).then_some((pid, status))
 }
 
+/// Waits, blocking, for any child; None once there is none left.
+pub fn wait_any() -> Option<(libc::pid_t, c_int)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid > 0 {
+            return Some((pid, status));
+        }
+        if pid < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// CPU time of this process and of every child it waited for, summed; peak RSS is the larger.
+pub fn usage_with_children() -> libc::rusage {
+    let get = |who| {
+        // SAFETY: rusage is plain data; zeroed is valid.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: r is a valid out pointer; RUSAGE_SELF and RUSAGE_CHILDREN cannot fail.
+        unsafe { libc::getrusage(who, &mut r) };
+        r
+    };
+    let (mut own, kids) = (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN));
+    let add = |a: &mut libc::timeval, b: libc::timeval| {
+        let usec = a.tv_usec + b.tv_usec;
+        a.tv_sec += b.tv_sec + usec / 1_000_000;
+        a.tv_usec = usec % 1_000_000;
+    };
+    add(&mut own.ru_utime, kids.ru_utime);
+    add(&mut own.ru_stime, kids.ru_stime);
+    own.ru_maxrss = own.ru_maxrss.max(kids.ru_maxrss);
+    own
+}
+
 /// Brings the loopback interface up in the current network namespace.
 pub fn loopback_up() -> SysResult {
     // SAFETY: a datagram socket only serves as a handle for the interface ioctls.
@@ -293,11 +330,12 @@ pub fn loopback_up() -> SysResult {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS fills ifr_flags of a valid ifreq.
-    let r = check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) }).and_then(|_| {
+    // The request's type differs between libcs (unsigned long in glibc, int in musl).
+    let r = check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) }).and_then(|_| {
         // SAFETY: the union member ifru_flags was just written by the kernel.
         unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
         // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
-        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
+        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) })
     });
     close(sock);
     r.map(drop)
@@ -413,7 +451,7 @@ pub fn set_no_new_privs() -> SysResult {
 }
 
 /// Sets both the soft and the hard limit, so the command cannot raise it again.
-pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysResult {
+pub fn setrlimit(resource: crate::plan::limits::Resource, value: u64) -> SysResult {
     let r = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
@@ -447,6 +485,19 @@ pub fn wait4(pid: libc::pid_t, flags: c_int) -> SysResult<Option<(c_int, libc::r
             return Err(e);
         }
     }
+}
+
+/// Moves the calling process into the namespace `fd` refers to (a namespace fd, or a pidfd
+/// with `nstype` naming which of that process's namespaces).
+pub fn setns(fd: RawFd, nstype: c_int) -> SysResult {
+    // SAFETY: plain syscall on an fd we own.
+    check(unsafe { libc::setns(fd, nstype) }).map(drop)
+}
+
+/// Sleeps until a signal arrives (SIGKILL, for the processes that call it).
+pub fn pause() {
+    // SAFETY: no arguments; returns only after a handled signal.
+    unsafe { libc::pause() };
 }
 
 pub fn unshare(flags: c_int) -> SysResult {
@@ -594,7 +645,7 @@ fn fd_message(byte: &mut [u8; 1], iov: &mut libc::iovec, cmsg: &mut FdCmsg) -> l
     // SAFETY: taking a raw pointer to the union's buffer; CMSG_SPACE(4) = 24 fits.
     msg.msg_control = unsafe { cmsg.buf.as_mut_ptr() }.cast();
     // SAFETY: CMSG_SPACE is a pure size computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as _;
     msg
 }
 
@@ -612,7 +663,7 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
         let hdr = libc::CMSG_FIRSTHDR(&msg);
         (*hdr).cmsg_level = libc::SOL_SOCKET;
         (*hdr).cmsg_type = libc::SCM_RIGHTS;
-        (*hdr).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        (*hdr).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>(), fd);
     }
     // SAFETY: msg points at valid buffers for the duration of the call.
@@ -714,23 +765,17 @@ pub fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
     check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
 }
 
-/// Waits up to `timeout_ms` (-1: forever) for either fd to be readable: (first, second).
-pub fn poll_two(a: RawFd, b: RawFd, timeout_ms: c_int) -> SysResult<(bool, bool)> {
-    let mut p = [
-        libc::pollfd {
-            fd: a,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: two valid pollfds.
-    check(unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) })?;
-    Ok((p[0].revents != 0, p[1].revents != 0))
+/// Waits up to `timeout_ms` (-1: forever) for any of the fds to be readable (or hung up).
+pub fn poll_three(fds: [RawFd; 3], timeout_ms: c_int) -> SysResult<[bool; 3]> {
+    // A negative fd is skipped by poll(2) and never reported ready.
+    let mut p = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: three valid pollfds.
+    check(unsafe { libc::poll(p.as_mut_ptr(), 3, timeout_ms) })?;
+    Ok(p.map(|p| p.revents != 0))
 }
 
 /// CLOCK_MONOTONIC in microseconds, low 32 bits (differences are taken modulo 2^32).
