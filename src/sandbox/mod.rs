@@ -4,6 +4,7 @@
 mod confine;
 pub mod exec;
 pub mod init;
+mod netns;
 pub mod report;
 mod rootfs;
 pub mod sys;
@@ -85,6 +86,8 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     if opts.late_cgroupns {
         flags &= !libc::CLONE_NEWCGROUP;
     }
+    // Init's helper creates it, beside the root (see `netns`).
+    flags &= !libc::CLONE_NEWNET;
     match sys::clone_fork(flags) {
         Ok(0) => {
             close_all(&[report_r, life_w]);
@@ -170,6 +173,20 @@ fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     init::run(plan, argv, ends.report, pty)
 }
 
+/// The network helper took PID 2 of the sandbox's PID namespace; once it is reaped, the
+/// command can have it back, as it would without the helper (PID 2, like bubblewrap's). This
+/// needs the fresh /proc of that namespace and init's capabilities; without them the command
+/// is simply PID 3.
+fn rewind_pids(plan: &Plan) {
+    let own_proc = plan
+        .ops
+        .iter()
+        .any(|op| matches!(op, crate::plan::Op::Proc { .. }));
+    if own_proc && nix::unistd::getpid().as_raw() == 1 {
+        let _ = sys::write_file(c"/proc/sys/kernel/ns_last_pid", libc::O_CLOEXEC, b"1");
+    }
+}
+
 /// rlimits go on last, after every setup step that might need more than the command gets;
 /// the payload inherits them from init.
 fn apply_rlimits(plan: &Plan) -> Result<(), Failure> {
@@ -194,16 +211,21 @@ fn setup(plan: &Plan, ends: ChildEnds) -> Result<Option<RawFd>, Failure> {
     if ends.late_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| Failure::new(Step::CgroupNamespace, e))?;
     }
+    let net = match plan.namespaces.net {
+        true => Some(netns::start(plan.lo_up)?),
+        false => None,
+    };
 
     userns::write_id_maps(plan)?;
     report::milestone(ends.report, plan.trace, 0);
     rootfs::build(plan)?;
     report::milestone(ends.report, plan.trace, 1);
+    if let Some(pending) = net {
+        netns::join(pending)?;
+        rewind_pids(plan);
+    }
     if let Some(name) = &plan.hostname {
         sys::sethostname(name).map_err(|e| Failure::new(Step::Hostname, e))?;
-    }
-    if plan.lo_up {
-        sys::loopback_up().map_err(|e| Failure::new(Step::Loopback, e))?;
     }
     if let (Some(proxy), Some(sock)) = (&plan.proxy, ends.handover) {
         // The listener lives in the sandbox's network namespace; the supervisor serves it from
