@@ -123,7 +123,7 @@ if command -v perf >/dev/null 2>&1 &&
         echo "(the release binary is stripped: building a copy with symbols in $sym_target)"
         if (cd "$repo" && CARGO_PROFILE_RELEASE_STRIP=none CARGO_TARGET_DIR=$sym_target \
             cargo build --release --quiet) >&2; then
-            install -m 0755 "$sym_target/release/sbx" "$bin/sbx-symbols"
+            install -m 0755 "$(release_binary "$sym_target")" "$bin/sbx-symbols"
             prof_sbx=$bin/sbx-symbols
         else
             echo "(that build failed: symbols of sbx itself will show as addresses)"

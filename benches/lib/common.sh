@@ -32,14 +32,27 @@ ensure_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Where `cargo build --release` put sbx under target directory $1: .cargo/config.toml builds
+# for the host triple (static glibc), so target/<triple>/release/sbx, unless overridden.
+release_binary() {
+    local host
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    if [[ -x $1/$host/release/sbx ]]; then
+        echo "$1/$host/release/sbx"
+    else
+        echo "$1/release/sbx"
+    fi
+}
+
 bench_setup() {
     ensure_tools "$@"
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup)"
 
     log "building sbx (cargo build --release)"
     (cd "$repo" && cargo build --release)
-    local target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    [[ -x $target_dir/release/sbx ]] || die "no $target_dir/release/sbx after the build"
+    local built
+    built=$(release_binary "${CARGO_TARGET_DIR:-$repo/target}")
+    [[ -x $built ]] || die "no release binary of sbx after the build ($built)"
 
     if [[ -e $BENCH_DIR ]]; then
         [[ -f $BENCH_DIR/.sbx-bench ]] || die "$BENCH_DIR exists and is not a previous run's directory; set BENCH_DIR"
@@ -48,7 +61,7 @@ bench_setup() {
     mkdir -p "$BENCH_DIR"/{bin,work,home,results}
     touch "$BENCH_DIR/.sbx-bench"
     bin=$BENCH_DIR/bin work=$BENCH_DIR/work home=$BENCH_DIR/home res=$BENCH_DIR/results
-    install -m 0755 "$target_dir/release/sbx" "$bin/sbx"
+    install -m 0755 "$built" "$bin/sbx"
     install -m 0755 "$here/lib/scale.sh" "$bin/scale.sh"
     printf '# diagnostic only: the default profile without landlock and seccomp\n[security]\nlandlock = "off"\nseccomp = "off"\n' >"$bin/no-lsm.toml"
     chmod 0755 "$BENCH_DIR" "$bin"
