@@ -212,11 +212,38 @@ fn io_err(op: &'static str, path: &Path, e: &io::Error) -> CgroupError {
 /// writable by us, and every `needed` controller listed in its cgroup.controllers.
 pub fn detect(needed: &[&str]) -> Result<Delegation, CgroupError> {
     let read = |p: &str| fs::read_to_string(p).map_err(|e| io_err("read", Path::new(p), &e));
-    detect_from(
-        &read("/proc/self/cgroup")?,
-        &read("/proc/self/mountinfo")?,
-        needed,
-    )
+    let cgroup_file = read("/proc/self/cgroup")?;
+    let cgpath = v2_path(&cgroup_file).ok_or(CgroupError::NotInV2)?;
+    let (mount, own) = match usual_mount(cgpath) {
+        Some(found) => found,
+        None => locate(cgpath, &parse_mountinfo(&read("/proc/self/mountinfo")?))?,
+    };
+    check_delegation(mount, own, &cgroup_file, needed, &write_access)
+}
+
+/// Where cgroup2 usually is (the unified layout, then the hybrid one), found without reading
+/// the whole mount table, which costs more than the rest of the probe together on a host
+/// with many mounts. The place counts only if it shows our own cgroup at `cgpath`, with our
+/// pid in its cgroup.procs: a mount made in another cgroup namespace shows another tree under
+/// the same names.
+fn usual_mount(cgpath: &str) -> Option<(PathBuf, PathBuf)> {
+    let me = std::process::id() as i32;
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .filter(|point| {
+            nix::sys::statfs::statfs(*point)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        })
+        .map(|point| match cgpath.trim_start_matches('/') {
+            "" => (PathBuf::from(point), PathBuf::from(point)),
+            rel => (PathBuf::from(point), Path::new(point).join(rel)),
+        })
+        .find(|(_, own)| read_pids(&own.join("cgroup.procs")).contains(&me))
+}
+
+/// access(2) checks the real ids; sbx is not setuid, so they are the effective ones.
+fn write_access(p: &Path) -> Result<(), Errno> {
+    nix::unistd::access(p, AccessFlags::W_OK)
 }
 
 /// [`detect`] from the text of /proc/self/cgroup and /proc/self/mountinfo, so that a test can
@@ -227,10 +254,7 @@ pub fn detect_from(
     mountinfo: &str,
     needed: &[&str],
 ) -> Result<Delegation, CgroupError> {
-    detect_with(cgroup_file, mountinfo, needed, &|p| {
-        // access(2) checks the real ids; sbx is not setuid, so they are the effective ones.
-        nix::unistd::access(p, AccessFlags::W_OK)
-    })
+    detect_with(cgroup_file, mountinfo, needed, &write_access)
 }
 
 /// The write-access check, injectable because root passes access(2) on any file.
@@ -243,8 +267,13 @@ fn detect_with(
     writable: AccessCheck,
 ) -> Result<Delegation, CgroupError> {
     let cgpath = v2_path(cgroup_file).ok_or(CgroupError::NotInV2)?;
-    let mounts = parse_mountinfo(mountinfo);
-    let (mount, mut own) = mounts
+    let (mount, own) = locate(cgpath, &parse_mountinfo(mountinfo))?;
+    check_delegation(mount, own, cgroup_file, needed, writable)
+}
+
+/// The cgroup2 mount that shows `cgpath`, and the directory of `cgpath` under it.
+fn locate(cgpath: &str, mounts: &[MountEntry]) -> Result<(PathBuf, PathBuf), CgroupError> {
+    mounts
         .iter()
         .filter(|m| m.fstype == "cgroup2")
         .find_map(|m| {
@@ -258,7 +287,17 @@ fn detect_with(
         })
         .ok_or_else(|| CgroupError::NoMount {
             cgroup: cgpath.to_string(),
-        })?;
+        })
+}
+
+/// Checks that `own` (under the cgroup2 mount `mount`) is ours to manage and offers `needed`.
+fn check_delegation(
+    mount: PathBuf,
+    mut own: PathBuf,
+    cgroup_file: &str,
+    needed: &[&str],
+    writable: AccessCheck,
+) -> Result<Delegation, CgroupError> {
     // An earlier run in this process moved the supervisor into its leaf; it still manages
     // the cgroup above.
     let me = std::process::id();
@@ -274,7 +313,7 @@ fn detect_with(
         .map(|c| c.to_string())
         .collect();
     if !missing.is_empty() {
-        let hint = missing_hint(&mount, &mounts, &missing);
+        let hint = missing_hint(&mount, &own, &available, cgroup_file, &missing);
         return Err(CgroupError::MissingControllers {
             cgroup: own,
             missing,
@@ -316,23 +355,35 @@ fn detect_with(
     })
 }
 
-/// Says, for each missing controller, why it is missing and what would help.
-fn missing_hint(mount: &Path, mounts: &[MountEntry], missing: &[String]) -> String {
-    let top = read_words(&mount.join("cgroup.controllers")).unwrap_or_default();
+/// Says, for each missing controller, why it is missing and what would help. A controller
+/// bound to a cgroup v1 hierarchy shows in /proc/self/cgroup as `ID:controllers:path`.
+fn missing_hint(
+    mount: &Path,
+    own: &Path,
+    available: &[String],
+    cgroup_file: &str,
+    missing: &[String],
+) -> String {
+    let top = match own == mount {
+        true => available.to_vec(),
+        false => read_words(&mount.join("cgroup.controllers")).unwrap_or_default(),
+    };
     let mut why = Vec::new();
     for c in missing {
-        let v1 = mounts
-            .iter()
-            .find(|m| m.fstype == "cgroup" && m.superopts.split(',').any(|o| o == c));
+        let v1 = cgroup_file.lines().find(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next();
+            parts.next().is_some_and(|cs| cs.split(',').any(|x| x == c))
+        });
         why.push(if top.iter().any(|t| t == c) {
             format!(
                 "{c} is enabled higher up but not delegated down to this cgroup; {DELEGATE_HINT}"
             )
-        } else if let Some(v1) = v1 {
+        } else if let Some(line) = v1 {
             format!(
-                "{c} is bound to the cgroup v1 hierarchy at {} (a hybrid layout), so cgroup v2 \
-                 cannot limit it until the host boots with systemd.unified_cgroup_hierarchy=1",
-                v1.point.display()
+                "{c} is bound to a cgroup v1 hierarchy (/proc/self/cgroup: {line}; a hybrid \
+                 layout), so cgroup v2 cannot limit it until the host boots with \
+                 systemd.unified_cgroup_hierarchy=1"
             )
         } else {
             format!("this kernel's cgroup v2 hierarchy has no {c} controller")
@@ -352,7 +403,6 @@ struct MountEntry {
     root: Vec<u8>,
     point: PathBuf,
     fstype: String,
-    superopts: String,
 }
 
 /// Parses /proc/self/mountinfo: `ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] - FSTYPE
@@ -367,13 +417,10 @@ fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let point = PathBuf::from(std::ffi::OsString::from_vec(unescape(pre.next()?)));
             let mut post = post.split(' ');
             let fstype = post.next()?.to_string();
-            let _source = post.next();
-            let superopts = post.next().unwrap_or("").to_string();
             Some(MountEntry {
                 root,
                 point,
                 fstype,
-                superopts,
             })
         })
         .collect()

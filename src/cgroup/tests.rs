@@ -182,10 +182,14 @@ fn detect_names_a_missing_controller_and_why() {
 
     // Bound to cgroup v1 (this host's case): say so instead.
     put(&h.mount, "cgroup.controllers", "hugetlb\n");
-    let msg = h.detect(&["memory"]).unwrap_err().to_string();
+    let hybrid = format!("3:cpu,cpuacct:/\n4:net_cls,memory:/x\n{}", h.cgroup_file);
+    let msg = detect_from(&hybrid, &h.mountinfo, &["memory"])
+        .unwrap_err()
+        .to_string();
     assert!(
-        msg.contains("memory is bound to the cgroup v1 hierarchy at /fake/v1/memory")
-            && msg.contains("systemd.unified_cgroup_hierarchy=1"),
+        msg.contains(
+            "memory is bound to a cgroup v1 hierarchy (/proc/self/cgroup: 4:net_cls,memory:/x;"
+        ) && msg.contains("systemd.unified_cgroup_hierarchy=1"),
         "{msg}"
     );
     let msg = h.detect(&["io"]).unwrap_err().to_string();
@@ -618,7 +622,7 @@ fn parsers() {
     assert_eq!(m.len(), 2);
     assert_eq!(m[0].point, Path::new("/sys/fs/cgroup/with space"));
     assert_eq!(m[0].fstype, "cgroup2");
-    assert_eq!(m[1].superopts, "rw,cpu,cpuacct");
+    assert_eq!(m[1].fstype, "cgroup");
     assert_eq!(unescape("a\\011b\\134c\\012"), b"a\tb\\c\n");
     assert_eq!(unescape("trailing\\04"), b"trailing\\04");
 
