@@ -232,6 +232,18 @@ impl Clock {
     }
 }
 
+/// The network namespace's helper, reaped however the run ends. It never blocks for long: it
+/// only creates the namespace and hands it over, and any failure on the way ends it.
+struct ReapOnDrop(Option<libc::pid_t>);
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = sys::wait4(pid, 0);
+        }
+    }
+}
+
 /// Runs the plan with signals forwarded, waiting for the sandbox's teardown.
 pub fn run(plan: &Plan) -> Result<Outcome, Error> {
     run_with(
@@ -291,6 +303,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
 
     let pid = spawned.pid;
     tracing::debug!(pid, "sandbox started");
+    let mut helper = ReapOnDrop(spawned.net_helper);
+    // Watched too, so that it is reaped as soon as it is done, not at the end of the run.
+    let mut helper_fd = helper.0.and_then(|h| sys::pidfd_open(h).ok()).map(|fd| {
+        // SAFETY: a fresh fd from pidfd_open, owned here.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
     let placed = match &cgroup {
         Some(cg) => cg.add_process(pid).map_err(Error::Cgroup),
         None => Ok(()),
@@ -367,8 +385,14 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     };
     let early = how.return_before_teardown && cgroup.is_none();
     let end = loop {
-        let ready = match sys::poll_three(
-            [pidfd.as_raw_fd(), sfd.as_raw_fd(), reports.poll_fd()],
+        let helper_poll = helper_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        let ready = match sys::poll_fds(
+            [
+                pidfd.as_raw_fd(),
+                sfd.as_raw_fd(),
+                reports.poll_fd(),
+                helper_poll,
+            ],
             clock.timeout_ms(Instant::now()),
         ) {
             Ok(r) => r,
@@ -381,7 +405,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
                 });
             }
         };
-        if ready == [false; 3] {
+        if ready[3] {
+            if let Some(h) = helper.0
+                && let Ok(Some(_)) = sys::wait4(h, libc::WNOHANG)
+            {
+                helper.0 = None;
+            }
+            helper_fd = None;
+        }
+        if ready == [false; 4] {
             clock = match clock {
                 Clock::Running { grace, .. } => {
                     timed_out = true;

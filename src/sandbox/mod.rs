@@ -26,6 +26,8 @@ pub struct Spawned {
     /// The supervisor's end of the socket on which init hands over what it opened inside for
     /// the supervisor: the proxy's listener, then the pty's master, in that order.
     pub handover_fd: Option<RawFd>,
+    /// The network namespace's helper (see `netns`), a child of the supervisor to reap.
+    pub net_helper: Option<libc::pid_t>,
 }
 
 /// What the sandbox's first process is handed: its ends of the channels to the supervisor.
@@ -34,6 +36,8 @@ struct ChildEnds {
     report: RawFd,
     lifeline: RawFd,
     handover: Option<RawFd>,
+    /// Init's end of the socket on which the network namespace arrives (see `netns`).
+    net: Option<RawFd>,
     late_cgroupns: bool,
     pty: bool,
 }
@@ -73,9 +77,13 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             true => Some(open(sys::socketpair())?),
             false => None,
         };
-        Ok((report, life, handover))
+        let net = match plan.namespaces.net {
+            true => Some(open(sys::socketpair())?),
+            false => None,
+        };
+        Ok((report, life, handover, net))
     })();
-    let ((report_r, report_w), (life_r, life_w), handover) = match channels {
+    let ((report_r, report_w), (life_r, life_w), handover, net) = match channels {
         Ok(c) => c,
         Err(e) => {
             close_all(&opened);
@@ -86,7 +94,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     if opts.late_cgroupns {
         flags &= !libc::CLONE_NEWCGROUP;
     }
-    // Init's helper creates it, beside the root (see `netns`).
+    // A helper creates it, beside the root (see `netns`).
     flags &= !libc::CLONE_NEWNET;
     match sys::clone_fork(flags) {
         Ok(0) => {
@@ -94,25 +102,49 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             if let Some((ours, _)) = handover {
                 sys::close(ours);
             }
+            if let Some((helper_end, _)) = net {
+                sys::close(helper_end);
+            }
             let ends = ChildEnds {
                 report: report_w,
                 lifeline: life_r,
                 handover: handover.map(|(_, theirs)| theirs),
+                net: net.map(|(_, init_end)| init_end),
                 late_cgroupns: opts.late_cgroupns,
                 pty: opts.pty,
             };
             child(plan, &argv, ends)
         }
         Ok(pid) => {
+            // The helper needs the report pipe's write end: fork it before that closes.
+            let helper = net.map(|(helper_end, init_end)| {
+                sys::close(init_end);
+                let forked = netns::spawn_helper(pid, helper_end, report_w, plan.lo_up);
+                sys::close(helper_end);
+                forked
+            });
             close_all(&[report_w, life_r]);
             if let Some((_, theirs)) = handover {
                 sys::close(theirs);
             }
+            let net_helper = match helper.transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    let _ = sys::wait4(pid, 0);
+                    close_all(&[report_r, life_w]);
+                    if let Some((ours, _)) = handover {
+                        sys::close(ours);
+                    }
+                    return Err(e);
+                }
+            };
             Ok(Spawned {
                 pid,
                 report_fd: report_r,
                 lifeline_fd: life_w,
                 handover_fd: handover.map(|(ours, _)| ours),
+                net_helper,
             })
         }
         Err(e) => {
@@ -173,20 +205,6 @@ fn child(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     init::run(plan, argv, ends.report, pty)
 }
 
-/// The network helper took PID 2 of the sandbox's PID namespace; once it is reaped, the
-/// command can have it back, as it would without the helper (PID 2, like bubblewrap's). This
-/// needs the fresh /proc of that namespace and init's capabilities; without them the command
-/// is simply PID 3.
-fn rewind_pids(plan: &Plan) {
-    let own_proc = plan
-        .ops
-        .iter()
-        .any(|op| matches!(op, crate::plan::Op::Proc { .. }));
-    if own_proc && nix::unistd::getpid().as_raw() == 1 {
-        let _ = sys::write_file(c"/proc/sys/kernel/ns_last_pid", libc::O_CLOEXEC, b"1");
-    }
-}
-
 /// rlimits go on last, after every setup step that might need more than the command gets;
 /// the payload inherits them from init.
 fn apply_rlimits(plan: &Plan) -> Result<(), Failure> {
@@ -211,18 +229,13 @@ fn setup(plan: &Plan, ends: ChildEnds) -> Result<Option<RawFd>, Failure> {
     if ends.late_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| Failure::new(Step::CgroupNamespace, e))?;
     }
-    let net = match plan.namespaces.net {
-        true => Some(netns::start(plan.lo_up)?),
-        false => None,
-    };
 
     userns::write_id_maps(plan)?;
     report::milestone(ends.report, plan.trace, 0);
     rootfs::build(plan)?;
     report::milestone(ends.report, plan.trace, 1);
-    if let Some(pending) = net {
-        netns::join(pending)?;
-        rewind_pids(plan);
+    if let Some(sock) = ends.net {
+        netns::join(sock)?;
     }
     if let Some(name) = &plan.hostname {
         sys::sethostname(name).map_err(|e| Failure::new(Step::Hostname, e))?;

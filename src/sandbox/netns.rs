@@ -3,105 +3,86 @@
 //! A network namespace is the dearest namespace to create (the kernel registers a loopback
 //! device, sysctl tables and per-namespace state for every protocol: about half a
 //! millisecond here, as much as all the others together). Created by the clone it would sit
-//! on the start's critical path. Instead init forks a helper that creates it and brings lo
-//! up while init builds the root on another CPU; init then joins it with setns(2) and ends
-//! the helper before anything of the command runs. The helper runs only sbx's code, holds
-//! nothing init did not give it, and dies with init.
+//! on the start's critical path. Instead, right after the clone, the supervisor forks a
+//! helper that enters the sandbox's user namespace (as the namespace's owner it may), creates
+//! the network namespace there, brings lo up and hands a descriptor of it to init over a
+//! socket, while init builds the root on another CPU; init joins it with setns(2) once the
+//! root is built. The helper stays in the host's PID namespace, so it takes no PID in the
+//! sandbox's, runs only sbx's code and is gone (reaped by the supervisor) before init needs
+//! the namespace; it reports a failure on the report pipe like a step of init's.
 
 use std::os::fd::RawFd;
 
-use super::report::{Failure, Step};
+use super::report::{self, Failure, Step};
 use super::sys;
 
-/// The helper, forked and (possibly) still working.
-pub struct Pending {
-    pid: libc::pid_t,
-    pidfd: RawFd,
-    /// Read end of the pipe on which the helper reports how it went.
-    result: RawFd,
-}
-
-/// Forks the helper. Init calls this with every capability of the sandbox's user namespace,
-/// which the helper inherits.
-pub fn start(lo_up: bool) -> Result<Pending, Failure> {
-    let fail = |e| Failure::new(Step::NetNamespace, e);
-    let (r, w) = sys::pipe().map_err(fail)?;
-    let parent = nix::unistd::getpid().as_raw();
-    match sys::clone_fork(0) {
-        Ok(0) => {
-            sys::close(r);
-            helper(w, parent, lo_up)
-        }
-        Ok(pid) => {
-            sys::close(w);
-            // Not yet waited for, so the pid still names the helper.
-            match sys::pidfd_open(pid) {
-                Ok(pidfd) => Ok(Pending {
-                    pid,
-                    pidfd,
-                    result: r,
-                }),
-                Err(e) => {
-                    end(pid);
-                    sys::close(r);
-                    Err(fail(e))
-                }
-            }
-        }
-        Err(e) => {
-            sys::close(r);
-            sys::close(w);
-            Err(fail(e))
-        }
+/// Forks the helper from the supervisor, for the sandbox whose init is `init`. `sock` is the
+/// helper's end of the socket to init, `report` the write end of the report pipe; every other
+/// descriptor is closed in the helper. Returns the helper's pid (the supervisor's child).
+pub fn spawn_helper(
+    init: libc::pid_t,
+    sock: RawFd,
+    report: RawFd,
+    lo_up: bool,
+) -> sys::SysResult<libc::pid_t> {
+    let supervisor = nix::unistd::getpid().as_raw();
+    match sys::clone_fork(0)? {
+        0 => helper(init, supervisor, sock, report, lo_up),
+        pid => Ok(pid),
     }
 }
 
-/// The helper's whole life: create the namespace, report, and wait to be killed (its
-/// namespace must outlive the report until init has joined it).
-fn helper(result: RawFd, parent: libc::pid_t, lo_up: bool) -> ! {
-    // Die with init; a parent gone before the prctl is caught by the check after it.
-    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != parent {
+/// The helper's whole life. Never returns; never allocates (the supervisor may have other
+/// threads, whose locks a forked child must not touch).
+fn helper(
+    init: libc::pid_t,
+    supervisor: libc::pid_t,
+    sock: RawFd,
+    report: RawFd,
+    lo_up: bool,
+) -> ! {
+    let mut keep = [sock, report];
+    keep.sort_unstable();
+    sys::close_all_except(&keep);
+    // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
+    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
         sys::exit(125);
     }
-    let errno = |r: sys::SysResult| r.err().map_or(0, |e| e as i32);
-    let created = errno(sys::unshare(libc::CLONE_NEWNET));
-    let up = match (created, lo_up) {
-        (0, true) => errno(sys::loopback_up()),
-        _ => 0,
+    let fail = |step, e| -> ! {
+        report::send(report, Failure::new(step, e));
+        sys::exit(125)
     };
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&created.to_ne_bytes());
-    buf[4..].copy_from_slice(&up.to_ne_bytes());
-    let _ = sys::write_all(result, &buf);
-    loop {
-        sys::pause();
+    // Not yet waited for by the supervisor, so the pid still names init.
+    let user = sys::pidfd_open(init).unwrap_or_else(|e| fail(Step::NetNamespace, e));
+    if let Err(e) = sys::setns(user, libc::CLONE_NEWUSER) {
+        fail(Step::NetNamespace, e)
     }
+    if let Err(e) = sys::unshare(libc::CLONE_NEWNET) {
+        fail(Step::NetNamespace, e)
+    }
+    if lo_up && let Err(e) = sys::loopback_up() {
+        fail(Step::Loopback, e)
+    }
+    // The helper is still in the host's mount and PID namespaces: this is its own entry.
+    let net = sys::open(c"/proc/self/ns/net", libc::O_RDONLY | libc::O_CLOEXEC, 0)
+        .unwrap_or_else(|e| fail(Step::NetNamespace, e));
+    if let Err(e) = sys::send_fd(sock, net) {
+        fail(Step::NetNamespace, e)
+    }
+    sys::exit(0)
 }
 
-/// Waits for the helper's report, moves init into the helper's network namespace, and ends
-/// the helper (killed and reaped, so no process but init is left).
-pub fn join(p: Pending) -> Result<(), Failure> {
-    let mut buf = [0u8; 8];
-    let read = sys::read(p.result, &mut buf);
-    let word = |i: usize| i32::from_ne_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
-    let errno = |e: i32| sys::Errno::from_raw(e);
-    let joined = match read {
-        Ok(8) if word(0) != 0 => Err(Failure::new(Step::NetNamespace, errno(word(0)))),
-        Ok(8) if word(4) != 0 => Err(Failure::new(Step::Loopback, errno(word(4)))),
-        Ok(8) => {
-            sys::setns(p.pidfd, libc::CLONE_NEWNET).map_err(|e| Failure::new(Step::NetNamespace, e))
-        }
-        // The helper died without a word: it was killed, or its parent check failed.
-        Ok(_) => Err(Failure::new(Step::NetNamespace, sys::Errno::ESRCH)),
-        Err(e) => Err(Failure::new(Step::NetNamespace, e)),
+/// In init, once the root is built: waits for the helper's namespace and joins it. A helper
+/// that failed has already said why on the report pipe.
+pub fn join(sock: RawFd) -> Result<(), Failure> {
+    let net = match sys::recv_fd(sock) {
+        Ok(Some(fd)) => fd,
+        // The helper ended without a namespace: its own report says why (or it was killed).
+        Ok(None) => return Err(Failure::new(Step::NetNamespace, sys::Errno::ESRCH)),
+        Err(e) => return Err(Failure::new(Step::NetNamespace, e)),
     };
-    end(p.pid);
-    sys::close(p.pidfd);
-    sys::close(p.result);
-    joined
-}
-
-fn end(pid: libc::pid_t) {
-    let _ = sys::kill(pid, libc::SIGKILL);
-    let _ = sys::wait4(pid, 0);
+    sys::close(sock);
+    let joined = sys::setns(net, libc::CLONE_NEWNET);
+    sys::close(net);
+    joined.map_err(|e| Failure::new(Step::NetNamespace, e))
 }

@@ -766,15 +766,15 @@ pub fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
 }
 
 /// Waits up to `timeout_ms` (-1: forever) for any of the fds to be readable (or hung up).
-pub fn poll_three(fds: [RawFd; 3], timeout_ms: c_int) -> SysResult<[bool; 3]> {
+pub fn poll_fds<const N: usize>(fds: [RawFd; N], timeout_ms: c_int) -> SysResult<[bool; N]> {
     // A negative fd is skipped by poll(2) and never reported ready.
     let mut p = fds.map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     });
-    // SAFETY: three valid pollfds.
-    check(unsafe { libc::poll(p.as_mut_ptr(), 3, timeout_ms) })?;
+    // SAFETY: N valid pollfds.
+    check(unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, timeout_ms) })?;
     Ok(p.map(|p| p.revents != 0))
 }
 
