@@ -30,21 +30,14 @@ def load_group(res, group):
         with open(path) as f:
             data = json.load(f)
         for r in data["results"]:
-            m = merged.setdefault(r["command"], {"times": [], "cpu": [], "exit_codes": []})
-            n = len(r["times"])
+            m = merged.setdefault(r["command"], {"times": [], "exit_codes": []})
             m["times"].extend(r["times"])
-            # hyperfine exports user/system as means over the round's runs.
-            m["cpu"].extend([r["user"] + r["system"]] * n)
             m["exit_codes"].extend(c for c in (r.get("exit_codes") or []) if c is not None)
     return merged
 
 
 def med(entry):
     return statistics.median(entry["times"]) if entry and entry["times"] else None
-
-
-def cpu(entry):
-    return statistics.fmean(entry["cpu"]) if entry and entry["cpu"] else None
 
 
 def failures(entry):
@@ -72,11 +65,11 @@ class Table:
         self.rows = []
         self.notes = []
 
-    def add(self, name, sbx, base, rat, cpu_rat, target, met):
-        self.rows.append([name, sbx, base, rat, cpu_rat, target, met])
+    def add(self, name, sbx, base, rat, target, met):
+        self.rows.append([name, sbx, base, rat, target, met])
 
 
-HEADER = ["comparison", "sbx", "baseline", "ratio (wall)", "ratio (CPU)", "target", "met"]
+HEADER = ["comparison", "sbx", "baseline", "ratio (wall)", "target", "met"]
 
 
 def met_str(ok):
@@ -93,30 +86,26 @@ def startup_rows(t, res):
         if base is None or sbx is None:
             continue
         r = ratio(med(sbx), med(base))
-        cpu_r = "n/a" if base is bwrap else fmt_ratio(ratio(cpu(sbx), cpu(base)))
         t.add(f"startup: sbx vs {base_name}", fmt_time(med(sbx)),
-              f"{base_name} {fmt_time(med(base))}", fmt_ratio(r), cpu_r,
+              f"{base_name} {fmt_time(med(base))}", fmt_ratio(r),
               f"≤ {target:.2f}", met_str(r is not None and r <= target))
     for name, entry in sorted(g.items()):
         if not name.startswith("diag:"):
             continue
         r = ratio(med(entry), med(bwrap))
         t.add(f"  diag: {name[5:]}", fmt_time(med(entry)), f"bwrap {fmt_time(med(bwrap))}",
-              fmt_ratio(r), f"{fmt_ratio(ratio(cpu(entry), cpu(sbx)))} of sbx", "info", "—")
+              fmt_ratio(r), "info", "—")
     runs = len(sbx["times"]) if sbx else 0
     t.notes.append(f"startup: {runs} timed runs per command, interleaved in "
                    f"{os.environ.get('BENCH_STARTUP_ROUNDS', '?')} rounds (warm-up "
                    f"{os.environ.get('BENCH_STARTUP_WARMUP', '?')}); sbx = "
                    f"`sbx --profile net-off -- /bin/true`, bwrap = the same isolation, unshare = "
                    f"`{floor}` (the kernel's own cost)")
-    t.notes.append("CPU ratio n/a against bwrap: bwrap's first process exits as soon as its init "
-                   "reports the payload's status, without reaping that init, so the rusage hyperfine "
-                   "reads leaves out bwrap's sandbox processes (use startup-profile.sh's perf stat)")
     if any(n.startswith("diag:") for n in g):
-        t.notes.append("diag rows (no target): `sbx --version` = exec + dynamic linking + argument "
+        t.notes.append("diag rows (no target): `sbx --version` = exec, libc and Rust start-up, argument "
                        "parsing only; `cgroup probe off` = `--limit cgroup=off`; `no landlock/seccomp` "
                        "= a profile layer with `landlock = \"off\"`, `seccomp = \"off\"`; wall "
-                       "ratio to bwrap, CPU ratio to the full sbx start")
+                       "ratio to bwrap")
     for name, entry in g.items():
         if failures(entry):
             t.notes.append(f"startup: {name}: {failures(entry)} of {len(entry['exit_codes'])} runs exited non-zero")
@@ -151,7 +140,7 @@ def runtime_rows(t, res):
                                 ("BENCH_GETPPID_ITERS", "BENCH_STAT_ITERS", "BENCH_PROJECT_FILES")})
         r = ratio(med(sbx), med(none))
         t.add(label, fmt_time(med(sbx)), f"no sandbox {fmt_time(med(none))}",
-              fmt_ratio(r), fmt_ratio(ratio(cpu(sbx), cpu(none))), "≤ 1.03",
+              fmt_ratio(r), "≤ 1.03",
               met_str(r is not None and r <= 1.03))
         for name, entry in g.items():
             if failures(entry):
@@ -178,7 +167,7 @@ def runtime_rows(t, res):
                          (("seccomp-floor", "seccomp"), ("landlock-floor", "landlock"))
                          if (key, mode) in ns)
         t.add(f"  diag: one {label} call", f"{s_ns:.0f} ns", f"none {n_ns:.0f}{floors}",
-              fmt_ratio(ratio(s_ns, n_ns)), "—", "info", "—")
+              fmt_ratio(ratio(s_ns, n_ns)), "info", "—")
     if ns:
         t.notes.append("diag `one CALL call` (ns): the fastest of many short batches (best of 2 "
                        "processes), immune to preemption by other load; `seccomp` = the same loop "
@@ -210,11 +199,11 @@ def memory_rows(t, res):
     t.add("memory: sbx's own processes, Σ VmHWM",
           mib(s_hwm) + f" ({sbx.get('nprocs') or '?'} procs)",
           f"bwrap {mib(b_hwm)}" + (f" ({bwrap.get('nprocs')} procs)" if bwrap else ""),
-          fmt_ratio(ratio(s_hwm, b_hwm)), "—", "sbx ≤ 4.00 MiB",
+          fmt_ratio(ratio(s_hwm, b_hwm)), "sbx ≤ 4.00 MiB",
           met_str(s_hwm is not None and s_hwm <= 4096))
     t.add("  info: the same, Σ Pss", mib(sbx.get("max_pss_kib")),
           f"bwrap {mib((bwrap or {}).get('max_pss_kib'))}",
-          fmt_ratio(ratio(sbx.get("max_pss_kib"), (bwrap or {}).get("max_pss_kib"))), "—", "info", "—")
+          fmt_ratio(ratio(sbx.get("max_pss_kib"), (bwrap or {}).get("max_pss_kib"))), "info", "—")
     for run in sbx["runs"][-1:]:
         parts = ", ".join(f"{p['name']} pid {p['pid']}: VmHWM {p['hwm']} KiB, Pss {p['pss']} KiB"
                           for p in run["processes"])
@@ -271,7 +260,7 @@ def scale_rows(t, res):
     t.add(f"scale: {n} at once",
           f"{thr(sbx)}, {fs[1]}/{fs[0]} failed",
           f"bwrap {thr(bwrap)}, {fb[1]}/{fb[0]} failed",
-          fmt_ratio(r), "n/a", "all succeed",
+          fmt_ratio(r), "all succeed",
           met_str(fs[0] > 0 and fs[1] == 0))
     for tool, f in (("sbx", fs), ("bwrap", fb)):
         for d in f[2][:5]:
@@ -324,13 +313,12 @@ def render_md(t, info):
         f"- run as: {os.environ.get('BENCH_USER', '?')}, produced by `benches/run.sh`",
         "",
         "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * 4 + ["---", "---"]) + "|",
+        "|" + "|".join(["---"] + ["---:"] * 3 + ["---", "---"]) + "|",
     ]
     for r in t.rows:
         lines.append("| " + " | ".join(esc(c) for c in r) + " |")
     lines.append("")
-    lines.append("Ratios are sbx / baseline of the medians (lower is better); the CPU ratio compares "
-                 "user + system time of the whole process tree (n/a against bubblewrap, see the notes).")
+    lines.append("Ratios are sbx / baseline of the medians, wall-clock (lower is better).")
     lines.append("")
     for n in t.notes:
         lines.append(f"- {n}")
