@@ -55,7 +55,7 @@ pub enum Step {
     /// Not a failure: init has killed and reaped every other process of the sandbox; all that
     /// is left is its own exit (and the kernel's teardown of the namespaces).
     Finished,
-    /// Creating the network namespace (in init's helper, see `sandbox::netns`).
+    /// Creating the network namespace (in the supervisor's helper, see `sandbox::netns`).
     NetNamespace,
 }
 
