@@ -102,7 +102,6 @@ pub struct Plan {
     /// What each op is, for messages; same index as `ops`.
     pub op_info: Vec<OpInfo>,
     pub hostname: Option<CString>,
-    pub lo_up: bool,
     pub new_session: bool,
     pub as_pid_1: bool,
     /// Relay the terminal through a pty (when sbx's stdin is a terminal).
@@ -257,7 +256,6 @@ impl Plan {
             ops: layout.ops,
             op_info: layout.info,
             hostname,
-            lo_up: namespaces.net,
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
             pty: profile.process.pty.unwrap_or(false),

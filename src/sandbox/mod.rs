@@ -1,5 +1,6 @@
 //! Executes a plan: one module per stage, in kernel order. The process that `spawn` clones is
-//! created in every planned namespace at once and becomes the sandbox's PID 1.
+//! created in every planned namespace but the network one at once, and becomes the sandbox's
+//! PID 1; a helper creates the network namespace beside it (see `netns`).
 
 mod confine;
 pub mod exec;
@@ -119,7 +120,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             // The helper needs the report pipe's write end: fork it before that closes.
             let helper = net.map(|(helper_end, init_end)| {
                 sys::close(init_end);
-                let forked = netns::spawn_helper(pid, helper_end, report_w, plan.lo_up);
+                let forked = netns::spawn_helper(pid, helper_end, report_w);
                 sys::close(helper_end);
                 forked
             });

@@ -19,28 +19,17 @@ use super::sys;
 /// Forks the helper from the supervisor, for the sandbox whose init is `init`. `sock` is the
 /// helper's end of the socket to init, `report` the write end of the report pipe; every other
 /// descriptor is closed in the helper. Returns the helper's pid (the supervisor's child).
-pub fn spawn_helper(
-    init: libc::pid_t,
-    sock: RawFd,
-    report: RawFd,
-    lo_up: bool,
-) -> sys::SysResult<libc::pid_t> {
+pub fn spawn_helper(init: libc::pid_t, sock: RawFd, report: RawFd) -> sys::SysResult<libc::pid_t> {
     let supervisor = nix::unistd::getpid().as_raw();
     match sys::clone_fork(0)? {
-        0 => helper(init, supervisor, sock, report, lo_up),
+        0 => helper(init, supervisor, sock, report),
         pid => Ok(pid),
     }
 }
 
 /// The helper's whole life. Never returns; never allocates (the supervisor may have other
 /// threads, whose locks a forked child must not touch).
-fn helper(
-    init: libc::pid_t,
-    supervisor: libc::pid_t,
-    sock: RawFd,
-    report: RawFd,
-    lo_up: bool,
-) -> ! {
+fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd) -> ! {
     let mut keep = [sock, report];
     keep.sort_unstable();
     sys::close_all_except(&keep);
@@ -60,7 +49,8 @@ fn helper(
     if let Err(e) = sys::unshare(libc::CLONE_NEWNET) {
         fail(Step::NetNamespace, e)
     }
-    if lo_up && let Err(e) = sys::loopback_up() {
+    // A private network namespace always gets a working loopback.
+    if let Err(e) = sys::loopback_up() {
         fail(Step::Loopback, e)
     }
     // The helper is still in the host's mount and PID namespaces: this is its own entry.

@@ -208,13 +208,6 @@ pub fn receive(fd: RawFd, out: &mut Vec<Failure>) -> bool {
     }
 }
 
-/// Reads every record until end of file (or, on a non-blocking pipe, until none is left).
-pub fn receive_all(fd: RawFd) -> Vec<Failure> {
-    let mut out = Vec::new();
-    receive(fd, &mut out);
-    out
-}
-
 /// Setup milestones reported with `Step::Timing`.
 pub const MILESTONES: [&str; 4] = ["ids mapped", "root built", "confined", "exec"];
 
@@ -235,6 +228,13 @@ pub fn milestone(fd: RawFd, trace: bool, which: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record until end of file.
+    fn receive_all(fd: RawFd) -> Vec<Failure> {
+        let mut out = Vec::new();
+        receive(fd, &mut out);
+        out
+    }
 
     #[test]
     fn every_step_is_listed_once_in_order() {
