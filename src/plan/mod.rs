@@ -302,7 +302,7 @@ impl ProxyPlan {
             .iter()
             .map(|e| crate::proxy::Rule::parse(e))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| PlanError::invalid(&origin("network.allow"), m))?;
+            .map_err(|m| PlanError::invalid(&origin("network.allow"), m.to_string()))?;
         let port = n.proxy_port.unwrap_or(Self::DEFAULT_PORT);
         if port == 0 {
             return Err(PlanError::invalid(

@@ -22,39 +22,59 @@ pub struct Rule {
     port: Option<u16>,
 }
 
+/// Why an allowlist entry is refused. Each text starts with the entry as written, since the
+/// plan reports it under `network.allow` without saying which entry it was.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{entry:?}: expected [ADDRESS]:PORT")]
+    Bracketed { entry: String },
+    #[error("{entry:?}: expected HOST:PORT (PORT may be *)")]
+    NoPort { entry: String },
+    #[error("{entry:?}: {port:?} is not a port")]
+    Port { entry: String, port: String },
+    #[error("{entry:?}: a wildcard is `*` or `*.domain`")]
+    Host { entry: String },
+}
+
 impl Rule {
     /// Parses `HOST:PORT`, `*.DOMAIN:PORT`, `[V6]:PORT`; PORT may be `*`.
-    pub fn parse(entry: &str) -> Result<Rule, String> {
+    pub fn parse(entry: &str) -> Result<Rule, RuleError> {
         let (host, port) = match entry.strip_prefix('[') {
             Some(rest) => {
-                let (h, p) = rest
-                    .split_once("]:")
-                    .ok_or_else(|| format!("{entry:?}: expected [ADDRESS]:PORT"))?;
+                let (h, p) = rest.split_once("]:").ok_or_else(|| RuleError::Bracketed {
+                    entry: entry.to_string(),
+                })?;
                 (h, p)
             }
-            None => entry
-                .rsplit_once(':')
-                .ok_or_else(|| format!("{entry:?}: expected HOST:PORT (PORT may be *)"))?,
+            None => entry.rsplit_once(':').ok_or_else(|| RuleError::NoPort {
+                entry: entry.to_string(),
+            })?,
         };
         let port = match port {
             "*" => None,
-            p => Some(
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("{entry:?}: {p:?} is not a port"))?,
-            ),
+            p => match p.parse::<u16>() {
+                Ok(n) if n != 0 => Some(n),
+                _ => {
+                    return Err(RuleError::Port {
+                        entry: entry.to_string(),
+                        port: p.to_string(),
+                    });
+                }
+            },
+        };
+        let bad_host = || RuleError::Host {
+            entry: entry.to_string(),
         };
         let host = host.to_ascii_lowercase();
         let host = if host == "*" {
             HostPattern::Any
         } else if let Some(domain) = host.strip_prefix("*.") {
             if domain.is_empty() || domain.contains('*') {
-                return Err(format!("{entry:?}: a wildcard is `*` or `*.domain`"));
+                return Err(bad_host());
             }
             HostPattern::Suffix(format!(".{domain}"))
         } else if host.is_empty() || host.contains('*') || host.contains('/') {
-            return Err(format!("{entry:?}: a wildcard is `*` or `*.domain`"));
+            return Err(bad_host());
         } else {
             HostPattern::Exact(host)
         };
@@ -229,6 +249,22 @@ mod tests {
         ] {
             assert!(Rule::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn rule_errors_name_the_entry() {
+        let text = |e: &str| Rule::parse(e).unwrap_err().to_string();
+        assert_eq!(text("[::1]"), r#""[::1]": expected [ADDRESS]:PORT"#);
+        assert_eq!(
+            text("crates.io"),
+            r#""crates.io": expected HOST:PORT (PORT may be *)"#
+        );
+        assert_eq!(text("crates.io:0"), r#""crates.io:0": "0" is not a port"#);
+        assert_eq!(
+            text("a*.b:1"),
+            r#""a*.b:1": a wildcard is `*` or `*.domain`"#
+        );
+        assert_eq!(text("*.:1"), r#""*.:1": a wildcard is `*` or `*.domain`"#);
     }
 
     #[test]
