@@ -392,7 +392,7 @@ fn missing_hint(
     why.join("; ")
 }
 
-/// The cgroup v2 path in /proc/<pid>/cgroup text (its `0::PATH` line).
+/// The cgroup v2 path in `/proc/<pid>/cgroup` text (its `0::PATH` line).
 pub fn v2_path(proc_cgroup: &str) -> Option<&str> {
     proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))
 }
@@ -612,7 +612,7 @@ fn sweep_stale(fs: &dyn Fs, own: &Path) {
 /// One run's cgroup. Remove it with [`RunCgroup::remove`]; dropping it cleans up as well as
 /// it can, silently.
 pub struct RunCgroup {
-    /// own/sbx-<pid>-<n>: limits, statistics, cgroup.kill.
+    /// `own/sbx-<pid>-<n>`: limits, statistics, cgroup.kill.
     path: PathBuf,
     /// path/sandbox: the processes.
     leaf: PathBuf,
