@@ -1,5 +1,16 @@
-use super::*;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::errno::Errno;
+
+use super::detect::detect_with;
+use super::mountinfo::{parse_mountinfo, relative_to, unescape};
+use super::run::{DRAIN_TIMEOUT, Fs, keyed, read_words, sbx_name_pid, supervisor_leaf_name};
+use super::*;
 
 /// A plain directory playing cgroupfs: mkdir creates the interface files the kernel would
 /// (those of the controllers the parent enables), rmdir refuses populated cgroups and ones
