@@ -10,8 +10,9 @@ use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
 use super::error::{DELEGATE_HINT, io_err};
+use super::files::{read_pids, read_words};
 use super::mountinfo::{MountEntry, parse_mountinfo, relative_to};
-use super::run::{read_pids, read_words, supervisor_leaf_name};
+use super::run::supervisor_leaf_name;
 use super::{CgroupError, Delegation};
 
 /// Finds the supervisor's cgroup v2 directory and checks that sbx may manage it: the

@@ -27,6 +27,7 @@
 
 mod detect;
 mod error;
+mod files;
 mod mountinfo;
 mod run;
 

@@ -2,7 +2,7 @@
 //! supervisors left behind.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::error::{errno_of, io_err};
+use super::error::io_err;
+use super::files::{keyed, read_pids, read_words, walk, write_file};
 use super::{CgroupError, Delegation, Limits, Stats};
 
 /// How long killed processes get to leave the cgroup before it counts as stuck.
@@ -24,51 +25,6 @@ const SANDBOX_LEAF: &str = "sandbox";
 
 /// Numbers the runs of one supervisor, so a process can create several run cgroups.
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub(super) fn read_words(path: &Path) -> io::Result<Vec<String>> {
-    Ok(fs::read_to_string(path)?
-        .split_whitespace()
-        .map(str::to_string)
-        .collect())
-}
-
-pub(super) fn read_pids(path: &Path) -> Vec<i32> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        // 0 and negative numbers would address process groups in kill(2): never let them in.
-        .filter(|&p: &i32| p > 0)
-        .collect()
-}
-
-/// The value of `key` in a flat-keyed file (cpu.stat, memory.events: `key value` lines).
-pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        if k == key {
-            v.trim().parse().ok()
-        } else {
-            None
-        }
-    })
-}
-
-/// Writes `value` to a cgroup interface file in one write(2), as the kernel expects.
-fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
-    let werr = |e: &io::Error| CgroupError::Write {
-        path: path.to_path_buf(),
-        value: value.to_string(),
-        errno: errno_of(e),
-    };
-    // Never O_CREAT: cgroupfs creates its files itself, a missing one means a missing feature.
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| werr(&e))?;
-    f.write_all(value.as_bytes()).map_err(|e| werr(&e))
-}
 
 pub(super) fn supervisor_leaf_name(pid: u32) -> String {
     format!("sbx-{pid}.supervisor")
@@ -97,23 +53,6 @@ pub(super) fn sbx_name_pid(name: &str) -> Option<i32> {
 fn alive(pid: i32) -> bool {
     // EPERM means it exists but is not ours to signal.
     kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
-}
-
-/// `root` and every cgroup below it, parents before children. Symlinks are not followed.
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(e.path());
-                }
-            }
-        }
-        out.push(dir);
-    }
-    out
 }
 
 /// The directory operations whose effect on cgroupfs a plain directory does not reproduce

@@ -8,8 +8,9 @@ use std::time::Instant;
 use nix::errno::Errno;
 
 use super::detect::detect_with;
+use super::files::{keyed, read_words};
 use super::mountinfo::{parse_mountinfo, relative_to, unescape};
-use super::run::{DRAIN_TIMEOUT, Fs, keyed, read_words, sbx_name_pid, supervisor_leaf_name};
+use super::run::{DRAIN_TIMEOUT, Fs, sbx_name_pid, supervisor_leaf_name};
 use super::*;
 
 /// A plain directory playing cgroupfs: mkdir creates the interface files the kernel would
