@@ -1,0 +1,191 @@
+//! Processes and signals: forking, waiting, exiting, signal masks.
+
+use std::ffi::CStr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use libc::{c_int, c_ulong};
+
+use super::{Errno, SysResult, check, check_long};
+
+/// fork(2) semantics with namespace flags: returns 0 in the child. Raw clone skips libc's
+/// atfork handlers.
+///
+/// # Safety
+/// The caller may be multi-threaded (a library user's program). The child is a copy of one
+/// thread only: until it calls `execve` or `exit` it must not allocate, take a lock, or call
+/// anything that is not async-signal-safe, and it must never return into the caller's code.
+pub unsafe fn clone_fork(flags: c_int) -> SysResult<libc::pid_t> {
+    // SAFETY: a null stack makes the child run on a copy-on-write copy of the caller's stack,
+    // exactly like fork; the remaining arguments are unused without CLONE_*TID/SETTLS. What
+    // the child may do afterwards is the caller's contract above.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check_long(ret).map(|p| p as libc::pid_t)
+}
+
+pub fn set_pdeathsig(sig: c_int) -> SysResult {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as c_ulong, 0, 0, 0) }).map(drop)
+}
+
+pub fn prctl(option: c_int, arg: c_ulong) -> SysResult {
+    // SAFETY: options used here take one integer argument.
+    check(unsafe { libc::prctl(option, arg, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
+}
+
+pub fn setsid() -> SysResult {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() }).map(drop)
+}
+
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getppid() }
+}
+
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    // SAFETY: argv and envp are null-terminated arrays of pointers into C strings that the
+    // plan owns and keeps alive; execve only returns on failure.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+pub fn exit(code: c_int) -> ! {
+    // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn kill(pid: libc::pid_t, sig: c_int) -> SysResult {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Sets the signal mask to `set` (SIG_SETMASK).
+pub fn set_sigmask(set: &libc::sigset_t) -> SysResult {
+    // SAFETY: set points to an initialised sigset_t.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) }).map(drop)
+}
+
+/// Adds `set` to the blocked signals.
+pub fn block_signals(set: &libc::sigset_t) -> SysResult {
+    // SAFETY: set points to an initialised sigset_t.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) }).map(drop)
+}
+
+pub fn empty_sigset() -> libc::sigset_t {
+    sigset_of(&[])
+}
+
+/// The set of `signals` (valid signal numbers).
+pub fn sigset_of(signals: &[c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set; sigaddset adds valid signal numbers.
+    unsafe {
+        let mut s: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut s);
+        for sig in signals {
+            libc::sigaddset(&mut s, *sig);
+        }
+        s
+    }
+}
+
+pub fn default_disposition(sig: c_int) -> SysResult {
+    // SAFETY: SIG_DFL is always a valid handler.
+    let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if r == libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits for any child without blocking; returns (pid, raw status) or None.
+pub fn wait_any_nohang() -> Option<(libc::pid_t, c_int)> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Waits, blocking, for any child; None once there is none left.
+pub fn wait_any() -> Option<(libc::pid_t, c_int)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid > 0 {
+            return Some((pid, status));
+        }
+        if pid < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// wait4 on one pid: (raw status, resource usage of it and its waited-for descendants).
+pub fn wait4(pid: libc::pid_t, flags: c_int) -> SysResult<Option<(c_int, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; zeroed is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and usage are valid out pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
+        if r > 0 {
+            return Ok(Some((status, usage)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// CPU time of this process and of every child it waited for, summed; peak RSS is the larger.
+pub fn usage_with_children() -> libc::rusage {
+    let get = |who| {
+        // SAFETY: rusage is plain data; zeroed is valid.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: r is a valid out pointer; RUSAGE_SELF and RUSAGE_CHILDREN cannot fail.
+        unsafe { libc::getrusage(who, &mut r) };
+        r
+    };
+    let (mut own, kids) = (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN));
+    let add = |a: &mut libc::timeval, b: libc::timeval| {
+        let usec = a.tv_usec + b.tv_usec;
+        a.tv_sec += b.tv_sec + usec / 1_000_000;
+        a.tv_usec = usec % 1_000_000;
+    };
+    add(&mut own.ru_utime, kids.ru_utime);
+    add(&mut own.ru_stime, kids.ru_stime);
+    own.ru_maxrss = own.ru_maxrss.max(kids.ru_maxrss);
+    own
+}
+
+/// A pidfd for a child: readable once it has exited (Linux 5.3).
+pub fn pidfd_open(pid: libc::pid_t) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with a pid and no flags.
+    let fd = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: a fresh fd from pidfd_open, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// CLOCK_MONOTONIC in microseconds, low 32 bits (differences are taken modulo 2^32).
+pub fn monotonic_us() -> u32 {
+    // SAFETY: timespec is plain data and a valid out pointer; CLOCK_MONOTONIC always exists.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000) as u32
+}
