@@ -1,19 +1,19 @@
-//! The privilege layers applied once the root is built: landlock, no_new_privs and the
-//! capability drop (in the sandbox's first process, so that its init is confined as well as
-//! the command), and the seccomp filter (in the payload, last before execve).
+//! The confinement layers that need more than one system call: landlock (in the sandbox's
+//! first process, so that its init is confined as well as the command) and the seccomp
+//! filter (in the payload, last before execve).
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use landlock::{
     AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
 };
 
-use super::report::{self, Failure, Step};
-use super::sys::{self, Errno};
+use super::channel::{self, Fact, Failure, LandlockOutcome, Step};
 use crate::plan::Plan;
 use crate::plan::landlock::LandlockPlan;
 use crate::profile::Enforcement;
+use crate::sys::{self, Errno};
 
 fn errno_of(e: &RulesetError) -> Errno {
     // Compatibility errors carry no errno: the kernel lacks a requested feature.
@@ -38,7 +38,7 @@ fn errno_of(e: &RulesetError) -> Errno {
 
 /// Builds the ruleset from paths as the sandbox sees them and restricts this process (and so
 /// everything it forks). Returns the enforcement status for the supervisor.
-fn landlock(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
+fn restrict(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
     let fail = |e: RulesetError| Failure::new(Step::Landlock, errno_of(&e));
     let level = if l.mode == Enforcement::Required {
         CompatLevel::HardRequirement
@@ -62,9 +62,8 @@ fn landlock(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
     }
     let mut created = ruleset.create().map_err(fail)?;
     for (i, (path, access)) in l.rules.iter().enumerate() {
-        let fd = sys::open(path, libc::O_PATH, 0).map_err(|e| Failure::at(Step::Landlock, i, e))?;
-        // SAFETY: the fd was just opened and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd =
+            sys::open_owned(path, libc::O_PATH).map_err(|e| Failure::at(Step::Landlock, i, e))?;
         created = created
             .add_rule(PathBeneath::new(fd, *access))
             .map_err(fail)?;
@@ -86,28 +85,23 @@ fn landlock(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
     Ok(status.ruleset)
 }
 
-/// Confines the sandbox's first process after its root is built; everything it forks
-/// inherits the result.
-pub fn process(plan: &Plan, report_fd: RawFd) -> Result<(), Failure> {
-    if let Some(l) = &plan.landlock {
-        let status = landlock(l)?;
-        let code = match status {
-            RulesetStatus::NotEnforced => 0,
-            RulesetStatus::PartiallyEnforced => 1,
-            RulesetStatus::FullyEnforced => 2,
-        };
-        report::send(
-            report_fd,
-            Failure::at(Step::LandlockStatus, code, Errno::UnknownErrno),
-        );
-    }
-    sys::set_no_new_privs().map_err(|e| Failure::new(Step::NoNewPrivs, e))?;
-    sys::drop_capabilities().map_err(|e| Failure::new(Step::DropPrivileges, e))?;
+/// Applies landlock in the sandbox's first process, once its root is built (everything it
+/// forks inherits the domain), and tells the supervisor what was enforced.
+pub fn landlock(plan: &Plan, report: RawFd) -> Result<(), Failure> {
+    let Some(l) = &plan.landlock else {
+        return Ok(());
+    };
+    let outcome = match restrict(l)? {
+        RulesetStatus::NotEnforced => LandlockOutcome::None,
+        RulesetStatus::PartiallyEnforced => LandlockOutcome::Partial,
+        RulesetStatus::FullyEnforced => LandlockOutcome::Full,
+    };
+    channel::send(report, Fact::Landlock(outcome));
     Ok(())
 }
 
 /// Installs the seccomp programs: the last step before execve. no_new_privs is already set
-/// (by init), so each program is one seccomp(2) call.
+/// (by the first process), so each program is one seccomp(2) call.
 pub fn seccomp(plan: &Plan) -> Result<(), Failure> {
     let Some(s) = &plan.seccomp else {
         return Ok(());

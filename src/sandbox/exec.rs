@@ -1,10 +1,13 @@
-//! The last steps of the payload process: signals, session, working directory, fds, execve.
+//! The payload: the process that becomes the command. Its last steps, in order: the
+//! parent-death check, signals, session, terminal, working directory, descriptors, seccomp,
+//! execve.
 
 use std::os::fd::RawFd;
 
-use super::report::{self, Failure, Step};
-use super::sys::{self, Errno};
+use super::channel::{self, Failure, Milestone, Step};
+use crate::exit::{EXIT_SBX_FAILED, exec_exit_code};
 use crate::plan::Plan;
+use crate::sys::{self, Errno};
 
 /// Prepared argv and envp pointer arrays (null-terminated), built before the fork.
 pub struct Argv {
@@ -27,65 +30,56 @@ impl Argv {
     }
 }
 
-/// Exit code for a command that could not be executed, following the shells' convention.
-pub fn exec_exit_code(errno: i32) -> i32 {
-    match Errno::from_raw(errno) {
-        Errno::ENOENT | Errno::ENOTDIR => 127,
-        _ => 126,
-    }
-}
-
 /// Prepares the payload and replaces it with the command. `parent` is the pid the payload
 /// expects as its parent, for the death-signal race check; None skips that check.
 pub fn payload(
     plan: &Plan,
     argv: &Argv,
-    report_fd: RawFd,
+    report: RawFd,
     parent: Option<libc::pid_t>,
     pty: Option<RawFd>,
 ) -> ! {
-    let fail = |step: Step, e: Errno| -> ! {
-        report::send(report_fd, Failure::new(step, e));
-        sys::exit(125)
+    let steps = || -> Result<(), Failure> {
+        let step = |s: Step, r: sys::SysResult| r.map_err(|e| Failure::new(s, e));
+        if let Some(parent) = parent {
+            step(Step::PayloadSignals, sys::set_pdeathsig(libc::SIGKILL))?;
+            if sys::getppid() != parent {
+                sys::exit(EXIT_SBX_FAILED);
+            }
+        }
+        // The supervisor blocked signals to forward them, and Rust ignores SIGPIPE; the
+        // command gets the defaults, as outside a sandbox.
+        step(Step::PayloadSignals, sys::set_sigmask(&sys::empty_sigset()))?;
+        step(
+            Step::PayloadSignals,
+            sys::default_disposition(libc::SIGPIPE),
+        )?;
+        if plan.new_session {
+            step(Step::Setsid, sys::setsid())?;
+        }
+        if let Some(slave) = pty {
+            // A new session's first terminal becomes its controlling terminal: the relay's
+            // pty, never the invoking one.
+            step(Step::Terminal, sys::take_terminal(slave))?;
+        }
+        step(Step::Chdir, sys::chdir(&plan.exec.cwd))?;
+        step(Step::CloseFds, sys::cloexec_from(3))?;
+        super::confine::seccomp(plan)?;
+        channel::milestone(report, plan.trace, Milestone::Exec);
+        Ok(())
     };
-    if let Some(parent) = parent {
-        if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
-            fail(Step::Signals, e);
-        }
-        if sys::getppid() != parent {
-            sys::exit(125);
-        }
+    if let Err(f) = steps() {
+        channel::send(report, f);
+        sys::exit(EXIT_SBX_FAILED);
     }
-    // The supervisor blocked signals to forward them, and Rust ignores SIGPIPE; the command
-    // gets the defaults, as outside a sandbox.
-    if let Err(e) =
-        sys::set_sigmask(&sys::empty_sigset()).and_then(|_| sys::default_disposition(libc::SIGPIPE))
-    {
-        fail(Step::Signals, e);
-    }
-    if plan.new_session {
-        if let Err(e) = sys::setsid() {
-            fail(Step::Setsid, e);
-        }
-    }
-    if let Some(slave) = pty {
-        // A new session's first terminal becomes its controlling terminal: the relay's pty,
-        // never the invoking one.
-        if let Err(e) = sys::take_terminal(slave) {
-            fail(Step::Setsid, e);
-        }
-    }
-    if let Err(e) = sys::chdir(&plan.exec.cwd) {
-        fail(Step::Chdir, e);
-    }
-    if let Err(e) = sys::cloexec_from(3) {
-        fail(Step::Exec, e);
-    }
-    if let Err(f) = super::confine::seccomp(plan) {
-        report::send(report_fd, f);
-        sys::exit(125);
-    }
-    report::milestone(report_fd, plan.trace, 3);
+    let errno = exec(plan, argv);
+    channel::send(report, Failure::new(Step::Exec, errno));
+    sys::exit(exec_exit_code(errno as i32))
+}
+
+/// Tries the candidates in order, like execvp; returns the errno that explains the failure
+/// best (a permission problem over a later "not found").
+fn exec(plan: &Plan, argv: &Argv) -> Errno {
     let mut first_denied: Option<Errno> = None;
     let mut last = Errno::ENOENT;
     for candidate in &plan.exec.candidates {
@@ -98,10 +92,8 @@ pub fn payload(
             _ => break,
         }
     }
-    let errno = match (first_denied, last) {
+    match (first_denied, last) {
         (Some(d), Errno::ENOENT | Errno::ENOTDIR) => d,
         (_, e) => e,
-    };
-    report::send(report_fd, Failure::new(Step::Exec, errno));
-    sys::exit(exec_exit_code(errno as i32))
+    }
 }

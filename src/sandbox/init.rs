@@ -3,53 +3,45 @@
 
 use std::os::fd::RawFd;
 
+use super::FORWARDED_SIGNALS;
+use super::channel::{self, Fact, Failure, Step};
 use super::exec::{self, Argv};
-use super::report::{self, Failure, Step};
-use super::sys;
+use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
+use crate::sys;
 
-pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, pty: Option<RawFd>) -> ! {
+/// What init waits for: the forwarded signals and its children's deaths.
+pub(super) fn signals() -> libc::sigset_t {
+    let mut all = [libc::SIGCHLD; FORWARDED_SIGNALS.len() + 1];
+    all[..FORWARDED_SIGNALS.len()].copy_from_slice(&FORWARDED_SIGNALS);
+    sys::sigset_of(&all)
+}
+
+#[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
+pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>) -> ! {
+    let fail = |s, e| -> ! {
+        channel::send(report, Failure::new(s, e));
+        sys::exit(EXIT_SBX_FAILED)
+    };
     let me = nix::unistd::getpid().as_raw();
     // The signals init waits for are blocked since the process started (see
-    // `sandbox::block_signals`); a signalfd of its own receives them.
-    let signal_fd = match sys::signalfd(&super::init_signals()) {
-        Ok(fd) => fd,
-        Err(e) => {
-            report::send(report_fd, Failure::new(Step::Signals, e));
-            sys::exit(125)
-        }
-    };
-    let payload = match sys::clone_fork(0) {
-        Ok(0) => exec::payload(plan, argv, report_fd, Some(me), pty),
+    // `setup::first_process`); a signalfd of its own receives them.
+    let signal_fd = sys::signalfd(&signals()).unwrap_or_else(|e| fail(Step::Signals, e));
+    // SAFETY: the child runs `exec::payload`, which never allocates and ends in execve or
+    // _exit; init itself is single-threaded.
+    let payload = match unsafe { sys::clone_fork(0) } {
+        Ok(0) => exec::payload(plan, argv, report, Some(me), pty),
         Ok(pid) => pid,
-        Err(e) => {
-            report::send(report_fd, Failure::new(Step::ForkPayload, e));
-            sys::exit(125)
-        }
+        Err(e) => fail(Step::ForkPayload, e),
     };
     // Nothing of the host stays with init: not the terminal, not the lifeline.
-    let mut keep = [report_fd, signal_fd];
+    let mut keep = [report, signal_fd];
     keep.sort_unstable();
     sys::close_all_except(&keep);
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
-
-    // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
     loop {
-        // SAFETY: the struct is exactly `size` bytes of plain data.
-        let buf = unsafe {
-            std::slice::from_raw_parts_mut(
-                (&mut info as *mut libc::signalfd_siginfo).cast::<u8>(),
-                size,
-            )
-        };
-        match sys::read(signal_fd, buf) {
-            Ok(n) if n == size => {}
-            _ => sys::exit(125),
-        }
-        let sig = info.ssi_signo as libc::c_int;
+        let sig = sys::read_signal(signal_fd).unwrap_or_else(|_| sys::exit(EXIT_SBX_FAILED));
         if sig != libc::SIGCHLD {
             let _ = sys::kill(payload, sig);
             continue;
@@ -57,20 +49,9 @@ pub fn run(plan: &Plan, argv: &Argv, report_fd: RawFd, pty: Option<RawFd>) -> ! 
         while let Some((pid, status)) = sys::wait_any_nohang() {
             // A traced command reports ptrace stops here too: only its end counts.
             if pid == payload && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
-                finish(report_fd, me == 1, status);
+                finish(report, me == 1, status);
             }
         }
-    }
-}
-
-/// A wait status as a shell would report it: the exit code, or 128+N for signal N.
-pub fn status_to_code(status: libc::c_int) -> libc::c_int {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        125
     }
 }
 
@@ -79,7 +60,7 @@ pub fn status_to_code(status: libc::c_int) -> libc::c_int {
 /// this way the report can say nothing of the sandbox runs any more, and the supervisor need
 /// not wait for the namespaces' teardown). Without a PID namespace `kill(-1)` would reach
 /// the caller's own processes: there init just exits.
-fn finish(report_fd: RawFd, pid_1: bool, status: libc::c_int) -> ! {
+fn finish(report: RawFd, pid_1: bool, status: libc::c_int) -> ! {
     if pid_1 {
         let _ = sys::kill(-1, libc::SIGKILL);
         while sys::wait_any().is_some() {}
@@ -88,13 +69,13 @@ fn finish(report_fd: RawFd, pid_1: bool, status: libc::c_int) -> ! {
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     let records = [
         // The exit code alone cannot tell "killed by SIGKILL" from "exit 137".
-        Failure::fact(Step::PayloadStatus, status as u32 as u64),
-        Failure::fact(Step::UserTime, micros(usage.ru_utime)),
-        Failure::fact(Step::SystemTime, micros(usage.ru_stime)),
-        Failure::fact(Step::PeakRss, usage.ru_maxrss as u64),
-        Failure::fact(Step::Finished, 0),
+        Fact::PayloadStatus(status).into(),
+        Fact::UserTime(micros(usage.ru_utime)).into(),
+        Fact::SystemTime(micros(usage.ru_stime)).into(),
+        Fact::PeakRss(usage.ru_maxrss as u64).into(),
+        Fact::Finished.into(),
     ];
     let sent = if pid_1 { &records[..] } else { &records[..4] };
-    report::send_all(report_fd, sent);
-    sys::exit(status_to_code(status))
+    channel::send_all(report, sent);
+    sys::exit(Ending::from_status(status).code())
 }

@@ -1,8 +1,8 @@
 //! The sandbox's network namespace, created beside the root rather than in the clone.
 //!
 //! A network namespace is the dearest namespace to create (the kernel registers a loopback
-//! device, sysctl tables and per-namespace state for every protocol: about half a
-//! millisecond here, as much as all the others together). Created by the clone it would sit
+//! device, sysctl tables and per-namespace state for every protocol: as much as all the
+//! others together, see benches/README.md). Created by the clone it would sit
 //! on the start's critical path. Instead, right after the clone, the supervisor forks a
 //! helper that enters the sandbox's user namespace (as the namespace's owner it may), creates
 //! the network namespace there, brings lo up and hands a descriptor of it to init over a
@@ -11,17 +11,21 @@
 //! sandbox's, runs only sbx's code and is gone (reaped by the supervisor) before init needs
 //! the namespace; it reports a failure on the report pipe like a step of init's.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
-use super::report::{self, Failure, Step};
-use super::sys;
+use super::channel::{self, Failure, Step};
+use crate::exit::EXIT_SBX_FAILED;
+use crate::sys;
 
 /// Forks the helper from the supervisor, for the sandbox whose init is `init`. `sock` is the
 /// helper's end of the socket to init, `report` the write end of the report pipe; every other
 /// descriptor is closed in the helper. Returns the helper's pid (the supervisor's child).
+#[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
 pub fn spawn_helper(init: libc::pid_t, sock: RawFd, report: RawFd) -> sys::SysResult<libc::pid_t> {
     let supervisor = nix::unistd::getpid().as_raw();
-    match sys::clone_fork(0)? {
+    // SAFETY: the child runs `helper`, which never allocates, takes no lock and ends in _exit
+    // (the supervisor may have other threads).
+    match unsafe { sys::clone_fork(0) }? {
         0 => helper(init, supervisor, sock, report),
         pid => Ok(pid),
     }
@@ -35,15 +39,15 @@ fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd
     sys::close_all_except(&keep);
     // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
     if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
-        sys::exit(125);
+        sys::exit(EXIT_SBX_FAILED);
     }
     let fail = |step, e| -> ! {
-        report::send(report, Failure::new(step, e));
-        sys::exit(125)
+        channel::send(report, Failure::new(step, e));
+        sys::exit(EXIT_SBX_FAILED)
     };
     // Not yet waited for by the supervisor, so the pid still names init.
     let user = sys::pidfd_open(init).unwrap_or_else(|e| fail(Step::NetNamespace, e));
-    if let Err(e) = sys::setns(user, libc::CLONE_NEWUSER) {
+    if let Err(e) = sys::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) {
         fail(Step::NetNamespace, e)
     }
     if let Err(e) = sys::unshare(libc::CLONE_NEWNET) {
@@ -72,7 +76,5 @@ pub fn join(sock: RawFd) -> Result<(), Failure> {
         Err(e) => return Err(Failure::new(Step::NetNamespace, e)),
     };
     sys::close(sock);
-    let joined = sys::setns(net, libc::CLONE_NEWNET);
-    sys::close(net);
-    joined.map_err(|e| Failure::new(Step::NetNamespace, e))
+    sys::setns(net.as_raw_fd(), libc::CLONE_NEWNET).map_err(|e| Failure::new(Step::NetNamespace, e))
 }

@@ -5,13 +5,12 @@
 
 use std::ffi::CStr;
 
-use super::report::{Failure, Step};
-use super::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
-use crate::plan::{Op, Plan};
+use super::channel::{Failure, Step};
+use crate::plan::{MountAttrs, Op, Plan};
+use crate::sys;
 
-const MS_NOSUID: libc::c_ulong = libc::MS_NOSUID;
-const MS_NODEV: libc::c_ulong = libc::MS_NODEV;
-const MS_NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
+/// The scratch tmpfs and the new root's own tmpfs.
+const SCRATCH: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NODEV);
 
 pub fn build(plan: &Plan) -> Result<(), Failure> {
     let fail = |step| move |e| Failure::new(step, e);
@@ -21,7 +20,7 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
         Some(c"tmpfs"),
         c"/tmp",
         Some(c"tmpfs"),
-        MS_NOSUID | MS_NODEV,
+        SCRATCH.ms_flags(),
         Some(c"mode=0755"),
     )
     .map_err(fail(Step::MountScratch))?;
@@ -32,7 +31,7 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
         Some(c"tmpfs"),
         c"newroot",
         Some(c"tmpfs"),
-        MS_NOSUID | MS_NODEV,
+        SCRATCH.ms_flags(),
         Some(c"mode=0755"),
     )
     .map_err(fail(Step::MountScratch))?;
@@ -57,80 +56,29 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
     sys::umount_detach(c".").map_err(fail(Step::DetachScratch))?;
     sys::chdir(c"/").map_err(fail(Step::DetachScratch))?;
     // The root tmpfs itself holds only mount points, links and the profile's files.
-    sys::mount_setattr(
-        c"/",
-        false,
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
-    .map_err(fail(Step::RootReadOnly))?;
+    sys::mount_setattr(c"/", false, (SCRATCH | MountAttrs::RDONLY).mount_attr())
+        .map_err(fail(Step::RootReadOnly))?;
     Ok(())
 }
 
+/// Replays one op; its attributes were decided by the plan.
 fn apply(op: &Op) -> sys::SysResult {
+    let mount = |dst: &CStr, fstype: &CStr, attrs: MountAttrs, data: Option<&CStr>| {
+        mount_on(dst, |at| {
+            sys::mount(Some(fstype), at, Some(fstype), attrs.ms_flags(), data)
+        })
+    };
     match op {
         Op::Mkdir { path, mode } => match sys::mkdir(path, *mode) {
             Err(sys::Errno::EEXIST) => Ok(()),
             r => r,
         },
         Op::Touch { path } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, b""),
-        Op::Bind { src, dst, flags } => {
-            let mut attr = MOUNT_ATTR_NOSUID;
-            if !flags.devices {
-                attr |= MOUNT_ATTR_NODEV;
-            }
-            if flags.readonly {
-                attr |= MOUNT_ATTR_RDONLY;
-            }
-            bind(src, dst, attr)
-        }
-        Op::Tmpfs {
-            dst,
-            data,
-            nodev,
-            noexec,
-        } => {
-            let mut flags = MS_NOSUID;
-            if *nodev {
-                flags |= MS_NODEV;
-            }
-            if *noexec {
-                flags |= MS_NOEXEC;
-            }
-            mount_on(dst, |at| {
-                sys::mount(Some(c"tmpfs"), at, Some(c"tmpfs"), flags, Some(data))
-            })
-        }
-        Op::Proc { dst } => mount_on(dst, |at| {
-            sys::mount(
-                Some(c"proc"),
-                at,
-                Some(c"proc"),
-                MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                None,
-            )
-        }),
-        Op::Devpts { dst } => mount_on(dst, |at| {
-            sys::mount(
-                Some(c"devpts"),
-                at,
-                Some(c"devpts"),
-                MS_NOSUID | MS_NOEXEC,
-                Some(c"newinstance,ptmxmode=0666,mode=0620"),
-            )
-        }),
-        Op::Overlay {
-            dst,
-            data,
-            readonly,
-        } => {
-            let mut flags = MS_NOSUID | MS_NODEV;
-            if *readonly {
-                flags |= libc::MS_RDONLY;
-            }
-            mount_on(dst, |at| {
-                sys::mount(Some(c"overlay"), at, Some(c"overlay"), flags, Some(data))
-            })
-        }
+        Op::Bind { src, dst, attrs } => bind(src, dst, attrs.mount_attr()),
+        Op::Tmpfs { dst, data, attrs } => mount(dst, c"tmpfs", *attrs, Some(data)),
+        Op::Proc { dst, attrs } => mount(dst, c"proc", *attrs, None),
+        Op::Devpts { dst, data, attrs } => mount(dst, c"devpts", *attrs, Some(data)),
+        Op::Overlay { dst, data, attrs } => mount(dst, c"overlay", *attrs, Some(data)),
         Op::Symlink { target, path } => sys::symlink(target, path),
         Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
     }

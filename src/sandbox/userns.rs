@@ -2,9 +2,9 @@
 //! unprivileged process may map exactly its own uid and gid, one line each, and must deny
 //! setgroups before writing the gid map.
 
-use super::report::{Failure, Step};
-use super::sys;
+use super::channel::{Failure, Step};
 use crate::plan::Plan;
+use crate::sys;
 
 pub fn write_id_maps(plan: &Plan) -> Result<(), Failure> {
     sys::write_file(c"/proc/self/setgroups", 0, b"deny")

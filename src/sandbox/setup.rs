@@ -1,0 +1,114 @@
+//! The sandbox's first process, from the clone to init or the command: every step in the
+//! order it runs, one line each. A step that fails is reported on the channel and the process
+//! exits 125; nothing here allocates (the process may be a fork of a multi-threaded program).
+
+use std::os::fd::RawFd;
+
+use super::channel::{self, Failure, Milestone, Step};
+use super::exec::{self, Argv};
+use super::{ChildEnds, confine, init, netns, rootfs, userns};
+use crate::plan::Plan;
+use crate::sys;
+
+/// Runs one step, naming it in the failure.
+fn step(s: Step, f: impl FnOnce() -> sys::SysResult) -> Result<(), Failure> {
+    f().map_err(|e| Failure::new(s, e))
+}
+
+pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
+    let report = ends.report;
+    let mark = |m| channel::milestone(report, plan.trace, m);
+    let steps = || -> Result<Option<RawFd>, Failure> {
+        // A PID namespace's init drops signals it neither handles nor blocks: block what init
+        // will forward before anything else, so a signal sent during setup waits for it.
+        step(Step::Signals, || sys::block_signals(&init::signals()))?;
+        lifeline(ends.lifeline)?;
+        if ends.late_cgroupns {
+            step(Step::CgroupNamespace, || {
+                sys::unshare(libc::CLONE_NEWCGROUP)
+            })?;
+        }
+        userns::write_id_maps(plan)?;
+        mark(Milestone::IdsMapped);
+        rootfs::build(plan)?;
+        mark(Milestone::RootBuilt);
+        if let Some(sock) = ends.net {
+            netns::join(sock)?;
+        }
+        if let Some(name) = &plan.hostname {
+            step(Step::Hostname, || sys::sethostname(name))?;
+        }
+        if let (Some(proxy), Some(sock)) = (plan.network.proxy(), ends.handover) {
+            // The listener lives in the sandbox's network namespace; the supervisor serves it
+            // from outside, where the allowed hosts can be reached.
+            hand_over(
+                Step::ProxyListener,
+                sock,
+                sys::loopback_listener(proxy.port),
+            )?;
+        }
+        let pty = match (ends.pty, ends.handover) {
+            (true, Some(sock)) => Some(open_pty(sock)?),
+            _ => None,
+        };
+        if !plan.as_pid_1 {
+            // Init stays inside with the payload: it must not be a target for ptrace or
+            // /proc/1/mem writes.
+            step(Step::NotDumpable, || sys::prctl(libc::PR_SET_DUMPABLE, 0))?;
+        }
+        confine::landlock(plan, report)?;
+        step(Step::NoNewPrivs, sys::set_no_new_privs)?;
+        step(Step::DropCapabilities, sys::drop_capabilities)?;
+        // rlimits go on last, after every step that might need more than the command gets;
+        // the payload inherits them from init.
+        for (i, r) in plan.limits.rlimits.iter().enumerate() {
+            nix::sys::resource::setrlimit(r.resource, r.value, r.value)
+                .map_err(|e| Failure::at(Step::Rlimit, i, e))?;
+        }
+        mark(Milestone::Confined);
+        Ok(pty)
+    };
+    let pty = match steps() {
+        Ok(pty) => pty,
+        Err(f) => {
+            channel::send(report, f);
+            sys::exit(crate::exit::EXIT_SBX_FAILED)
+        }
+    };
+    sys::close(ends.lifeline);
+    if let Some(h) = ends.handover {
+        sys::close(h);
+    }
+    if plan.as_pid_1 {
+        exec::payload(plan, argv, report, None, pty)
+    }
+    init::run(plan, argv, report, pty)
+}
+
+/// Dies with the supervisor. The supervisor sends one byte when the process may go on (after
+/// placing it in a cgroup); end of file means it died. A death between clone and prctl is
+/// caught by the hang-up check after the byte: getppid() cannot help, because a PID
+/// namespace's first process sees a parent of 0.
+fn lifeline(fd: RawFd) -> Result<(), Failure> {
+    step(Step::Lifeline, || sys::set_pdeathsig(libc::SIGKILL))?;
+    match sys::read_byte(fd) {
+        Ok(true) if !sys::peer_gone(fd) => Ok(()),
+        _ => sys::exit(crate::exit::EXIT_SBX_FAILED),
+    }
+}
+
+/// Sends a descriptor opened inside to the supervisor, and closes it here.
+fn hand_over(s: Step, sock: RawFd, opened: sys::SysResult<RawFd>) -> Result<(), Failure> {
+    let fd = opened.map_err(|e| Failure::new(s, e))?;
+    let sent = sys::send_fd(sock, fd);
+    sys::close(fd);
+    sent.map_err(|e| Failure::new(s, e))
+}
+
+/// The command's pty, from the sandbox's own devpts so that its name resolves inside (ttyname,
+/// `tty`); the supervisor relays through the master. Returns the slave.
+fn open_pty(sock: RawFd) -> Result<RawFd, Failure> {
+    let (master, slave) = sys::open_pty().map_err(|e| Failure::new(Step::Pty, e))?;
+    hand_over(Step::Pty, sock, Ok(master))?;
+    Ok(slave)
+}
