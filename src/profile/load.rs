@@ -74,8 +74,13 @@ impl Loader {
         }
         let mut this = Self::parse(&src.display, &src.text)?;
         self.vars.expand_profile(&mut this, &src.display)?;
-        crate::plan::limits::check(&this.limits, &src.display)
-            .map_err(|e| ProfileError::Invalid(e.to_string()))?;
+        this.limits
+            .check()
+            .map_err(|(key, message)| ProfileError::Limit {
+                profile: src.display.clone(),
+                key,
+                message,
+            })?;
         stack.push(src.id.clone());
         let mut base = ProfileFile::default();
         for parent in std::mem::take(&mut this.extends) {

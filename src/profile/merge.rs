@@ -2,18 +2,20 @@
 //! `--profile`, the command line) wins.
 
 use super::model::{
-    Env, Filesystem, Limits, Namespaces, Network, Process, ProfileFile, Seccomp, Security, Sourced,
+    Env, Filesystem, Limits, Namespaces, NetMode, Network, Process, ProfileFile, Seccomp, Security,
+    Sourced,
 };
 
 use super::spec::destination_of;
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
+    let (net_namespace, net_mode) = merge_network_choice(&base, &over);
     ProfileFile {
         description: over.description.or(base.description),
         extends: Vec::new(),
         namespaces: Namespaces {
             pid: over.namespaces.pid.or(base.namespaces.pid),
-            net: over.namespaces.net.or(base.namespaces.net),
+            net: net_namespace,
             ipc: over.namespaces.ipc.or(base.namespaces.ipc),
             uts: over.namespaces.uts.or(base.namespaces.uts),
             cgroup: over.namespaces.cgroup.or(base.namespaces.cgroup),
@@ -29,7 +31,7 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             pty: over.process.pty.or(base.process.pty),
         },
         network: Network {
-            mode: over.network.mode.or(base.network.mode),
+            mode: net_mode,
             allow: {
                 let mut allow = base.network.allow;
                 for a in over.network.allow {
@@ -50,6 +52,25 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             nested_userns: over.security.nested_userns.or(base.security.nested_userns),
         },
         seccomp: merge_seccomp(base.seccomp, over.seccomp),
+    }
+}
+
+/// `network.mode` and the older `namespaces.net` say one thing between them (whether the
+/// sandbox shares the host's network), so a later layer that sets either overrides what an
+/// earlier layer said with the other: `--net host` over a profile with `namespaces.net = true`
+/// is a choice, not a conflict. Within one layer they must agree (the plan checks).
+fn merge_network_choice(base: &ProfileFile, over: &ProfileFile) -> (Option<bool>, Option<NetMode>) {
+    let (mode, ns) = (over.network.mode, over.namespaces.net);
+    match (mode, ns) {
+        (Some(_), _) => (ns, mode),
+        (None, Some(private)) => {
+            let agrees = base
+                .network
+                .mode
+                .filter(|m| (*m != NetMode::Host) == private);
+            (ns, agrees)
+        }
+        (None, None) => (base.namespaces.net, base.network.mode),
     }
 }
 
@@ -223,6 +244,31 @@ mod tests {
         assert!(!m.env.set.contains_key("A"));
         assert_eq!(m.env.unset, ["A"]);
         assert_eq!(m.env.keep, ["TERM"]);
+    }
+
+    #[test]
+    fn a_later_network_choice_overrides_either_key() {
+        let layer = |net: Option<bool>, mode: Option<NetMode>| {
+            let mut p = ProfileFile::default();
+            p.namespaces.net = net;
+            p.network.mode = mode;
+            p
+        };
+        let default = layer(Some(true), Some(NetMode::None));
+        let m = merge(default.clone(), layer(None, Some(NetMode::Host)));
+        assert_eq!(
+            (m.namespaces.net, m.network.mode),
+            (None, Some(NetMode::Host))
+        );
+        let net_on = layer(Some(false), Some(NetMode::Host));
+        let m = merge(net_on, layer(Some(true), None));
+        assert_eq!((m.namespaces.net, m.network.mode), (Some(true), None));
+        let m = merge(default, layer(Some(true), None));
+        assert_eq!(
+            m.network.mode,
+            Some(NetMode::None),
+            "an agreeing mode stays"
+        );
     }
 
     #[test]

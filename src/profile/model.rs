@@ -1,11 +1,13 @@
 //! The profile as written in TOML. Every section is optional so that profiles can be layered
-//! with `extends`; [`super::merge`] folds layers and [`crate::plan`] turns the result into
+//! with `extends`; [`merge`](fn@super::merge) folds layers and the plan turns the result into
 //! decisions.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::units::{Size, Span};
 
 /// Where a value came from, so that an error about it can name the profile and the key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -143,41 +145,90 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-/// Resource limits. Sizes (`512M`, `2G`; binary units) and durations (`90s`, `10m`) are
-/// strings parsed at plan time so that errors can name the key; `"unlimited"` lifts a limit.
+/// Resource limits. Sizes (`512M`, `2G`; binary units) and durations (`90s`, `10m`) are parsed
+/// as the profile is read; `"unlimited"` lifts a limit an earlier layer set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Wall-clock time before the command is sent SIGTERM (then killed after `kill_grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wall_time: Option<String>,
+    pub wall_time: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kill_grace: Option<String>,
+    pub kill_grace: Option<Span>,
     /// Memory per process (RLIMIT_DATA) and for the whole sandbox (memory.max) with a cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    pub memory: Option<Size>,
     /// Processes and threads (RLIMIT_NPROC, counted per user namespace; pids.max).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files: Option<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_size: Option<String>,
+    pub file_size: Option<Size>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_time: Option<String>,
+    pub cpu_time: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack: Option<String>,
+    pub stack: Option<Size>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub core: Option<String>,
+    pub core: Option<Size>,
     /// Size of every tmpfs sbx mounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tmpfs_size: Option<String>,
+    pub tmpfs_size: Option<Size>,
     /// CPU bandwidth in cores (cpu.max; needs a cgroup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
     /// Whether a delegated cgroup v2 subtree is required, used when present, or not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Enforcement>,
+}
+
+impl Limits {
+    /// Checks the values that parse but make no sense (a zero memory limit would make every
+    /// run fail): the `[limits]` key at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let nonzero_size = |key, v: &Option<Size>| match v.as_ref().and_then(Size::bytes) {
+            Some(0) => Err((
+                key,
+                format!(
+                    "{:?}: zero would make every run fail; use unlimited to lift the limit",
+                    v.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+            )),
+            _ => Ok(()),
+        };
+        let nonzero_span = |key, v: &Option<Span>| match v.as_ref().and_then(Span::duration) {
+            Some(d) if d.is_zero() => Err((
+                key,
+                format!(
+                    "{:?}: a zero duration is meaningless here",
+                    v.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+            )),
+            _ => Ok(()),
+        };
+        let nonzero_count = |key, v: Option<Count>| match v {
+            Some(Count::Limit(0)) => Err((
+                key,
+                "0 would make every run fail; use \"unlimited\" to lift the limit".to_string(),
+            )),
+            _ => Ok(()),
+        };
+        nonzero_size("limits.memory", &self.memory)?;
+        nonzero_size("limits.file_size", &self.file_size)?;
+        nonzero_size("limits.stack", &self.stack)?;
+        nonzero_size("limits.tmpfs_size", &self.tmpfs_size)?;
+        nonzero_span("limits.wall_time", &self.wall_time)?;
+        nonzero_span("limits.cpu_time", &self.cpu_time)?;
+        nonzero_count("limits.processes", self.processes)?;
+        nonzero_count("limits.open_files", self.open_files)?;
+        match self.cpus {
+            Some(c) if !(c.is_finite() && c > 0.0 && c <= 4096.0) => Err((
+                "limits.cpus",
+                format!("{c} is not a number of CPUs (e.g. 1.5)"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The user namespace is always created; these switch the others.
@@ -306,7 +357,7 @@ pub struct Process {
     pub pty: Option<bool>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetMode {
     /// A private network namespace with only `lo`, up.
@@ -401,16 +452,24 @@ pub struct Seccomp {
     pub action: Option<SeccompAction>,
 }
 
+impl Filesystem {
+    /// The lists of path entries, with their keys: the one table that origin stamping and
+    /// variable expansion both walk.
+    pub fn path_lists_mut(&mut self) -> [(&mut Vec<Sourced>, &'static str); 4] {
+        [
+            (&mut self.ro, "filesystem.ro"),
+            (&mut self.rw, "filesystem.rw"),
+            (&mut self.tmpfs, "filesystem.tmpfs"),
+            (&mut self.dirs, "filesystem.dirs"),
+        ]
+    }
+}
+
 impl ProfileFile {
     /// Tags every path-like string with the profile it came from.
     pub fn stamp_origins(&mut self, profile: &str) {
         let fs = &mut self.filesystem;
-        for (list, key) in [
-            (&mut fs.ro, "filesystem.ro"),
-            (&mut fs.rw, "filesystem.rw"),
-            (&mut fs.tmpfs, "filesystem.tmpfs"),
-            (&mut fs.dirs, "filesystem.dirs"),
-        ] {
+        for (list, key) in fs.path_lists_mut() {
             for entry in list.iter_mut() {
                 entry.origin = Origin {
                     profile: profile.to_string(),

@@ -117,12 +117,7 @@ impl Vars {
     /// File contents are left alone: they are often scripts with their own `${...}`.
     pub fn expand_profile(&self, p: &mut ProfileFile, profile: &str) -> Result<(), ProfileError> {
         let fs = &mut p.filesystem;
-        for (list, key) in [
-            (&mut fs.ro, "filesystem.ro"),
-            (&mut fs.rw, "filesystem.rw"),
-            (&mut fs.tmpfs, "filesystem.tmpfs"),
-            (&mut fs.dirs, "filesystem.dirs"),
-        ] {
+        for (list, key) in fs.path_lists_mut() {
             for entry in list.iter_mut() {
                 entry.value = self.expand(&entry.value, profile, key)?;
             }
