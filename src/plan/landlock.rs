@@ -10,9 +10,9 @@ use std::ffi::CString;
 
 use landlock::{ABI, Access, AccessFs, BitFlags};
 
-use super::PlanError;
-use super::mounts::{Grant, GrantRule};
-use crate::profile::{Enforcement, Network, Origin, Security};
+use super::error::{PlanError, merged as origin};
+use super::mount::{Grant, GrantRule};
+use crate::profile::{Enforcement, Network, Security};
 
 #[derive(Clone, Debug)]
 pub struct LandlockPlan {
@@ -29,13 +29,6 @@ pub struct LandlockPlan {
     pub scoped: bool,
     /// What could not be enforced on this kernel (best-effort only).
     pub degraded: Vec<String>,
-}
-
-fn origin(key: &'static str) -> Origin {
-    Origin {
-        profile: "the merged profile".into(),
-        key,
-    }
 }
 
 fn access(grant: Grant, abi: ABI, is_dir: bool) -> BitFlags<AccessFs> {

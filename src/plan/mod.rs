@@ -1,89 +1,35 @@
 //! The resolved plan: everything the sandboxed processes need, computed before any fork, so
 //! that the child only replays a list of system calls. Building a plan reads the host (bind
 //! sources, the working directory) but changes nothing.
+//!
+//! [`Plan::build`] is the one place the profile is read; each sub-plan decides one aspect
+//! (namespaces, network, limits, mounts, the command, landlock, seccomp), and everything after
+//! the plan asks it rather than the profile.
 
-mod command;
+mod error;
+mod exec;
 pub mod landlock;
 pub mod limits;
-mod mounts;
+mod mount;
+mod namespaces;
+mod network;
 pub mod seccomp;
 
 use std::ffi::{CString, OsString};
 
-pub use command::ExecPlan;
-pub use mounts::{BindFlags, Op, OpInfo};
+pub use error::PlanError;
+pub use exec::ExecPlan;
+pub use mount::{MountAttrs, Op, OpInfo};
+pub use namespaces::NamespaceSet;
+pub use network::{NetworkPlan, ProxyPlan};
 
-use crate::profile::{NetMode, Origin, ProfileFile, Vars};
+use crate::profile::{Enforcement, ProfileFile, Vars};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("{origin}: bind source {path} does not exist (append `?` to make it optional)")]
-    MissingSource { origin: Origin, path: String },
-    #[error("{origin}: {message}")]
-    Invalid { origin: Origin, message: String },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl PlanError {
-    pub(crate) fn invalid(origin: &Origin, message: impl Into<String>) -> PlanError {
-        PlanError::Invalid {
-            origin: origin.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Which namespaces the sandbox gets besides the user namespace, which it always gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NamespaceSet {
-    pub pid: bool,
-    pub net: bool,
-    pub ipc: bool,
-    pub uts: bool,
-    pub cgroup: bool,
-}
-
-impl NamespaceSet {
-    /// The namespaces created, by their usual names (the user and mount ones always).
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut v = vec!["user", "mount"];
-        for (on, name) in [
-            (self.pid, "pid"),
-            (self.net, "net"),
-            (self.ipc, "ipc"),
-            (self.uts, "uts"),
-            (self.cgroup, "cgroup"),
-        ] {
-            if on {
-                v.push(name);
-            }
-        }
-        v
-    }
-
-    pub fn clone_flags(&self) -> libc::c_int {
-        let mut f = libc::CLONE_NEWUSER | libc::CLONE_NEWNS;
-        for (on, flag) in [
-            (self.pid, libc::CLONE_NEWPID),
-            (self.net, libc::CLONE_NEWNET),
-            (self.ipc, libc::CLONE_NEWIPC),
-            (self.uts, libc::CLONE_NEWUTS),
-            (self.cgroup, libc::CLONE_NEWCGROUP),
-        ] {
-            if on {
-                f |= flag;
-            }
-        }
-        f
-    }
-}
-
-/// Command-line settings that are not profile keys.
+/// Settings of a run that are not profile keys.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub command: Vec<OsString>,
-    /// The kernel's landlock ABI (`sandbox::sys::landlock_abi()`), 0 when unavailable.
+    /// The kernel's landlock ABI (`sys::landlock_abi()`), 0 when unavailable.
     pub landlock_abi: i32,
     /// Where writable overlays keep their upper layers (a private directory of the run, or
     /// the --keep-changes directory).
@@ -109,7 +55,7 @@ pub struct Plan {
     /// The sandbox reports setup milestones with timestamps (for -v).
     pub trace: bool,
     pub exec: ExecPlan,
-    pub proxy: Option<ProxyPlan>,
+    pub network: NetworkPlan,
     /// The writable overlays' layers, for the change report.
     pub overlays: Vec<crate::overlay::Layers>,
     pub landlock: Option<landlock::LandlockPlan>,
@@ -122,59 +68,12 @@ pub struct Plan {
 
 impl Plan {
     pub fn build(profile: &ProfileFile, vars: &Vars, opts: &RunOptions) -> Result<Plan, PlanError> {
-        let cli = Origin {
-            profile: "the merged profile".into(),
-            key: "",
-        };
-        let ns = &profile.namespaces;
-        let mode = profile.network.mode;
-        let net_ns = match (ns.net, mode) {
-            (Some(true), Some(NetMode::Host)) => {
-                return Err(PlanError::invalid(
-                    &Origin {
-                        key: "network.mode",
-                        ..cli
-                    },
-                    "mode = \"host\" conflicts with namespaces.net = true",
-                ));
-            }
-            (Some(false), Some(NetMode::Proxy)) => {
-                return Err(PlanError::invalid(
-                    &Origin {
-                        key: "network.mode",
-                        ..cli
-                    },
-                    "mode = \"proxy\" needs namespaces.net = true",
-                ));
-            }
-            (Some(false), Some(NetMode::None)) => {
-                return Err(PlanError::invalid(
-                    &Origin {
-                        key: "network.mode",
-                        ..cli
-                    },
-                    "mode = \"none\" needs namespaces.net = true",
-                ));
-            }
-            (_, Some(NetMode::Host)) | (Some(false), _) => false,
-            _ => true,
-        };
-        let namespaces = NamespaceSet {
-            pid: ns.pid.unwrap_or(true),
-            net: net_ns,
-            ipc: ns.ipc.unwrap_or(true),
-            uts: ns.uts.unwrap_or(true),
-            cgroup: ns.cgroup.unwrap_or(true),
-        };
+        let network = NetworkPlan::build(profile)?;
+        let namespaces = NamespaceSet::build(&profile.namespaces, network.needs_namespace());
         let map_root = profile.process.map_root.unwrap_or(false);
-        let inside = |id: u32| if map_root { 0 } else { id };
-        let euid = nix::unistd::geteuid().as_raw();
-        let egid = nix::unistd::getegid().as_raw();
-        let uid_map = format!("{} {} 1\n", inside(euid), euid).into_bytes();
-        let gid_map = format!("{} {} 1\n", inside(egid), egid).into_bytes();
-
+        let (uid_map, gid_map) = namespaces::id_maps(map_root);
         let limits = limits::build(&profile.limits)?;
-        let mut layout = mounts::build(
+        let mut layout = mount::build(
             &profile.filesystem,
             namespaces.pid,
             limits.tmpfs_size,
@@ -182,51 +81,10 @@ impl Plan {
         )?;
         let mut warnings = std::mem::take(&mut layout.warnings);
         warnings.extend(limits.warnings.iter().cloned());
-
-        let hostname = match &profile.process.hostname {
-            Some(h) if namespaces.uts && !h.is_empty() => {
-                if h.len() > 64 || h.contains('\0') || h.contains('/') {
-                    return Err(PlanError::invalid(
-                        &Origin {
-                            key: "process.hostname",
-                            ..cli
-                        },
-                        format!("{h:?} is not a valid hostname (at most 64 bytes, no NUL or /)"),
-                    ));
-                }
-                Some(CString::new(h.as_str()).expect("checked for NUL"))
-            }
-            _ => None,
-        };
-
-        let cwd = match &profile.process.chdir {
-            Some(dir) => {
-                if !dir.starts_with('/') {
-                    return Err(PlanError::invalid(
-                        &Origin {
-                            key: "process.chdir",
-                            ..cli
-                        },
-                        format!("{dir:?} is not an absolute path inside the sandbox"),
-                    ));
-                }
-                dir.clone()
-            }
-            None => match layout.sandbox_path_of(&vars.cwd) {
-                Some(p) => p,
-                None => {
-                    warnings.push(format!(
-                        "the working directory {} is not visible in the sandbox; starting in /",
-                        vars.cwd
-                    ));
-                    "/".to_string()
-                }
-            },
-        };
-
-        let proxy = ProxyPlan::build(&profile.network)?;
+        let hostname = hostname(profile, namespaces.uts)?;
+        let cwd = working_directory(profile, vars, &layout, &mut warnings)?;
         let mut env = profile.env.clone();
-        if let Some(p) = &proxy {
+        if let Some(p) = network.proxy() {
             env.set.extend(p.environment());
         }
         let exec = ExecPlan::build(&env, vars, &opts.command, &cwd)?;
@@ -244,7 +102,7 @@ impl Plan {
             for d in &l.degraded {
                 warnings.push(format!("landlock is best-effort here: not enforced: {d}"));
             }
-        } else if profile.security.landlock == Some(crate::profile::Enforcement::BestEffort) {
+        } else if profile.security.landlock == Some(Enforcement::BestEffort) {
             warnings.push("landlock is best-effort and this kernel has none: not applied".into());
         }
         let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
@@ -262,7 +120,7 @@ impl Plan {
             trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
             exec,
-            proxy,
+            network,
             landlock,
             seccomp,
             limits,
@@ -271,66 +129,47 @@ impl Plan {
     }
 }
 
-/// `network.mode = "proxy"`: where the proxy listens inside, and what it lets through.
-#[derive(Clone, Debug)]
-pub struct ProxyPlan {
-    pub port: u16,
-    pub allow: crate::proxy::Allowlist,
-    /// The entries as written, for messages and the report.
-    pub entries: Vec<String>,
-}
-
-impl ProxyPlan {
-    pub const DEFAULT_PORT: u16 = 3128;
-
-    fn build(n: &crate::profile::Network) -> Result<Option<ProxyPlan>, PlanError> {
-        let origin = |key| Origin {
-            profile: "the merged profile".into(),
-            key,
-        };
-        if n.mode != Some(NetMode::Proxy) {
-            if !n.allow.is_empty() {
-                return Err(PlanError::invalid(
-                    &origin("network.allow"),
-                    "an allowlist needs network.mode = \"proxy\" (--net proxy)",
+/// The hostname to set, when the sandbox has a UTS namespace of its own.
+fn hostname(profile: &ProfileFile, uts: bool) -> Result<Option<CString>, PlanError> {
+    match &profile.process.hostname {
+        Some(h) if uts && !h.is_empty() => {
+            if h.len() > 64 || h.contains('\0') || h.contains('/') {
+                return Err(PlanError::merged(
+                    "process.hostname",
+                    format!("{h:?} is not a valid hostname (at most 64 bytes, no NUL or /)"),
                 ));
             }
-            return Ok(None);
+            Ok(Some(CString::new(h.as_str()).expect("checked for NUL")))
         }
-        let rules = n
-            .allow
-            .iter()
-            .map(|e| crate::proxy::Rule::parse(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| PlanError::invalid(&origin("network.allow"), m.to_string()))?;
-        let port = n.proxy_port.unwrap_or(Self::DEFAULT_PORT);
-        if port == 0 {
-            return Err(PlanError::invalid(
-                &origin("network.proxy_port"),
-                "0 is not a port",
+        _ => Ok(None),
+    }
+}
+
+/// Where the command starts: `process.chdir`, else the caller's directory as the sandbox sees
+/// it, else `/` (with a warning).
+fn working_directory(
+    profile: &ProfileFile,
+    vars: &Vars,
+    layout: &mount::Layout,
+    warnings: &mut Vec<String>,
+) -> Result<String, PlanError> {
+    if let Some(dir) = &profile.process.chdir {
+        if !dir.starts_with('/') {
+            return Err(PlanError::merged(
+                "process.chdir",
+                format!("{dir:?} is not an absolute path inside the sandbox"),
             ));
         }
-        Ok(Some(ProxyPlan {
-            port,
-            allow: crate::proxy::Allowlist::new(rules),
-            entries: n.allow.clone(),
-        }))
+        return Ok(dir.clone());
     }
-
-    /// The variables that point clients at the proxy (both spellings, as tools differ).
-    pub fn environment(&self) -> Vec<(String, String)> {
-        let http = format!("http://127.0.0.1:{}", self.port);
-        let socks = format!("socks5h://127.0.0.1:{}", self.port);
-        let mut v = Vec::new();
-        for (k, val) in [
-            ("HTTP_PROXY", &http),
-            ("HTTPS_PROXY", &http),
-            ("ALL_PROXY", &socks),
-            ("NO_PROXY", &String::new()),
-        ] {
-            v.push((k.to_string(), val.clone()));
-            v.push((k.to_lowercase(), val.clone()));
+    Ok(match layout.sandbox_path_of(&vars.cwd) {
+        Some(p) => p,
+        None => {
+            warnings.push(format!(
+                "the working directory {} is not visible in the sandbox; starting in /",
+                vars.cwd
+            ));
+            "/".to_string()
         }
-        v
-    }
+    })
 }

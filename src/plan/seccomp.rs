@@ -8,9 +8,10 @@
 //!    express "nr >= X");
 //! 2. `clone3` answered with ENOSYS, because its flags sit behind a pointer that BPF cannot
 //!    read: libc then falls back to `clone`, whose flags the deny list inspects;
-//! 3. the deny list, from libc's syscall numbers, compiled by [`bpf`] into a binary search
-//!    (a linear chain costs the kernel ~230 µs to install); it kills any call made with a
-//!    foreign architecture, such as 32-bit `int 0x80`;
+//! 3. the deny list, from libc's syscall numbers, compiled by the `bpf` module into a binary
+//!    search (the kernel emulates a filter at install time, so a linear chain would cost every
+//!    start; benches/README.md has the figures); it kills any call made with a foreign
+//!    architecture, such as 32-bit `int 0x80`;
 //! 4. names a profile adds (seccompiler's JSON frontend, whose table checks the names).
 //!
 //! The first three are one program; the last, when there is one, is chained after it.
@@ -23,8 +24,8 @@ use bpf::{Check, Cond, Verdict};
 use seccompiler::{BpfProgram, TargetArch};
 use serde_json::{Value, json};
 
-use super::PlanError;
-use crate::profile::{Origin, Seccomp, SeccompAction, SeccompMode, Security};
+use super::error::{PlanError, merged as origin};
+use crate::profile::{Seccomp, SeccompAction, SeccompMode, Security};
 
 /// Denied whatever their arguments: (name, number on this architecture).
 pub const DENY_ALWAYS: &[(&str, libc::c_long)] = &[
@@ -89,13 +90,6 @@ pub struct SeccompPlan {
     /// Names on the final deny list (conditional rules included), for `-v` and reports.
     pub denied: Vec<String>,
     pub action: SeccompAction,
-}
-
-fn origin(key: &'static str) -> Origin {
-    Origin {
-        profile: "the merged profile".into(),
-        key,
-    }
 }
 
 fn arch() -> TargetArch {

@@ -2,9 +2,9 @@
 //!
 //! seccompiler compiles a rule set to a linear chain: every call not on the list walks past
 //! every listed number. The kernel pays for that length at install time, not only per call:
-//! it JIT-compiles every instruction (~0.3 µs each on this machine) and emulates the filter
-//! for each syscall number of each architecture to fill its constant-action cache (~2.5 ns
-//! per instruction walked), so the 350-instruction chain cost ~230 µs of every start. Here
+//! it JIT-compiles every instruction and emulates the filter for each syscall number of each
+//! architecture to fill its constant-action cache, so a long chain costs every start (the
+//! figures are in benches/README.md, "Measured design choices"). Here
 //! the number line is cut into runs with one answer each (neighbouring denied numbers share
 //! one), found by a balanced tree of `jge` tests: a call reaches its answer in about
 //! log2(runs) steps, and the program is less than half as long.

@@ -1,11 +1,11 @@
-//! The command: argv, the environment, and the executable candidates, all as C strings ready
+//! The command to exec: argv, the environment, and the executable candidates, all as C strings ready
 //! for execve.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use super::PlanError;
+use super::error::PlanError;
 use crate::profile::{Env, Vars};
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -24,13 +24,7 @@ pub struct ExecPlan {
 }
 
 fn env_error(key: &'static str, message: String) -> PlanError {
-    PlanError::Invalid {
-        origin: crate::profile::Origin {
-            profile: "the merged profile".into(),
-            key,
-        },
-        message,
-    }
+    PlanError::merged(key, message)
 }
 
 /// `LC_*` matches every name starting with `LC_`; anything else matches exactly.
@@ -83,9 +77,7 @@ impl ExecPlan {
         cwd: &str,
     ) -> Result<ExecPlan, PlanError> {
         let Some(program) = command.first() else {
-            return Err(PlanError::Other(
-                "no command given: usage is `sbx [OPTIONS] -- COMMAND [ARGS...]`".into(),
-            ));
+            return Err(PlanError::NoCommand);
         };
         if program.is_empty() {
             return Err(PlanError::Other("the command is an empty string".into()));

@@ -1,0 +1,98 @@
+//! The mount list: profile entries become an ordered list of primitive operations on the new
+//! root. The plan decides every directory that must be created, checks that each one lies in
+//! a tmpfs that sbx itself mounted (sbx never creates anything on the host), and decides every
+//! mount's attributes; the sandbox only replays the ops.
+//!
+//! `request` reads the profile into requests, `tree` places them in order (with `overlay` for
+//! overlayfs mounts), `op` is the language the sandbox replays, `path` the path rules.
+
+mod op;
+mod overlay;
+mod path;
+mod request;
+mod tree;
+
+use std::path::{Path, PathBuf};
+
+pub use op::{MountAttrs, Op, OpInfo};
+pub use tree::{Grant, GrantRule};
+
+use super::error::PlanError;
+use crate::overlay::Layers;
+use crate::profile::Filesystem;
+#[cfg(test)]
+use crate::profile::{DevMode, Sourced};
+use path::is_within;
+use tree::Builder;
+
+/// Where the host's root is while the new root is built (see `sandbox::rootfs`).
+pub const OLD_ROOT: &str = "/oldroot";
+/// Where the new root is while it is built.
+pub const NEW_ROOT: &str = "/newroot";
+
+pub struct Layout {
+    pub ops: Vec<Op>,
+    /// The writable overlays' layers on the host.
+    pub overlays: Vec<Layers>,
+    /// Landlock grants for every mount sbx makes, parents first.
+    pub grants: Vec<GrantRule>,
+    pub info: Vec<OpInfo>,
+    pub warnings: Vec<String>,
+    /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
+    binds: Vec<(String, PathBuf)>,
+    /// Every mount destination, for telling which mount covers a path.
+    mount_points: Vec<String>,
+}
+
+impl Layout {
+    /// The sandbox path at which the host directory `host` is visible, if it is.
+    pub fn sandbox_path_of(&self, host: &str) -> Option<String> {
+        let host = Path::new(host);
+        let (dst, src) = self
+            .binds
+            .iter()
+            .filter(|(_, src)| host.starts_with(src))
+            .max_by_key(|(_, src)| src.components().count())?;
+        let rest = host.strip_prefix(src).ok()?;
+        let inside = if rest.as_os_str().is_empty() {
+            dst.clone()
+        } else {
+            Path::new(dst).join(rest).to_string_lossy().into_owned()
+        };
+        // Another mount deeper than the bind but above the path would hide it.
+        let covering = self
+            .mount_points
+            .iter()
+            .filter(|m| is_within(&inside, m))
+            .max_by_key(|m| m.len())?;
+        (covering == dst).then_some(inside)
+    }
+}
+
+/// Builds the ordered op list. `tmpfs_size` caps every tmpfs sbx mounts for the command;
+/// writable overlays keep their layers under `overlay_root`.
+pub fn build(
+    fs: &Filesystem,
+    pid_ns: bool,
+    tmpfs_size: Option<u64>,
+    overlay_root: Option<&Path>,
+) -> Result<Layout, PlanError> {
+    let mut warnings = Vec::new();
+    let requests = request::requests(fs, pid_ns, &mut warnings)?;
+    let mut b = Builder::new(tmpfs_size, overlay_root.map(Path::to_path_buf));
+    for r in requests {
+        b.place(r)?;
+    }
+    Ok(Layout {
+        overlays: b.layers,
+        ops: b.ops,
+        grants: b.grants,
+        info: b.info,
+        warnings,
+        binds: b.binds,
+        mount_points: b.mount_points,
+    })
+}
+
+#[cfg(test)]
+mod tests;

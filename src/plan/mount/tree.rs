@@ -1,0 +1,336 @@
+//! Placing requests in the new root: the `Builder` walks each destination's parents, creates
+//! the missing ones in sbx's own tmpfs (never on the host), emits the ops, and records what
+//! landlock grants beneath each mount.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use super::op::{MountAttrs, Op, OpInfo};
+use super::path::cstr;
+use super::request::{DEVPTS, DEVPTS_DATA, Kind, PROC, Request};
+use super::{NEW_ROOT, OLD_ROOT};
+use crate::overlay::Layers;
+use crate::plan::error::PlanError;
+use crate::profile::Origin;
+
+/// What landlock grants beneath a mount (see `plan::landlock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Read and execute: read-only binds.
+    ReadExec,
+    /// Everything: read-write binds and tmpfs mounts.
+    Full,
+    /// Read, write and device ioctls, no execute: /dev.
+    Device,
+    /// Read and write, no execute: /proc.
+    Proc,
+}
+
+impl Grant {
+    /// What a mount with these attributes grants: the attributes decide both.
+    fn of(attrs: MountAttrs, dst: &str) -> Grant {
+        if !attrs.contains(MountAttrs::NODEV) {
+            Grant::Device
+        } else if dst == "/proc" {
+            Grant::Proc
+        } else if attrs.contains(MountAttrs::RDONLY) {
+            Grant::ReadExec
+        } else {
+            Grant::Full
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GrantRule {
+    /// The path inside the sandbox (after pivot_root).
+    pub path: String,
+    pub grant: Grant,
+    pub is_dir: bool,
+}
+
+/// The sandbox's view of what it has already placed at a path.
+#[derive(Clone, Debug)]
+enum Node {
+    /// A directory in a tmpfs that sbx mounted: children may be created.
+    OwnDir,
+    /// The root of a bind of this host directory: children must already exist on the host.
+    HostDir(PathBuf),
+    /// A bind of a host file, a symlink, a file or a special filesystem: nothing goes inside.
+    Leaf(&'static str),
+}
+
+#[derive(Default)]
+pub(super) struct Builder {
+    pub(super) tmpfs_size: Option<u64>,
+    /// Where writable overlays keep their layers on the host.
+    pub(super) overlay_root: Option<PathBuf>,
+    pub(super) layers: Vec<Layers>,
+
+    nodes: BTreeMap<String, Node>,
+    pub(super) ops: Vec<Op>,
+    pub(super) grants: Vec<GrantRule>,
+    pub(super) info: Vec<OpInfo>,
+    pub(super) binds: Vec<(String, PathBuf)>,
+    pub(super) mount_points: Vec<String>,
+}
+
+impl Builder {
+    pub(super) fn new(tmpfs_size: Option<u64>, overlay_root: Option<PathBuf>) -> Builder {
+        Builder {
+            tmpfs_size,
+            overlay_root,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn push(&mut self, op: Op, what: &'static str, r: &Request, host: Option<&Path>) {
+        self.ops.push(op);
+        self.info.push(OpInfo {
+            what,
+            sandbox_path: r.dst.clone(),
+            host_path: host.map(|h| h.display().to_string()),
+            origin: r.origin.clone(),
+        });
+    }
+
+    pub(super) fn fail(r: &Request, message: String) -> PlanError {
+        PlanError::Invalid {
+            origin: r.origin.clone().unwrap_or_else(|| Origin {
+                profile: "sbx's built-in layout".into(),
+                key: "filesystem",
+            }),
+            message,
+        }
+    }
+
+    /// Makes sure every ancestor of `r.dst` exists, creating those in sbx's tmpfs. Returns
+    /// the host path of `r.dst` when it falls inside a bind, or None inside sbx's tmpfs.
+    fn parents(&mut self, r: &Request) -> Result<Option<PathBuf>, PlanError> {
+        let mut host: Option<PathBuf> = None;
+        let mut cur = String::new();
+        let comps: Vec<&str> = r.dst.split('/').filter(|c| !c.is_empty()).collect();
+        for comp in &comps[..comps.len().saturating_sub(1)] {
+            cur.push('/');
+            cur.push_str(comp);
+            match (self.nodes.get(&cur).cloned(), &host) {
+                (Some(Node::OwnDir), _) => host = None,
+                (Some(Node::HostDir(src)), _) => host = Some(src),
+                (Some(Node::Leaf(what)), _) => {
+                    return Err(Self::fail(
+                        r,
+                        format!("{} cannot be placed: {cur} is a {what}", r.dst),
+                    ));
+                }
+                (None, None) => {
+                    let path = cstr(NEW_ROOT, Path::new(&cur));
+                    let sub = Request {
+                        dst: cur.clone(),
+                        ..r.clone()
+                    };
+                    self.push(
+                        Op::Mkdir { path, mode: 0o755 },
+                        "create directory",
+                        &sub,
+                        None,
+                    );
+                    self.nodes.insert(cur.clone(), Node::OwnDir);
+                }
+                (None, Some(base)) => {
+                    let next = base.join(comp);
+                    match std::fs::symlink_metadata(&next) {
+                        Ok(m) if m.is_dir() => host = Some(next),
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(Self::fail(
+                                r,
+                                format!(
+                                    "{} cannot be placed: {} is a symlink on the host, and sbx \
+                                     does not follow symlinks when placing mounts",
+                                    r.dst,
+                                    next.display()
+                                ),
+                            ));
+                        }
+                        _ => {
+                            return Err(Self::fail(
+                                r,
+                                format!(
+                                    "{} cannot be placed: {} is not a directory on the host, \
+                                     and sbx never creates paths on the host",
+                                    r.dst,
+                                    next.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(host.map(|h| h.join(comps.last().copied().unwrap_or(""))))
+    }
+
+    /// Creates the mount point of `r` when it lies in sbx's tmpfs, or checks that it exists
+    /// with the right type when it lies inside a bind.
+    fn mount_point(&mut self, r: &Request, host_here: Option<&Path>) -> Result<(), PlanError> {
+        let exists = self.nodes.contains_key(&r.dst);
+        let is_mount = !matches!(r.kind, Kind::Dir | Kind::Symlink(_) | Kind::File(_));
+        let wants_dir = match &r.kind {
+            Kind::Bind { is_dir, .. } => *is_dir,
+            Kind::Symlink(_) | Kind::File(_) => false,
+            _ => true,
+        };
+        match (host_here, is_mount) {
+            (Some(h), true) => {
+                // The mount point is inside a bind: it must already exist with the right type.
+                let ok = std::fs::symlink_metadata(h)
+                    .map(|m| !m.file_type().is_symlink() && m.is_dir() == wants_dir)
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(Self::fail(
+                        r,
+                        format!(
+                            "{} cannot be mounted: its mount point {} does not exist on the host \
+                             as a {} (or is a symlink), and sbx never creates paths on the host",
+                            r.dst,
+                            h.display(),
+                            if wants_dir { "directory" } else { "file" }
+                        ),
+                    ));
+                }
+            }
+            (Some(h), false) => {
+                return Err(Self::fail(
+                    r,
+                    format!(
+                        "{} would be created on the host at {}; only paths in sbx's own tmpfs \
+                         (not inside a bind) can be created",
+                        r.dst,
+                        h.display()
+                    ),
+                ));
+            }
+            (None, true) if !exists => {
+                let path = cstr(NEW_ROOT, Path::new(&r.dst));
+                if wants_dir {
+                    let op = Op::Mkdir { path, mode: 0o755 };
+                    self.push(op, "create directory", r, None);
+                } else {
+                    self.push(Op::Touch { path }, "create mount point", r, None);
+                }
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn place(&mut self, r: Request) -> Result<(), PlanError> {
+        let host_here = self.parents(&r)?;
+        self.mount_point(&r, host_here.as_deref())?;
+        let exists = self.nodes.contains_key(&r.dst);
+        let dst = cstr(NEW_ROOT, Path::new(&r.dst));
+        match r.kind.clone() {
+            Kind::Bind { src, is_dir, attrs } => {
+                let op = Op::Bind {
+                    src: cstr(OLD_ROOT, &src),
+                    dst,
+                    attrs,
+                };
+                let what = if attrs.contains(MountAttrs::RDONLY) {
+                    "read-only bind"
+                } else {
+                    "bind"
+                };
+                self.push(op, what, &r, Some(&src));
+                self.grant(&r.dst, Grant::of(attrs, &r.dst), is_dir);
+                self.binds.push((r.dst.clone(), src.clone()));
+                let node = if is_dir {
+                    Node::HostDir(src)
+                } else {
+                    Node::Leaf("bound file")
+                };
+                self.mounted(&r.dst, node);
+            }
+            Kind::Tmpfs { mode, attrs } => {
+                let data = match self.tmpfs_size {
+                    Some(size) => format!("mode={mode:o},size={size}"),
+                    None => format!("mode={mode:o}"),
+                };
+                let data = CString::new(data).expect("no NUL");
+                self.push(Op::Tmpfs { dst, data, attrs }, "tmpfs", &r, None);
+                self.grant(&r.dst, Grant::of(attrs, &r.dst), true);
+                self.mounted(&r.dst, Node::OwnDir);
+            }
+            Kind::Overlay { lowers, mode } => self.overlay(&r, dst, lowers, mode)?,
+            Kind::Proc => {
+                self.push(Op::Proc { dst, attrs: PROC }, "proc", &r, None);
+                self.grant(&r.dst, Grant::Proc, true);
+                self.mounted(&r.dst, Node::Leaf("proc mount"));
+            }
+            Kind::Devpts => {
+                let op = Op::Devpts {
+                    dst,
+                    data: DEVPTS_DATA.to_owned(),
+                    attrs: DEVPTS,
+                };
+                self.push(op, "devpts", &r, None);
+                self.mounted(&r.dst, Node::Leaf("devpts mount"));
+            }
+            Kind::Dir => match self.nodes.get(&r.dst) {
+                Some(Node::OwnDir) | Some(Node::HostDir(_)) => {}
+                Some(Node::Leaf(what)) => {
+                    return Err(Self::fail(&r, format!("{} is already a {what}", r.dst)));
+                }
+                None => {
+                    let op = Op::Mkdir {
+                        path: dst,
+                        mode: 0o755,
+                    };
+                    self.push(op, "create directory", &r, None);
+                    self.nodes.insert(r.dst.clone(), Node::OwnDir);
+                }
+            },
+            Kind::Symlink(target) => {
+                if exists {
+                    return Err(Self::fail(&r, format!("{} already exists", r.dst)));
+                }
+                let target = CString::new(target).expect("checked for NUL");
+                self.push(Op::Symlink { target, path: dst }, "symlink", &r, None);
+                self.nodes.insert(r.dst.clone(), Node::Leaf("symlink"));
+            }
+            Kind::File(content) => {
+                if exists {
+                    return Err(Self::fail(&r, format!("{} already exists", r.dst)));
+                }
+                let op = Op::File {
+                    path: dst,
+                    content: content.into_bytes(),
+                };
+                self.push(op, "file", &r, None);
+                self.nodes.insert(r.dst.clone(), Node::Leaf("file"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn grant(&mut self, path: &str, grant: Grant, is_dir: bool) {
+        self.grants.push(GrantRule {
+            path: path.to_string(),
+            grant,
+            is_dir,
+        });
+    }
+
+    /// Records a mount at `dst`: whatever was placed beneath it is hidden now.
+    pub(super) fn mounted_host_dir(&mut self, dst: &str, src: PathBuf) {
+        self.binds.push((dst.to_string(), src.clone()));
+        self.mounted(dst, Node::HostDir(src));
+    }
+
+    fn mounted(&mut self, dst: &str, node: Node) {
+        let inner = format!("{dst}/");
+        self.nodes.retain(|p, _| !p.starts_with(&inner));
+        self.nodes.insert(dst.to_string(), node);
+        self.mount_points.push(dst.to_string());
+    }
+}
