@@ -1,144 +1,17 @@
-//! The run report: one JSON document written when the run ends (`--json-status`). Its schema
-//! is documented in README.md; bump `SCHEMA` on any incompatible change.
+//! Filling the run report: from the plan and the supervisor's outcome after a run, or from
+//! the error alone when the run never started.
 
-use std::io::Write;
-use std::os::fd::FromRawFd;
-use std::path::PathBuf;
-
-use serde::Serialize;
-
+use super::{LandlockStatus, LimitStatus, NetworkStatus, Reason, RunStatus, SCHEMA, SeccompStatus};
+use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
-use crate::supervisor::{Ending, LandlockOutcome, Outcome};
-
-pub const SCHEMA: u32 = 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    Exited,
-    Signaled,
-    Timeout,
-    Oom,
-    SetupFailed,
-    ExecFailed,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LandlockStatus {
-    /// required | best-effort | off
-    pub mode: String,
-    /// The kernel's landlock ABI (0: none).
-    pub abi: i32,
-    /// full | partial | none | not_applied
-    pub enforced: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SeccompStatus {
-    pub rules: usize,
-    pub action: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LimitStatus {
-    pub name: String,
-    /// Bytes, a count, or seconds; as a number.
-    pub value: u64,
-    /// rlimit | cgroup | supervisor | tmpfs
-    pub via: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RunStatus {
-    pub schema: u32,
-    pub sbx_version: &'static str,
-    pub command: Vec<String>,
-    pub profiles: Vec<String>,
-    pub exit_code: i32,
-    pub signal: Option<i32>,
-    pub reason: Reason,
-    pub setup_error: Option<String>,
-    pub wall_time_s: f64,
-    pub user_cpu_s: f64,
-    pub system_cpu_s: f64,
-    pub peak_memory_bytes: Option<u64>,
-    /// rusage (largest process) | cgroup (whole sandbox)
-    pub peak_memory_source: Option<String>,
-    pub namespaces: Vec<&'static str>,
-    pub landlock: LandlockStatus,
-    pub seccomp: Option<SeccompStatus>,
-    pub limits: Vec<LimitStatus>,
-    pub cgroup: Option<String>,
-    pub network: NetworkStatus,
-    /// What the command changed under each writable overlay.
-    pub changes: Vec<crate::overlay::ChangeSet>,
-    pub degradations: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct NetworkStatus {
-    /// none | host | proxy
-    pub mode: &'static str,
-    /// With proxy: the allowlist and what the proxy let through or refused.
-    pub allow: Vec<String>,
-    pub proxy: Option<crate::proxy::ProxyStats>,
-}
+use crate::sandbox::channel::LandlockOutcome;
+use crate::supervisor::Outcome;
 
 fn network(plan: &Plan, outcome: Option<&Outcome>) -> NetworkStatus {
     NetworkStatus {
-        mode: match (&plan.proxy, plan.namespaces.net) {
-            (Some(_), _) => "proxy",
-            (None, true) => "none",
-            (None, false) => "host",
-        },
-        allow: plan
-            .proxy
-            .as_ref()
-            .map(|p| p.entries.clone())
-            .unwrap_or_default(),
+        mode: plan.network.name(),
+        allow: plan.network.allow().to_vec(),
         proxy: outcome.and_then(|o| o.proxy.clone()),
-    }
-}
-
-/// Where the report goes: `-` for stderr, digits for an inherited fd, else a file path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
-    Stderr,
-    Fd(i32),
-    File(PathBuf),
-}
-
-impl Destination {
-    pub fn parse(s: &str) -> Destination {
-        if s == "-" {
-            Destination::Stderr
-        } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse()
-                .map(Destination::Fd)
-                .unwrap_or(Destination::File(s.into()))
-        } else {
-            Destination::File(s.into())
-        }
-    }
-
-    pub fn write(&self, status: &RunStatus) -> std::io::Result<()> {
-        self.write_json(status)
-    }
-
-    /// Writes any value as pretty JSON followed by a newline.
-    pub fn write_json<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
-        let mut text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-        text.push(b'\n');
-        match self {
-            Destination::Stderr => std::io::stderr().lock().write_all(&text),
-            Destination::Fd(fd) => {
-                // SAFETY: the caller handed this fd to sbx for the report; ManuallyDrop keeps it
-                // open for whoever else holds it.
-                let f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(*fd) });
-                (&*f).write_all(&text)
-            }
-            Destination::File(p) => std::fs::write(p, &text),
-        }
     }
 }
 
@@ -213,7 +86,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
         sbx_version: env!("CARGO_PKG_VERSION"),
         command: command.to_vec(),
         profiles: profiles.to_vec(),
-        exit_code: 125,
+        exit_code: EXIT_SBX_FAILED,
         signal: None,
         reason: Reason::SetupFailed,
         setup_error: Some(error.to_string()),
@@ -295,17 +168,6 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn destinations() {
-        assert_eq!(Destination::parse("-"), Destination::Stderr);
-        assert_eq!(Destination::parse("3"), Destination::Fd(3));
-        assert_eq!(Destination::parse("./3"), Destination::File("./3".into()));
-        assert_eq!(
-            Destination::parse("/tmp/r.json"),
-            Destination::File("/tmp/r.json".into())
-        );
-    }
 
     #[test]
     fn setup_failure_report_serializes() {

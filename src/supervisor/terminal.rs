@@ -8,11 +8,9 @@ use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::thread::JoinHandle;
 
-use nix::pty::Winsize;
 use nix::sys::termios::{self, SetArg, Termios};
 
-nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
+use crate::sys::{self, Winsize};
 
 /// The invoking terminal's state, taken before the sandbox starts.
 pub struct Pending {
@@ -34,14 +32,12 @@ impl Pending {
         if !stdin.is_terminal() {
             return Ok(None);
         }
-        let mut size = Winsize {
+        let size = sys::window_size(0).unwrap_or(Winsize {
             ws_row: 24,
             ws_col: 80,
             ws_xpixel: 0,
             ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ fills a Winsize for the terminal on fd 0.
-        let _ = unsafe { get_winsize(0, &mut size) };
+        });
         let saved = termios::tcgetattr(stdin.as_fd())?;
         Ok(Some(Pending { saved, size }))
     }
@@ -50,8 +46,7 @@ impl Pending {
     /// mode, and starts relaying.
     pub fn attach(self, master: OwnedFd) -> nix::Result<Relay> {
         termios::tcsetattr(master.as_fd(), SetArg::TCSANOW, &self.saved)?;
-        // SAFETY: TIOCSWINSZ reads a Winsize; master is open.
-        let _ = unsafe { set_winsize(master.as_raw_fd(), &self.size) };
+        let _ = sys::set_window_size(master.as_raw_fd(), &self.size);
         let mut raw = self.saved.clone();
         termios::cfmakeraw(&mut raw);
         termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &raw)?;
@@ -71,17 +66,9 @@ impl Pending {
 impl Relay {
     /// Passes the real terminal's size on (after SIGWINCH).
     pub fn resize(&self) {
-        let mut size = Winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: both ioctls take a Winsize; the master fd stays open while the relay runs.
-        unsafe {
-            if get_winsize(0, &mut size).is_ok() {
-                let _ = set_winsize(self.master, &size);
-            }
+        // The master fd stays open while the relay runs.
+        if let Ok(size) = sys::window_size(0) {
+            let _ = sys::set_window_size(self.master, &size);
         }
     }
 
@@ -105,48 +92,31 @@ fn copy_loop(master: OwnedFd) {
     let mut buf = [0u8; 8192];
     let mut stdin_open = true;
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: m,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-                continue;
-            }
-            return;
-        }
-        if fds[0].revents != 0 {
+        let stdin = if stdin_open { 0 } else { -1 };
+        let ready = match sys::poll_fds([m, stdin], -1) {
+            Ok(r) => r,
+            Err(sys::Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        if ready[0] {
             match nix::unistd::read(&master, &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if write_all(1, &buf[..n]).is_err() {
+                    if sys::write_all(1, &buf[..n]).is_err() {
                         return;
                     }
                 }
             }
         }
-        if fds[1].revents != 0 {
+        if ready[1] {
             match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    if write_all(m, &buf[..n]).is_err() {
+                    if sys::write_all(m, &buf[..n]).is_err() {
                         return;
                     }
                 }
             }
         }
     }
-}
-
-fn write_all(fd: RawFd, buf: &[u8]) -> Result<(), crate::sandbox::sys::Errno> {
-    crate::sandbox::sys::write_all(fd, buf)
 }

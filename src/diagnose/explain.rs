@@ -1,0 +1,158 @@
+//! The plan in words: `--explain` prints every aspect of it, one item per line, and `-v`
+//! logs the protections it applies. Both only read the plan.
+
+use crate::plan::{Op, OpInfo, Plan};
+
+/// One line naming every protection layer the plan applies.
+pub fn protections(plan: &Plan) -> String {
+    let mut out = vec![format!("namespaces {}", plan.namespaces.names().join(", "))];
+    match &plan.landlock {
+        Some(l) => out.push(format!(
+            "landlock {} at ABI {} ({} path rules{}{})",
+            l.mode,
+            l.kernel_abi,
+            l.rules.len(),
+            if l.scoped {
+                ", sockets and signals scoped"
+            } else {
+                ""
+            },
+            if l.connect_ports.is_some() || l.bind_ports.is_some() {
+                ", TCP port rules"
+            } else {
+                ""
+            },
+        )),
+        None => out.push("landlock off".into()),
+    }
+    match &plan.seccomp {
+        Some(s) => out.push(format!(
+            "seccomp deny list ({} entries, action {:?})",
+            s.denied.len(),
+            s.action
+        )),
+        None => out.push("seccomp off".into()),
+    }
+    out.push("all capabilities dropped".into());
+    out.push("no_new_privs".into());
+    if plan.new_session {
+        out.push("new session".into());
+    }
+    out.join("; ")
+}
+
+fn op_line(op: &Op, info: &OpInfo) -> String {
+    let flags = op.describe();
+    let from = info
+        .host_path
+        .as_ref()
+        .map(|h| format!(" <- {h}"))
+        .unwrap_or_default();
+    format!("{} {}{} [{}]", info.what, info.sandbox_path, from, flags)
+}
+
+/// The resolved plan, for `--explain`: one section per aspect, one item per line.
+pub fn explain(plan: &Plan) -> String {
+    let mut s = String::new();
+    let ns = plan.namespaces.names().join(", ");
+    s.push_str(&format!("namespaces: {ns}\n"));
+    s.push_str(&format!(
+        "uid map: {}\ngid map: {}\n",
+        String::from_utf8_lossy(&plan.uid_map).trim(),
+        String::from_utf8_lossy(&plan.gid_map).trim()
+    ));
+    s.push_str("mounts:\n");
+    for (i, (op, info)) in plan.ops.iter().zip(&plan.op_info).enumerate() {
+        s.push_str(&format!("  {:>3}. {}\n", i + 1, op_line(op, info)));
+    }
+    s.push_str("  then: pivot_root, the host's root detached, / made read-only\n");
+    s.push_str(&format!(
+        "hostname: {}\n",
+        plan.hostname
+            .as_ref()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "(host's)".into())
+    ));
+    s.push_str(&format!("network: {}\n", plan.network.describe()));
+    s.push_str("environment:\n");
+    for e in &plan.exec.envp {
+        s.push_str(&format!("  {}\n", e.to_string_lossy()));
+    }
+    s.push_str("limits:\n");
+    for r in &plan.limits.rlimits {
+        s.push_str(&format!("  {} = {} (rlimit)\n", r.name, r.value));
+    }
+    if let Some(w) = plan.limits.wall_time {
+        s.push_str(&format!(
+            "  wall_time = {}s (kill_grace {}s)\n",
+            w.as_secs_f64(),
+            plan.limits.kill_grace.as_secs_f64()
+        ));
+    }
+    if let Some(t) = plan.limits.tmpfs_size {
+        s.push_str(&format!("  tmpfs_size = {t}\n"));
+    }
+    s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
+    match &plan.landlock {
+        Some(l) => {
+            s.push_str(&format!(
+                "landlock: {} at ABI {}{}\n",
+                l.mode,
+                l.kernel_abi,
+                if l.scoped {
+                    ", abstract sockets and signals scoped"
+                } else {
+                    ""
+                }
+            ));
+            for (path, access) in &l.rules {
+                let rights: Vec<String> = access.iter().map(|a| format!("{a:?}")).collect();
+                s.push_str(&format!(
+                    "  {} {}\n",
+                    path.to_string_lossy(),
+                    rights.join("|")
+                ));
+            }
+            if let Some(p) = &l.connect_ports {
+                s.push_str(&format!("  tcp connect ports {p:?}\n"));
+            }
+            if let Some(p) = &l.bind_ports {
+                s.push_str(&format!("  tcp bind ports {p:?}\n"));
+            }
+        }
+        None => s.push_str("landlock: off\n"),
+    }
+    match &plan.seccomp {
+        Some(sc) => s.push_str(
+            &format!(
+                "seccomp: deny list, action {:?}, {} entries: {}\n",
+                sc.action,
+                sc.denied.len(),
+                sc.denied.join(" ")
+            )
+            .to_lowercase(),
+        ),
+        None => s.push_str("seccomp: off\n"),
+    }
+    s.push_str(&format!(
+        "capabilities: all dropped; no_new_privs; new session: {}; terminal: {}\n",
+        plan.new_session,
+        if plan.pty {
+            "a pty of its own, relayed (when stdin is a terminal)"
+        } else {
+            "inherited stdio"
+        }
+    ));
+    s.push_str(&format!(
+        "command: {} (cwd {}{})\n",
+        plan.exec
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        plan.exec.cwd.to_string_lossy(),
+        if plan.as_pid_1 { ", as PID 1" } else { "" }
+    ));
+    s
+}

@@ -1,0 +1,230 @@
+//! Turns failures into messages: the step, the path, the errno, and what to do about it.
+
+use nix::errno::Errno;
+
+use crate::plan::{NamespaceSet, Op, Plan};
+use crate::sandbox::channel::{Failure, Step};
+
+fn errno_text(errno: Errno) -> String {
+    format!("{} ({errno:?})", errno.desc())
+}
+
+const USERNS_HINT: &str = "unprivileged user namespaces look disabled on this host: check \
+`sysctl user.max_user_namespaces` (must be > 0), `kernel.unprivileged_userns_clone` (Debian \
+kernels before 5.10, must be 1) and `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu \
+23.10+, must be 0 or an AppArmor profile must allow sbx); inside a container, its seccomp \
+profile may forbid clone(CLONE_NEWUSER)";
+
+pub fn spawn_failure(errno: Errno, ns: NamespaceSet) -> String {
+    let hint = match errno {
+        Errno::EPERM | Errno::EACCES => USERNS_HINT.to_string(),
+        Errno::ENOSPC | Errno::EUSERS => {
+            "the limit on user or other namespaces is reached: raise `user.max_user_namespaces` \
+             (or the per-type `user.max_*_namespaces`), or end other sandboxes"
+                .to_string()
+        }
+        Errno::EINVAL => format!(
+            "this kernel lacks one of the requested namespace types ({}); turn it off in the profile",
+            describe_namespaces(ns)
+        ),
+        Errno::ENOMEM | Errno::EAGAIN => "out of memory or process slots".to_string(),
+        _ => String::new(),
+    };
+    let mut msg = format!(
+        "setup failed at clone (creating namespaces: {}): {}",
+        describe_namespaces(ns),
+        errno_text(errno)
+    );
+    if !hint.is_empty() {
+        msg.push_str("\n  hint: ");
+        msg.push_str(&hint);
+    }
+    msg
+}
+
+fn describe_namespaces(ns: NamespaceSet) -> String {
+    ns.names().join(", ")
+}
+
+/// The message for a failure inside the sandbox before the command ran.
+pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
+    let errno = Errno::from_raw(f.errno);
+    let (what, hint): (String, &str) = match f.step {
+        Step::Signals => ("blocking the signals init forwards".into(), ""),
+        Step::Lifeline => ("arming the parent-death signal".into(), ""),
+        Step::CgroupNamespace => (
+            "creating the cgroup namespace inside the run's cgroup".into(),
+            "",
+        ),
+        Step::Setgroups => ("writing deny to /proc/self/setgroups".into(), USERNS_HINT),
+        Step::UidMap => (
+            format!(
+                "writing /proc/self/uid_map ({:?})",
+                String::from_utf8_lossy(&plan.uid_map).trim()
+            ),
+            "an unprivileged process may map only its own uid",
+        ),
+        Step::GidMap => (
+            format!(
+                "writing /proc/self/gid_map ({:?})",
+                String::from_utf8_lossy(&plan.gid_map).trim()
+            ),
+            "an unprivileged process may map only its own gid, after denying setgroups",
+        ),
+        Step::MakePrivate => (
+            "making the mount tree private (mount / MS_REC|MS_PRIVATE)".into(),
+            "",
+        ),
+        Step::MountScratch => (
+            "mounting the scratch tmpfs on /tmp".into(),
+            "sbx needs a /tmp directory on the host to build the new root",
+        ),
+        Step::EnterScratch => ("preparing the scratch tmpfs".into(), ""),
+        Step::PivotScratch => ("pivot_root into the scratch tmpfs".into(), ""),
+        Step::Op => return op_failure(plan, f.index as usize, errno),
+        Step::DetachHost => ("detaching the host's root (umount2 /oldroot)".into(), ""),
+        Step::PivotRoot => ("pivot_root into the new root".into(), ""),
+        Step::DetachScratch => ("detaching the scratch tmpfs".into(), ""),
+        Step::RootReadOnly => (
+            "making the new root read-only (mount_setattr)".into(),
+            "mount_setattr needs Linux 5.12 or later",
+        ),
+        Step::NetNamespace => (
+            "creating the network namespace".into(),
+            "raise `user.max_net_namespaces` if it is the limit (ENOSPC); inside a container, \
+             its seccomp profile may forbid unshare(CLONE_NEWNET); or set `network.mode = \
+             \"host\"` with `namespaces.net = false`",
+        ),
+        Step::Loopback => ("bringing up lo".into(), ""),
+        Step::Hostname => ("sethostname".into(), ""),
+        Step::ProxyListener => (
+            match plan.network.proxy() {
+                Some(p) => format!(
+                    "listening for the proxy on 127.0.0.1:{} inside the sandbox",
+                    p.port
+                ),
+                None => "starting the proxy listener".into(),
+            },
+            "pick another network.proxy_port",
+        ),
+        Step::Pty => (
+            "opening a pseudo-terminal in the sandbox's /dev/pts".into(),
+            "the pty relay needs dev = \"minimal\"",
+        ),
+        Step::NotDumpable => ("marking init non-dumpable (PR_SET_DUMPABLE)".into(), ""),
+        Step::Landlock => (
+            match plan
+                .landlock
+                .as_ref()
+                .and_then(|l| l.rules.get(f.index as usize))
+            {
+                Some((path, _)) if errno != Errno::EOPNOTSUPP => {
+                    format!("landlock rule for {}", path.to_string_lossy())
+                }
+                _ => "applying landlock".to_string(),
+            },
+            "the kernel could not enforce every landlock right the profile needs; set \
+             [security] landlock = \"best-effort\" to run with what it supports",
+        ),
+        Step::NoNewPrivs => ("setting no_new_privs".into(), ""),
+        Step::DropCapabilities => ("dropping capabilities".into(), ""),
+        Step::Rlimit => (
+            match plan.limits.rlimits.get(f.index as usize) {
+                Some(r) => format!("setting limits.{} to {}", r.name, r.value),
+                None => "setting a resource limit".into(),
+            },
+            "an unprivileged process cannot raise a hard limit above what it inherited",
+        ),
+        Step::ForkPayload => ("forking the command's process".into(), ""),
+        Step::PayloadSignals => ("resetting signals".into(), ""),
+        Step::Setsid => ("setsid".into(), ""),
+        Step::Terminal => ("making the pty the command's terminal".into(), ""),
+        Step::Chdir => (
+            format!("chdir to {}", plan.exec.cwd.to_string_lossy()),
+            "the directory must exist inside the sandbox: bind it, or pick another with --chdir",
+        ),
+        Step::CloseFds => (
+            "marking inherited descriptors close-on-exec (close_range)".into(),
+            "close_range needs Linux 5.11 or later",
+        ),
+        Step::Seccomp => (
+            "installing the seccomp filter".into(),
+            "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
+        ),
+        Step::Exec => (format!("executing {}", plan.exec.display), ""),
+    };
+    let mut msg = format!("setup failed at {what}: {}", errno_text(errno));
+    if !hint.is_empty() {
+        msg.push_str("\n  hint: ");
+        msg.push_str(hint);
+    }
+    msg
+}
+
+fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
+    let Some(info) = plan.op_info.get(index) else {
+        return format!(
+            "setup failed at filesystem step {index}: {}",
+            errno_text(errno)
+        );
+    };
+    let mut msg = format!("setup failed at {} {}", info.what, info.sandbox_path);
+    if let Some(h) = &info.host_path {
+        msg.push_str(&format!(" (from {h})"));
+    }
+    if let Some(o) = &info.origin {
+        msg.push_str(&format!(", asked by {o}"));
+    }
+    msg.push_str(": ");
+    msg.push_str(&errno_text(errno));
+    let hint = match (plan.ops.get(index), errno) {
+        (Some(Op::Proc { .. }), Errno::EPERM) => {
+            "mounting proc needs a PID namespace and a fully visible /proc; inside a container \
+             /proc is often masked (run the container with an unmasked /proc, or set proc = false)"
+        }
+        (Some(Op::Bind { .. }), Errno::ENOENT) => {
+            "the source or mount point vanished after sbx checked it"
+        }
+        (Some(_), Errno::ELOOP) => {
+            "a path component became a symlink after sbx checked it; sbx does not follow \
+             symlinks when placing mounts, so it stopped"
+        }
+        (Some(Op::Bind { .. }), Errno::EINVAL) => {
+            "the source may be a mount that cannot be bound from this namespace"
+        }
+        (Some(Op::Tmpfs { .. } | Op::Devpts { .. }), Errno::EPERM) => {
+            "this kernel refuses the mount in a user namespace"
+        }
+        (Some(Op::Overlay { .. }), Errno::EPERM | Errno::EINVAL | Errno::ENODEV) => {
+            "this kernel refuses overlayfs in a user namespace (it needs Linux >= 5.11 and \
+             overlayfs with userxattr; `sbx doctor` checks it); sbx never falls back to a \
+             writable bind"
+        }
+        (Some(Op::Overlay { .. }), Errno::EOVERFLOW) => {
+            "a file or directory in the overlaid tree belongs to a uid or gid not mapped in the \
+             sandbox (not yours), so overlayfs cannot copy it up"
+        }
+        _ => "",
+    };
+    if !hint.is_empty() {
+        msg.push_str("\n  hint: ");
+        msg.push_str(hint);
+    }
+    msg
+}
+
+/// The message for a command that could not be executed (exit 126 or 127).
+pub fn exec_failure(plan: &Plan, errno: i32) -> String {
+    let errno = Errno::from_raw(errno);
+    let cmd = &plan.exec.display;
+    match errno {
+        Errno::ENOENT | Errno::ENOTDIR if cmd.contains('/') => {
+            format!("{cmd}: no such file in the sandbox (is its directory bound?)")
+        }
+        Errno::ENOENT | Errno::ENOTDIR => format!(
+            "{cmd}: command not found in the sandbox (PATH={})",
+            plan.exec.search_path
+        ),
+        e => format!("{cmd}: cannot execute: {}", errno_text(e)),
+    }
+}

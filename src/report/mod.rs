@@ -1,0 +1,85 @@
+//! The run report: one JSON document written when the run ends (`--json-status`). Its schema
+//! is documented in README.md; bump `SCHEMA` on any incompatible change. `build` fills it
+//! from the plan and the outcome; `destination` writes it.
+
+mod build;
+mod destination;
+
+use serde::Serialize;
+
+pub(crate) use build::{Context, after_run, before_run};
+pub use destination::Destination;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Exited,
+    Signaled,
+    Timeout,
+    Oom,
+    SetupFailed,
+    ExecFailed,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LandlockStatus {
+    /// required | best-effort | off
+    pub mode: String,
+    /// The kernel's landlock ABI (0: none).
+    pub abi: i32,
+    /// full | partial | none | not_applied
+    pub enforced: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeccompStatus {
+    pub rules: usize,
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitStatus {
+    pub name: String,
+    /// Bytes, a count, or seconds; as a number.
+    pub value: u64,
+    /// rlimit | cgroup | supervisor | tmpfs
+    pub via: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunStatus {
+    pub schema: u32,
+    pub sbx_version: &'static str,
+    pub command: Vec<String>,
+    pub profiles: Vec<String>,
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub reason: Reason,
+    pub setup_error: Option<String>,
+    pub wall_time_s: f64,
+    pub user_cpu_s: f64,
+    pub system_cpu_s: f64,
+    pub peak_memory_bytes: Option<u64>,
+    /// rusage (largest process) | cgroup (whole sandbox)
+    pub peak_memory_source: Option<String>,
+    pub namespaces: Vec<&'static str>,
+    pub landlock: LandlockStatus,
+    pub seccomp: Option<SeccompStatus>,
+    pub limits: Vec<LimitStatus>,
+    pub cgroup: Option<String>,
+    pub network: NetworkStatus,
+    /// What the command changed under each writable overlay.
+    pub changes: Vec<crate::overlay::ChangeSet>,
+    pub degradations: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkStatus {
+    /// none | host | proxy
+    pub mode: &'static str,
+    /// With proxy: the allowlist and what the proxy let through or refused.
+    pub allow: Vec<String>,
+    pub proxy: Option<crate::proxy::ProxyStats>,
+}

@@ -1,0 +1,256 @@
+//! The supervisor: the sbx process itself, in the host's namespaces. It starts the sandbox,
+//! relays signals, enforces the wall-clock limit, waits (`wait`), and turns what happened into
+//! the facts for the exit code, the message and the run report (`outcome`). With a pty it
+//! relays the terminal (`terminal`).
+
+mod outcome;
+pub mod terminal;
+mod wait;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+pub use outcome::Outcome;
+
+use crate::cgroup::{self, RunCgroup};
+use crate::error::Error;
+use crate::plan::{Plan, ProxyPlan};
+use crate::profile::Enforcement;
+use crate::proxy::Proxy;
+use crate::sandbox::{self, SpawnOptions};
+use crate::sys;
+use outcome::Records;
+use terminal::Pending;
+use wait::{Channel, Clock, Helper, Watch};
+
+/// How the supervisor treats the calling process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Supervision {
+    /// Relay SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 sent to this process to the command
+    /// (the CLI does; a library caller usually does not). They are blocked on the calling
+    /// thread only while the sandbox runs.
+    pub forward_signals: bool,
+    /// Return as soon as init reports that the command has ended and every other process of
+    /// the sandbox is dead, without waiting for init's own exit and the kernel's teardown of
+    /// the namespaces (as bubblewrap does). Init is then left unreaped, to exit on its own: for
+    /// a caller that exits right away (the CLI does), not for a long-lived one, which would
+    /// collect a zombie per run. Ignored when the run has a cgroup, which must be empty to be
+    /// removed.
+    pub return_before_teardown: bool,
+}
+
+/// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
+/// degrades to rlimits with one warning; required fails the run.
+fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
+    let mode = plan.limits.cgroup_mode;
+    let wants: cgroup::Limits = plan.limits.cgroup.into();
+    if mode == Enforcement::Off || (mode == Enforcement::BestEffort && wants.is_empty()) {
+        return Ok((None, None));
+    }
+    let attempt = cgroup::detect(&wants.controllers()).and_then(|d| RunCgroup::create(&d, &wants));
+    match attempt {
+        Ok(cg) => {
+            tracing::info!("cgroup: {}", cg.path().display());
+            Ok((Some(cg), None))
+        }
+        Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
+        Err(e) => {
+            let note = format!("cgroup limits not applied (rlimits only): {e}");
+            tracing::warn!(
+                "no usable delegated cgroup v2 subtree: {} limited by rlimits only (-v says why)",
+                wants.controllers().join(", ")
+            );
+            tracing::info!("{note}");
+            Ok((None, Some(note)))
+        }
+    }
+}
+
+/// Receives one fd that init handed over.
+fn receive(sock: &OwnedFd) -> Option<OwnedFd> {
+    match sys::recv_fd(sock.as_raw_fd()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!("cannot receive from the sandbox: {}", e.desc());
+            None
+        }
+    }
+}
+
+/// Serves the listener init bound inside the sandbox.
+fn start_proxy(p: &ProxyPlan, listener: OwnedFd) -> Option<Proxy> {
+    match Proxy::start(listener, p.allow.clone()) {
+        Ok(proxy) => Some(proxy),
+        Err(e) => {
+            tracing::error!("proxy: cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// Restores the signal mask when the supervisor is done, also on error paths.
+struct MaskGuard(SigSet);
+
+impl Drop for MaskGuard {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+/// Blocks the signals to forward on this thread, for a signalfd of the supervisor's.
+fn block_forwarded(plan: &Plan, forward: bool) -> Result<(MaskGuard, SignalFd), Error> {
+    let mut mask = SigSet::empty();
+    if forward {
+        for s in sandbox::FORWARDED_SIGNALS {
+            mask.add(Signal::try_from(s).expect("a valid signal"));
+        }
+        if plan.pty {
+            mask.add(Signal::SIGWINCH);
+        }
+    }
+    let mut old = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).map_err(
+        |errno| Error::Supervisor {
+            what: "block signals",
+            errno,
+        },
+    )?;
+    let guard = MaskGuard(old);
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|errno| Error::Supervisor {
+            what: "create a signalfd",
+            errno,
+        })?;
+    Ok((guard, sfd))
+}
+
+/// Runs the plan with signals forwarded, waiting for the sandbox's teardown.
+pub fn run(plan: &Plan) -> Result<Outcome, Error> {
+    run_with(
+        plan,
+        Supervision {
+            forward_signals: true,
+            return_before_teardown: false,
+        },
+    )
+}
+
+/// Runs the plan. The sandbox's end is watched through a pidfd, not SIGCHLD, so this works
+/// from any thread of a multi-threaded program.
+pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
+    let (_restore, signals) = block_forwarded(plan, how.forward_signals)?;
+    let (cgroup, cgroup_note) = run_cgroup(plan)?;
+    let terminal = match plan.pty {
+        true => Pending::take().map_err(|errno| Error::Supervisor {
+            what: "read the terminal's settings",
+            errno,
+        })?,
+        false => None,
+    };
+    let start = Instant::now();
+    let t0 = sys::monotonic_us();
+    let opts = SpawnOptions {
+        late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
+        pty: terminal.is_some(),
+    };
+    let spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
+        errno,
+        flags: plan.namespaces,
+    })?;
+    let pid = spawned.pid;
+    tracing::debug!(pid, "sandbox started");
+    let helper = Helper::new(spawned.net_helper);
+    let abandon = |e: Error| {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::wait4(pid, 0);
+        e
+    };
+    if let Some(cg) = &cgroup {
+        cg.add_process(pid).map_err(|e| abandon(Error::Cgroup(e)))?;
+    }
+    sys::write_all(spawned.lifeline.as_raw_fd(), b"g").map_err(|errno| {
+        abandon(Error::Supervisor {
+            what: "start the sandbox",
+            errno,
+        })
+    })?;
+    // init hands over, in order, the proxy's listener and the pty's master. If it failed
+    // before, there is nothing to serve: its own failure report says why.
+    let handover = spawned.handover;
+    let proxy = plan
+        .network
+        .proxy()
+        .and_then(|p| Some((p, receive(handover.as_ref()?)?)))
+        .and_then(|(p, fd)| start_proxy(p, fd));
+    let relay = terminal
+        .and_then(|t| Some((t, receive(handover.as_ref()?)?)))
+        .and_then(|(t, master)| match t.attach(master) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!("terminal relay: {}", e.desc());
+                None
+            }
+        });
+    drop(handover);
+    // The sandbox's first process is our child and not yet waited for: its pid cannot have
+    // been reused, so the pidfd names it.
+    let pidfd = sys::pidfd_open(pid).map_err(|errno| {
+        abandon(Error::Supervisor {
+            what: "watch the sandbox (pidfd_open, Linux 5.3)",
+            errno,
+        })
+    })?;
+    let mut watch = Watch {
+        pid,
+        pidfd,
+        signals,
+        channel: Channel::new(spawned.report),
+        helper,
+        clock: Clock::new(start, plan.limits.wall_time, plan.limits.kill_grace),
+        cgroup: cgroup.as_ref(),
+        relay: relay.as_ref(),
+        early: how.return_before_teardown && cgroup.is_none(),
+    };
+    let (end, timed_out) = watch.run()?;
+    let wall_time = start.elapsed();
+    watch.channel.read();
+    let records = Records(std::mem::take(&mut watch.channel.records));
+    drop(watch);
+    if let Some(r) = relay {
+        r.finish();
+    }
+    let proxy = proxy.map(Proxy::stop);
+    let cgroup = cgroup.map(|cg| {
+        let stats = cg.stats();
+        let path = cg.path().display().to_string();
+        if let Err(e) = cg.kill_all().and_then(|_| cg.remove()) {
+            tracing::warn!("cgroup cleanup: {e}");
+        }
+        (path, stats)
+    });
+    let milestones: Vec<String> = records
+        .milestones(t0)
+        .into_iter()
+        .map(|(name, us)| format!("{name} +{:.2} ms", f64::from(us) / 1000.0))
+        .collect();
+    if !milestones.is_empty() {
+        tracing::info!("setup since clone: {}", milestones.join(", "));
+    }
+    drop(spawned.lifeline);
+    let (ending, usage) = records.ending(end);
+    Ok(Outcome {
+        ending,
+        payload: records.payload(),
+        timed_out,
+        failure: records.failure(),
+        landlock: records.landlock(),
+        wall_time,
+        usage,
+        cgroup,
+        proxy,
+        degradations: cgroup_note.into_iter().collect(),
+    })
+}

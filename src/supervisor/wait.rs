@@ -1,0 +1,234 @@
+//! Waiting for the sandbox: one poll loop over the first process's pidfd, the forwarded
+//! signals, the sandbox's channel and the network helper, with the wall-clock limit as its
+//! timeout.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signalfd::SignalFd;
+
+use super::outcome::End;
+use super::terminal::Relay;
+use crate::cgroup::RunCgroup;
+use crate::error::Error;
+use crate::sandbox::channel::{self, Fact, Record};
+use crate::sys;
+
+/// The wall-clock limit's state: running, then terminating (SIGTERM sent), then killed.
+pub(super) enum Clock {
+    Unlimited,
+    Running { deadline: Instant, grace: Duration },
+    Terminating { kill_at: Instant },
+    Killed,
+}
+
+impl Clock {
+    pub(super) fn new(start: Instant, limit: Option<Duration>, grace: Duration) -> Clock {
+        // A limit beyond what the clock can represent is no limit.
+        match limit.and_then(|l| start.checked_add(l)) {
+            Some(deadline) => Clock::Running { deadline, grace },
+            None => Clock::Unlimited,
+        }
+    }
+
+    fn timeout_ms(&self, now: Instant) -> libc::c_int {
+        let until = match self {
+            Clock::Running { deadline, .. } => *deadline,
+            Clock::Terminating { kill_at } => *kill_at,
+            Clock::Unlimited | Clock::Killed => return -1,
+        };
+        let ms = until.saturating_duration_since(now).as_millis();
+        // Round up so that the poll does not wake a hair early and spin.
+        (ms + 1).min(i32::MAX as u128) as libc::c_int
+    }
+}
+
+/// The network namespace's helper, reaped however the run ends. It never blocks for long: it
+/// only creates the namespace and hands it over, and any failure on the way ends it.
+pub(super) struct Helper {
+    pid: Option<libc::pid_t>,
+    /// Watched too, so that it is reaped as soon as it is done, not at the end of the run.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Helper {
+    pub(super) fn new(pid: Option<libc::pid_t>) -> Helper {
+        Helper {
+            pid,
+            pidfd: pid.and_then(|h| sys::pidfd_open(h).ok()),
+        }
+    }
+
+    fn poll_fd(&self) -> RawFd {
+        self.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    fn reap(&mut self) {
+        if let Some(h) = self.pid
+            && let Ok(Some(_)) = sys::wait4(h, libc::WNOHANG)
+        {
+            self.pid = None;
+        }
+        self.pidfd = None;
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = sys::wait4(pid, 0);
+        }
+    }
+}
+
+/// The records the sandbox sends, read as they arrive.
+pub(super) struct Channel {
+    fd: OwnedFd,
+    pub(super) records: Vec<Record>,
+    eof: bool,
+}
+
+impl Channel {
+    pub(super) fn new(fd: OwnedFd) -> Channel {
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        Channel {
+            fd,
+            records: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// The fd to poll: none once the pipe reached end of file (it would poll ready forever).
+    fn poll_fd(&self) -> RawFd {
+        if self.eof { -1 } else { self.fd.as_raw_fd() }
+    }
+
+    /// Whether init reported that the sandbox is done.
+    fn finished(&self) -> bool {
+        self.records.contains(&Record::Fact(Fact::Finished))
+    }
+
+    /// Reads what arrived. Once the first process was reaped every writer is gone; the pipe
+    /// is non-blocking all the same, against a stray one.
+    pub(super) fn read(&mut self) {
+        if !self.eof {
+            self.eof = channel::receive(self.fd.as_raw_fd(), &mut self.records);
+        }
+    }
+}
+
+/// What the loop watches.
+pub(super) struct Watch<'a> {
+    pub pid: libc::pid_t,
+    pub pidfd: OwnedFd,
+    pub signals: SignalFd,
+    pub channel: Channel,
+    pub helper: Helper,
+    pub clock: Clock,
+    pub cgroup: Option<&'a RunCgroup>,
+    pub relay: Option<&'a Relay>,
+    /// Return as soon as init reports the end (see `Supervision::return_before_teardown`).
+    pub early: bool,
+}
+
+impl Watch<'_> {
+    /// Runs until the sandbox ends; returns how it ended and whether the clock fired.
+    pub(super) fn run(&mut self) -> Result<(End, bool), Error> {
+        let mut timed_out = false;
+        let fail = |what, errno| Error::Supervisor { what, errno };
+        loop {
+            let fds = [
+                self.pidfd.as_raw_fd(),
+                self.signals.as_raw_fd(),
+                self.channel.poll_fd(),
+                self.helper.poll_fd(),
+            ];
+            let ready = match sys::poll_fds(fds, self.clock.timeout_ms(Instant::now())) {
+                Ok(r) => r,
+                Err(sys::Errno::EINTR) => continue,
+                Err(e) => {
+                    let _ = sys::kill(self.pid, libc::SIGKILL);
+                    return Err(fail("wait for signals", e));
+                }
+            };
+            if ready[3] {
+                self.helper.reap();
+            }
+            if ready == [false; 4] {
+                timed_out |= matches!(self.clock, Clock::Running { .. });
+                self.tick();
+                continue;
+            }
+            if ready[2] {
+                self.channel.read();
+                if self.early && self.channel.finished() {
+                    return Ok((End::Reported, timed_out));
+                }
+            }
+            if ready[0] {
+                match sys::wait4(self.pid, libc::WNOHANG) {
+                    Ok(Some((status, rusage))) => {
+                        return Ok((End::Reaped(status, rusage), timed_out));
+                    }
+                    Ok(None) => continue,
+                    Err(e) => return Err(fail("wait for the sandbox", e)),
+                }
+            }
+            if ready[1] {
+                self.forward_signal()?;
+            }
+        }
+    }
+
+    /// The clock's deadline passed: SIGTERM, then SIGKILL after the grace period.
+    fn tick(&mut self) {
+        self.clock = match std::mem::replace(&mut self.clock, Clock::Killed) {
+            Clock::Running { grace, .. } => {
+                tracing::warn!("wall_time reached: sending SIGTERM, SIGKILL in {grace:?}");
+                let _ = sys::kill(self.pid, libc::SIGTERM);
+                let now = Instant::now();
+                Clock::Terminating {
+                    kill_at: now.checked_add(grace).unwrap_or(now),
+                }
+            }
+            Clock::Terminating { .. } => {
+                // The first process is the PID namespace's init: its death takes every
+                // process of the sandbox with it, daemons and new sessions included. A
+                // cgroup reaches them even without a PID namespace.
+                let _ = sys::kill(self.pid, libc::SIGKILL);
+                if let Some(cg) = self.cgroup {
+                    let _ = cg.kill_all();
+                }
+                Clock::Killed
+            }
+            other => other,
+        };
+    }
+
+    fn forward_signal(&mut self) -> Result<(), Error> {
+        let info = match self.signals.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => return Ok(()),
+            Err(e) => {
+                let _ = sys::kill(self.pid, libc::SIGKILL);
+                return Err(Error::Supervisor {
+                    what: "read signals",
+                    errno: e,
+                });
+            }
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGWINCH {
+            if let Some(r) = self.relay {
+                r.resize();
+            }
+            return Ok(());
+        }
+        tracing::debug!(signal = sig, "forwarding signal");
+        let _ = sys::kill(self.pid, sig);
+        Ok(())
+    }
+}
