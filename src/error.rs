@@ -1,9 +1,15 @@
 //! The errors sbx reports before or instead of running the command. All of them exit 125.
+//! Each module has its own error type; this folds them for the library's callers.
 
-use crate::diagnose;
-use crate::plan::{NamespaceSet, PlanError};
-use crate::profile::ProfileError;
+use std::path::PathBuf;
+
 use nix::errno::Errno;
+
+use crate::cgroup::CgroupError;
+use crate::diagnose;
+use crate::overlay::apply::ApplyError;
+use crate::plan::{NamespaceSet, PlanError};
+use crate::profile::{LimitError, ProfileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -11,17 +17,29 @@ pub enum Error {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The command line is wrong (the CLI's own checks; clap reports the rest).
     #[error("{0}")]
     Usage(String),
     #[error("{}", diagnose::spawn_failure(*errno, *flags))]
     Spawn { errno: Errno, flags: NamespaceSet },
     #[error("cannot {what}: {} ({errno:?})", errno.desc())]
     Supervisor { what: &'static str, errno: Errno },
-    #[error("{0}")]
-    Setup(String),
-    /// Not a failure: `--explain` printed the plan instead of running it.
-    #[error("explained")]
-    Explained,
     #[error("cgroup: {0}")]
-    Cgroup(#[from] crate::cgroup::CgroupError),
+    Cgroup(#[from] CgroupError),
+    /// An overlay's layers could not be created, read or recorded.
+    #[error("overlay layers in {}: {source}", path.display())]
+    Overlay {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Something sbx prints or writes (the man page, a report) could not be written.
+    #[error("cannot write {what}: {source}")]
+    Output {
+        what: String,
+        source: std::io::Error,
+    },
 }

@@ -50,16 +50,7 @@ pub(crate) fn is_opaque(path: &Path) -> bool {
         return false;
     };
     let mut buf = [0u8; 4];
-    // SAFETY: c is NUL-terminated and buf's length is passed.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"user.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
+    crate::sys::lgetxattr(&c, c"user.overlay.opaque", &mut buf) == Ok(1) && buf[0] == b'y'
 }
 
 fn file_type(m: &fs::Metadata) -> &'static str {

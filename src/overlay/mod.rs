@@ -97,10 +97,7 @@ pub fn read_meta(dir: &Path) -> io::Result<Meta> {
     let text = fs::read_to_string(dir.join(META_FILE)).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!(
-                "{}: not a directory kept with --keep-changes ({e})",
-                dir.display()
-            ),
+            format!("{}: not a directory of kept changes ({e})", dir.display()),
         )
     })?;
     let mut meta: Meta =
@@ -164,7 +161,7 @@ impl LayerRoot {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
-                    "{} is not empty: give --keep-changes a new directory",
+                    "{} is not empty: kept changes need a new or empty directory",
                     dir.display()
                 ),
             ));

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::plan::{Plan, RunOptions};
-use crate::profile::{Enforcement, Loader, OverlayMode, ProfileFile, Sourced, Vars};
+mod live;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -281,72 +280,6 @@ fn cgroup() -> Check {
     }
 }
 
-/// Builds and runs a sandbox that runs `/bin/true`; Err carries sbx's own message.
-fn run_probe(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), String> {
-    let vars = Vars::from_host().map_err(|e| e.to_string())?;
-    let mut profile = Loader::new(vars.clone())
-        .load("default")
-        .map_err(|e| e.to_string())?;
-    // Independent of where doctor runs: no working-directory bind, no cgroup attempt.
-    profile.filesystem.rw.clear();
-    profile.limits.cgroup = Some(Enforcement::Off);
-    edit(&mut profile);
-    let opts = RunOptions {
-        command: vec!["/bin/true".into()],
-        landlock_abi: crate::sandbox::sys::landlock_abi(),
-        overlay_root: None,
-    };
-    let plan = Plan::build(&profile, &vars, &opts).map_err(|e| e.to_string())?;
-    let outcome = crate::supervisor::run(&plan).map_err(|e| e.to_string())?;
-    match (outcome.failure, outcome.ending.code()) {
-        (Some(f), _) => Err(crate::diagnose::setup_failure(&plan, &f)),
-        (None, 0) => Ok(()),
-        (None, c) => Err(format!("/bin/true exited {c}")),
-    }
-}
-
-fn live() -> (Vec<Check>, bool) {
-    let default = run_probe(|_| {});
-    let runs = default.is_ok();
-    let mut out = vec![match default {
-        Ok(()) => Check::new(
-            "default profile (user, mount, pid, net, ipc, uts, cgroup namespaces; tmpfs, proc, landlock, seccomp)",
-            Status::Ok,
-            "a sandbox ran /bin/true",
-            "",
-        ),
-        Err(e) => Check::new(
-            "default profile (user, mount, pid, net, ipc, uts, cgroup namespaces; tmpfs, proc, landlock, seccomp)",
-            Status::Fail,
-            e,
-            "see the hint in the message and the checks above",
-        ),
-    }];
-    let overlay = run_probe(|p| {
-        p.filesystem.overlay.push(crate::profile::Overlay {
-            src: Sourced::new("/etc", "doctor", "filesystem.overlay"),
-            dst: None,
-            mode: Some(OverlayMode::Tmp),
-            lower: Vec::new(),
-        });
-    });
-    out.push(match overlay {
-        Ok(()) => Check::new(
-            "overlayfs in a user namespace",
-            Status::Ok,
-            "a temporary overlay of /etc mounted",
-            "",
-        ),
-        Err(e) => Check::new(
-            "overlayfs in a user namespace",
-            Status::Warn,
-            e,
-            "overlays (--overlay) need Linux >= 5.11 with overlayfs; other features are unaffected",
-        ),
-    });
-    (out, runs)
-}
-
 /// Runs every check. `root` is `/` except in tests; live checks run only against `/`.
 pub fn run(root: &Path) -> Report {
     let mut checks = userns(root);
@@ -354,7 +287,7 @@ pub fn run(root: &Path) -> Report {
     checks.extend(namespaces(root));
     let real = root == Path::new("/");
     let abi = if real {
-        crate::sandbox::sys::landlock_abi()
+        crate::sys::landlock_abi()
     } else {
         read(root, "/sys/kernel/security/landlock/abi")
             .and_then(|v| v.parse().ok())
@@ -369,7 +302,7 @@ pub fn run(root: &Path) -> Report {
     }
     let files_ok = !checks.iter().any(|c| c.status == Status::Fail);
     let runs = if real {
-        let (live, runs) = live();
+        let (live, runs) = live::live();
         checks.extend(live);
         runs
     } else {
@@ -417,112 +350,4 @@ pub fn root_from_env() -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (p, v) in files {
-            let path = d.path().join(p.trim_start_matches('/'));
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, v).unwrap();
-        }
-        for ns in ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"] {
-            let p = d.path().join("proc/self/ns").join(ns);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            if !p.exists() {
-                fs::write(p, "").unwrap();
-            }
-        }
-        d
-    }
-
-    fn status_of(r: &Report, name: &str) -> Status {
-        r.checks
-            .iter()
-            .find(|c| c.name.starts_with(name))
-            .unwrap_or_else(|| panic!("no check {name}"))
-            .status
-    }
-
-    #[test]
-    fn disabled_user_namespaces_fail_with_the_sysctl() {
-        let d = fake(&[
-            ("/proc/sys/user/max_user_namespaces", "0\n"),
-            (
-                "/proc/sys/kernel/seccomp/actions_avail",
-                "kill_process errno allow",
-            ),
-        ]);
-        let r = run(d.path());
-        assert_eq!(status_of(&r, "user namespaces (max"), Status::Fail);
-        assert!(!r.default_profile_runs);
-        let text = render(&r, false);
-        assert!(
-            text.contains("sysctl -w user.max_user_namespaces"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn debian_and_apparmor_switches() {
-        let d = fake(&[
-            ("/proc/sys/user/max_user_namespaces", "100"),
-            ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-            (
-                "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-                "1",
-            ),
-            (
-                "/proc/sys/kernel/seccomp/actions_avail",
-                "kill_process errno allow",
-            ),
-        ]);
-        let r = run(d.path());
-        assert_eq!(
-            status_of(&r, "unprivileged user namespaces (Debian"),
-            Status::Fail
-        );
-        assert_eq!(
-            status_of(&r, "unprivileged user namespaces (AppArmor"),
-            Status::Fail
-        );
-        assert!(render(&r, false).contains("apparmor_restrict_unprivileged_userns=0"));
-    }
-
-    #[test]
-    fn a_healthy_fake_host_passes_and_containers_warn() {
-        let d = fake(&[
-            ("/proc/sys/user/max_user_namespaces", "100"),
-            (
-                "/proc/sys/kernel/seccomp/actions_avail",
-                "kill_process errno log allow",
-            ),
-            ("/sys/kernel/security/landlock/abi", "7"),
-            ("/proc/sys/dev/tty/legacy_tiocsti", "0"),
-            ("/.dockerenv", ""),
-        ]);
-        let r = run(d.path());
-        assert!(r.default_profile_runs, "{}", render(&r, false));
-        assert_eq!(status_of(&r, "running in a container"), Status::Warn);
-        assert_eq!(status_of(&r, "landlock"), Status::Ok);
-        assert_eq!(status_of(&r, "TIOCSTI"), Status::Ok);
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["checks"][0]["status"], "OK");
-    }
-
-    #[test]
-    fn missing_namespace_and_landlock_are_reported() {
-        let d = fake(&[
-            ("/proc/sys/user/max_user_namespaces", "100"),
-            (
-                "/proc/sys/kernel/seccomp/actions_avail",
-                "kill_process errno allow",
-            ),
-        ]);
-        fs::remove_file(d.path().join("proc/self/ns/cgroup")).unwrap();
-        let r = run(d.path());
-        assert_eq!(status_of(&r, "namespace: cgroup"), Status::Fail);
-        assert_eq!(status_of(&r, "landlock"), Status::Fail);
-    }
-}
+mod tests;

@@ -1,0 +1,182 @@
+//! Running a sandbox: the layers directory for overlays, the plan, the supervisor, and then
+//! what the run means: its exit code, its reason, the change report and the run report.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{Finished, Sandbox};
+use crate::diagnose;
+use crate::error::Error;
+use crate::exit::{EXIT_SBX_FAILED, EXIT_TIMEOUT, Ending};
+use crate::overlay::{self, LayerRoot};
+use crate::plan::{Plan, RunOptions};
+use crate::profile::OverlayMode;
+use crate::report::{self, Reason};
+use crate::sandbox::channel::Step;
+use crate::supervisor::{self, Outcome, Supervision};
+use crate::sys;
+
+impl Sandbox {
+    /// Runs `command` and waits for it, without touching this process's signals.
+    pub fn run<I, S>(&self, command: I) -> Result<Finished, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.run_with(command, Supervision::default())
+    }
+
+    /// Runs `command` with the given supervision (the CLI forwards signals).
+    pub fn run_with<I, S>(&self, command: I, how: Supervision) -> Result<Finished, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let command: Vec<OsString> = command.into_iter().map(Into::into).collect();
+        let shown: Vec<String> = command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let landlock_abi = sys::landlock_abi();
+        let mut layer_root = self.layer_root()?;
+        let plan = Plan::build(
+            &self.profile,
+            &self.vars,
+            &RunOptions {
+                command,
+                landlock_abi,
+                overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
+            },
+        )?;
+        overlay::prepare(&plan.overlays).map_err(|source| Error::Overlay {
+            path: layer_root
+                .as_ref()
+                .map(|r| r.path.clone())
+                .unwrap_or_default(),
+            source,
+        })?;
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            profiles = self.names.join(","),
+            mounts = plan.ops.len(),
+            cwd = %plan.exec.cwd.to_string_lossy(),
+            "starting sandbox"
+        );
+        tracing::info!("protections: {}", diagnose::protections(&plan));
+        let outcome = supervisor::run_with(&plan, how)?;
+        if let Some(root) = layer_root.as_mut() {
+            root.mark_used();
+        }
+        if let Some(status) = outcome.landlock {
+            tracing::info!("landlock enforcement: {status:?}");
+        }
+        let (code, reason, message) = classify(&plan, &outcome);
+        tracing::info!(
+            "finished: {reason:?}, exit {code}, wall {:?}, cpu {:?} user + {:?} system",
+            outcome.wall_time,
+            outcome.usage.user,
+            outcome.usage.system
+        );
+        let changes = if plan.overlays.is_empty() {
+            Vec::new()
+        } else {
+            overlay::report(&plan.overlays).unwrap_or_else(|e| {
+                tracing::error!("cannot read the overlay's changes: {e}");
+                Vec::new()
+            })
+        };
+        if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
+            match overlay::write_meta(&root.path, &plan.overlays) {
+                Ok(()) => tracing::info!("kept the changes in {}", root.path.display()),
+                Err(e) => tracing::error!(
+                    "cannot record the kept layers in {}: {e}",
+                    root.path.display()
+                ),
+            }
+        }
+        let status = report::after_run(
+            &plan,
+            &outcome,
+            report::Context {
+                command: &shown,
+                profiles: &self.names,
+                landlock_abi,
+                exit_code: code,
+                reason,
+                error: message.clone(),
+                changes,
+                cgroup: outcome.cgroup.as_ref().map(|(p, _)| p.clone()),
+                cgroup_peak: outcome.cgroup.as_ref().and_then(|(_, s)| s.memory_peak),
+                degradations: plan
+                    .warnings
+                    .iter()
+                    .chain(&outcome.degradations)
+                    .cloned()
+                    .collect(),
+            },
+        );
+        Ok(Finished {
+            exit_code: code,
+            status,
+            message,
+        })
+    }
+
+    /// Where writable overlays keep their upper layers: the --keep-changes directory, or a
+    /// private one removed after the run; None without a writable overlay.
+    fn layer_root(&self) -> Result<Option<LayerRoot>, Error> {
+        let fs = &self.profile.filesystem;
+        let writable = fs
+            .overlay
+            .iter()
+            .any(|o| o.mode.unwrap_or(OverlayMode::Rw) == OverlayMode::Rw);
+        if !writable {
+            return Ok(None);
+        }
+        let root = match &fs.changes {
+            Some(dir) => (Path::new(dir), LayerRoot::kept(Path::new(dir))),
+            None => {
+                let tmp = Path::new(&self.vars.tmpdir);
+                (tmp, LayerRoot::private(tmp))
+            }
+        };
+        match root {
+            (_, Ok(r)) => Ok(Some(r)),
+            (path, Err(source)) => Err(Error::Overlay {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+/// What a run means: the exit code sbx passes on, why, and what to tell the user.
+fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
+    let oom_kills = outcome
+        .cgroup
+        .as_ref()
+        .and_then(|(_, s)| s.oom_kills)
+        .unwrap_or(0);
+    match outcome.failure {
+        Some(f) if f.step == Step::Exec => (
+            outcome.ending.code(),
+            Reason::ExecFailed,
+            Some(diagnose::exec_failure(plan, f.errno)),
+        ),
+        Some(f) => (
+            EXIT_SBX_FAILED,
+            Reason::SetupFailed,
+            Some(diagnose::setup_failure(plan, &f)),
+        ),
+        None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
+        None => match outcome.payload.unwrap_or(outcome.ending) {
+            Ending::Signaled(n) if n == libc::SIGKILL && oom_kills > 0 => {
+                (128 + n, Reason::Oom, None)
+            }
+            Ending::Signaled(n) => (128 + n, Reason::Signaled, None),
+            Ending::Exited(c) => (c, Reason::Exited, None),
+        },
+    }
+}

@@ -1,0 +1,178 @@
+//! The bodies of the subcommands that are not a run: `profile list|show|check`, `changes`,
+//! `apply`, `doctor`, `completions`, `man`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use super::{Cli, ProfileCmd};
+use crate::error::Error;
+use crate::overlay;
+use crate::plan::{Plan, RunOptions};
+use crate::profile::{self, Loader, Vars};
+use crate::sys;
+
+/// Colours only on a terminal, and never with NO_COLOR set.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+fn kind_letter(k: overlay::Kind) -> char {
+    match k {
+        overlay::Kind::Added => 'A',
+        overlay::Kind::Modified => 'M',
+        overlay::Kind::Deleted => 'D',
+    }
+}
+
+fn kept(dir: &Path) -> Result<overlay::Meta, Error> {
+    overlay::read_meta(dir).map_err(|source| Error::Overlay {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
+    let meta = kept(dir)?;
+    let mut sets = Vec::new();
+    for o in &meta.overlays {
+        let changes = overlay::changes::collect(Path::new(&o.upper), Path::new(&o.source))
+            .map_err(|source| Error::Overlay {
+                path: PathBuf::from(&o.upper),
+                source,
+            })?;
+        sets.push(overlay::ChangeSet {
+            destination: o.destination.clone(),
+            source: o.source.clone(),
+            changes,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&sets).unwrap_or_default()
+        );
+    } else {
+        for set in &sets {
+            let _ = writeln!(out, "# {} (over {})", set.destination, set.source);
+            for c in &set.changes {
+                let _ = writeln!(out, "{} {:>10}  {}", kind_letter(c.kind), c.size, c.path);
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn apply(dir: &Path, dry_run: bool) -> Result<i32, Error> {
+    let meta = kept(dir)?;
+    let mut out = std::io::stdout().lock();
+    for o in &meta.overlays {
+        let actions = overlay::apply::apply(Path::new(&o.upper), Path::new(&o.source), dry_run)?;
+        let verb = if dry_run { "would apply" } else { "applied" };
+        let _ = writeln!(out, "# {verb} onto {}", o.source);
+        for a in &actions {
+            let _ = writeln!(out, "{} {}", kind_letter(a.kind), a.path);
+        }
+    }
+    Ok(0)
+}
+
+pub fn doctor(json: bool) -> Result<i32, Error> {
+    let report = crate::doctor::run(&crate::doctor::root_from_env());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::doctor::render(&report, use_color()));
+    }
+    Ok(if report.default_profile_runs { 0 } else { 1 })
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<i32, Error> {
+    clap_complete::generate(shell, &mut Cli::command(), "sbx", &mut std::io::stdout());
+    Ok(0)
+}
+
+pub fn man() -> Result<i32, Error> {
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .map_err(|source| Error::Output {
+            what: "the man page".into(),
+            source,
+        })?;
+    Ok(0)
+}
+
+pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
+    let loader = Loader::new(vars.clone());
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ProfileCmd::List => {
+            for (name, text) in profile::BUILTIN {
+                let d = Loader::parse(name, text)
+                    .ok()
+                    .and_then(|p| p.description)
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{name:<12} built-in  {d}");
+            }
+            if let Some(dir) = &loader.user_dir {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                entries.sort();
+                for path in entries {
+                    let name = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    let d = match loader.load(&path.display().to_string()) {
+                        Ok(p) => p.description.unwrap_or_default(),
+                        Err(e) => format!("(invalid: {e})"),
+                    };
+                    let _ = writeln!(out, "{name:<12} user      {d}");
+                }
+            }
+            Ok(0)
+        }
+        ProfileCmd::Show { names } => {
+            let merged = loader.load_all(&names)?;
+            let text = toml::to_string(&merged).map_err(|e| Error::Output {
+                what: "the profile as TOML".into(),
+                source: std::io::Error::other(e),
+            })?;
+            let _ = write!(out, "{text}");
+            Ok(0)
+        }
+        ProfileCmd::Check { file } => {
+            let name = file.display().to_string();
+            let name = if name.contains('/') || name.ends_with(".toml") {
+                name
+            } else {
+                format!("./{name}")
+            };
+            let p = loader.load(&name)?;
+            Plan::build(
+                &p,
+                &vars,
+                &RunOptions {
+                    command: vec!["true".into()],
+                    landlock_abi: sys::landlock_abi(),
+                    overlay_root: Some(std::env::temp_dir()),
+                },
+            )?;
+            let _ = writeln!(out, "{}: ok", file.display());
+            Ok(0)
+        }
+    }
+}

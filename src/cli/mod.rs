@@ -1,0 +1,269 @@
+//! The command line: the clap definitions, logging, and the dispatch to a run (the options
+//! in `run_args`, merged over the profiles as their last layer) or to a subcommand
+//! (`commands`).
+
+mod commands;
+mod run_args;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use run_args::RunArgs;
+
+use crate::api::Sandbox;
+use crate::diagnose;
+use crate::error::Error;
+use crate::exit::EXIT_SBX_FAILED;
+use crate::profile::Vars;
+use crate::report::{self, Destination, RunStatus};
+use crate::supervisor::Supervision;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sbx",
+    version,
+    about = "Run a command in a rootless sandbox: new namespaces, a tmpfs root, TOML profiles",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: the command's own; 128+N when killed by signal N; 124 timeout; \
+                  125 sbx failed (the command never ran); 126 not executable; 127 not found."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// List, show or check profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Check what this host supports (user namespaces, landlock, seccomp, cgroups, ...)
+    Doctor {
+        /// Print JSON for machines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (generated from the command-line definition)
+    Completions {
+        /// bash, zsh or fish (also elvish, powershell)
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sbx man > /usr/local/share/man/man1/sbx.1`
+    Man,
+    /// Report what a run changed, from a directory kept with --keep-changes
+    Changes {
+        /// The kept directory
+        dir: PathBuf,
+        /// Print JSON instead of one line per path
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a kept upper layer onto the host tree it was taken from
+    Apply {
+        /// The kept directory
+        dir: PathBuf,
+        /// Only say what would be done
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// List the built-in profiles and the user's own
+    List,
+    /// Print the fully merged profile(s) as TOML that loads back identically
+    Show {
+        /// Profile names or paths, merged in order
+        #[arg(default_value = "default")]
+        names: Vec<String>,
+    },
+    /// Load a profile file, resolve its extends and paths, and report problems
+    Check {
+        /// The profile file
+        file: PathBuf,
+    },
+}
+
+fn init_logging(run: &RunArgs) {
+    let level = match (run.quiet, run.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, _) => tracing::Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Parses the command line, runs, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => EXIT_SBX_FAILED,
+            };
+        }
+    };
+    init_logging(&cli.run);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sbx: {e}");
+            EXIT_SBX_FAILED
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    let vars = Vars::from_host()?;
+    match cli.sub {
+        Some(Sub::Profile(cmd)) => commands::profile(cmd, vars),
+        Some(Sub::Changes { dir, json }) => commands::changes(&dir, json),
+        Some(Sub::Completions { shell }) => commands::completions(shell),
+        Some(Sub::Man) => commands::man(),
+        Some(Sub::Doctor { json }) => commands::doctor(json),
+        Some(Sub::Apply { dir, dry_run }) => commands::apply(&dir, dry_run),
+        None => run(&cli.run, vars),
+    }
+}
+
+/// What `sbx [OPTIONS] -- COMMAND` did.
+enum Ran {
+    /// The command ran (or could not be executed): sbx's exit code and the run report.
+    Finished(i32, Box<RunStatus>),
+    /// `--explain` printed the plan instead.
+    Explained,
+}
+
+fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
+    let names = if args.profiles.is_empty() {
+        vec!["default".to_string()]
+    } else {
+        args.profiles.clone()
+    };
+    let command: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let dest = args.json_status.as_deref().map(Destination::parse);
+    let result = run_sandbox(args, vars, &names);
+    let report = match &result {
+        Ok(Ran::Explained) => None,
+        Ok(Ran::Finished(_, status)) => Some((**status).clone()),
+        Err(e) => Some(report::before_run(&command, &names, &e.to_string())),
+    };
+    if let (Some(dest), Some(report)) = (dest, report) {
+        if let Err(e) = dest.write_json(&report) {
+            tracing::error!("cannot write the run report to {dest:?}: {e}");
+        }
+    }
+    result.map(|ran| match ran {
+        Ran::Finished(code, _) => code,
+        Ran::Explained => 0,
+    })
+}
+
+fn run_sandbox(args: &RunArgs, vars: Vars, names: &[String]) -> Result<Ran, Error> {
+    if args.command.is_empty() {
+        return Err(Error::Usage(
+            "no command given: usage is `sbx [OPTIONS] [--] COMMAND [ARGS...]` (see --help)".into(),
+        ));
+    }
+    let mut sandbox = Sandbox::with_vars(vars.clone());
+    for name in names {
+        sandbox = sandbox.profile(name)?;
+    }
+    if args.hostname.is_some() && sandbox.profile_file().namespaces.uts == Some(false) {
+        return Err(Error::Usage(
+            "--hostname needs the UTS namespace, which the profile turns off".into(),
+        ));
+    }
+    let sandbox = sandbox.layer(args.to_layer(&vars)?);
+    if args.explain {
+        print!(
+            "{}",
+            diagnose::explain(&sandbox.plan(args.command.clone())?)
+        );
+        return Ok(Ran::Explained);
+    }
+    let finished = sandbox.run_with(
+        args.command.clone(),
+        Supervision {
+            forward_signals: true,
+            return_before_teardown: true,
+        },
+    )?;
+    if let Some(m) = &finished.message {
+        eprintln!("sbx: {m}");
+    }
+    if let Some(dest) = &args.changes {
+        if let Err(e) = Destination::parse(dest).write_json(&finished.status.changes) {
+            tracing::error!("cannot write the change report to {dest}: {e}");
+        }
+    }
+    Ok(Ran::Finished(finished.exit_code, Box::new(finished.status)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn trailing_command_keeps_its_flags() {
+        let c =
+            Cli::try_parse_from(["sbx", "--net", "host", "--", "ls", "-la", "--color"]).unwrap();
+        assert_eq!(c.run.net, Some(crate::profile::NetMode::Host));
+        assert_eq!(c.run.command, ["ls", "-la", "--color"]);
+        let c = Cli::try_parse_from(["sbx", "echo", "-n", "hi"]).unwrap();
+        assert_eq!(c.run.command, ["echo", "-n", "hi"]);
+        // A mistyped option must not become the command.
+        let e = Cli::try_parse_from(["sbx", "--bogus-flag", "--", "true"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn profile_subcommand_and_command_named_profile() {
+        let c = Cli::try_parse_from(["sbx", "profile", "list"]).unwrap();
+        assert!(matches!(c.sub, Some(Sub::Profile(ProfileCmd::List))));
+        let c = Cli::try_parse_from(["sbx", "--", "profile", "list"]).unwrap();
+        assert!(c.sub.is_none());
+        assert_eq!(c.run.command, ["profile", "list"]);
+    }
+
+    #[test]
+    fn setenv_needs_an_equals_sign() {
+        let c = Cli::try_parse_from(["sbx", "--setenv", "NOEQ", "true"]).unwrap();
+        let vars = Vars {
+            home: "/h".into(),
+            cwd: "/c".into(),
+            uid: 1,
+            gid: 1,
+            user: "u".into(),
+            tmpdir: "/tmp".into(),
+            env: Default::default(),
+        };
+        assert!(c.run.to_layer(&vars).is_err());
+    }
+}
