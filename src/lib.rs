@@ -1,23 +1,34 @@
 //! sbx: a rootless sandbox for untrusted commands.
 //!
 //! Data flows one way: command line and profiles → [`profile::ProfileFile`] (merged) →
-//! [`plan::Plan`] (resolved before any fork) → [`sandbox`] (replays the plan in new
-//! namespaces) under the [`supervisor`].
+//! [`plan::Plan`] (resolved before any fork) → `sandbox` (replays the plan in new namespaces)
+//! under the `supervisor` → [`report::RunStatus`]. [`Sandbox`] is the library's entry point.
+//!
+//! The layers, bottom to top; each module imports only from the ones below it:
+//! `sys` (every raw system call) and [`exit`] (the exit-code contract); the leaves
+//! [`profile`], [`proxy`], [`overlay`] and [`cgroup`]; [`plan`]; `sandbox` (the processes
+//! inside); `diagnose` (failures and plans in words); [`error`]; `supervisor` (the process
+//! outside); [`report`]; [`api`]; `doctor`; [`cli`].
+
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod cgroup;
+#[doc(hidden)]
 pub mod cli;
-pub mod diagnose;
-pub mod doctor;
+pub(crate) mod diagnose;
+pub(crate) mod doctor;
 pub mod error;
+pub mod exit;
 pub mod overlay;
 pub mod plan;
 pub mod profile;
 pub mod proxy;
-pub mod sandbox;
-pub mod status;
-pub mod supervisor;
-pub mod terminal;
+pub mod report;
+pub(crate) mod sandbox;
+pub(crate) mod supervisor;
+pub(crate) mod sys;
 
-pub use api::{Finished, Sandbox};
+pub use api::{Finished, LimitError, Sandbox};
 pub use error::Error;
+pub use supervisor::Supervision;
