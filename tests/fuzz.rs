@@ -732,7 +732,7 @@ fn exercise_argv(args: Vec<String>) -> Reached {
         } else {
             cli.run.profiles.clone()
         };
-        let overlay = match cli.run.overlay(&w.vars) {
+        let overlay = match cli.run.to_layer(&w.vars) {
             Ok(o) => o,
             Err(e) => {
                 check_message(e, &input);

@@ -44,7 +44,7 @@ fn threaded_runs() {
                         .run(["sh", "-c", &format!("exit {code}")])
                         .unwrap();
                     assert_eq!(f.exit_code, code, "{:?}", f.message);
-                    assert_eq!(f.status.reason, sbx::status::Reason::Exited);
+                    assert_eq!(f.status.reason, sbx::report::Reason::Exited);
                     codes.push(code);
                 }
                 codes.len()
@@ -71,7 +71,7 @@ fn threaded_runs() {
         .run(["sleep", "100"])
         .unwrap();
     assert_eq!(f.exit_code, 124);
-    assert_eq!(f.status.reason, sbx::status::Reason::Timeout);
+    assert_eq!(f.status.reason, sbx::report::Reason::Timeout);
     let plan = sbx::Sandbox::new()
         .unwrap()
         .profile("strict")
