@@ -1,0 +1,83 @@
+# The smoke suite run inside each test VM (busybox sh, as root; see smoke-lib.sh).
+#
+# One line per check:   check NAME EXPECTED_EXIT [OPTIONS] -- COMMAND...
+# COMMAND runs as uid 1000 in /home/user/work ($WORK), in a cgroup delegated to that user.
+# EXPECTED_EXIT: 0 | 3 | 1,137 (any of) | !0,!125 (none of) | any. OPTIONS: --out RE, --no-out
+# RE, --err RE, --no-err RE (extended regexes on stdout/stderr), --after 'SHELL' (must succeed
+# afterwards), --require 'SHELL' (else SKIP), --cgroup session|none, --cwd DIR, --timeout SECS,
+# --show. Plain shell lines between checks do the setup (as root).
+
+# shellcheck source=smoke-lib.sh
+. /usr/share/sbx-smoke/smoke-lib.sh
+suite_info
+
+# --- basics --------------------------------------------------------------------------------
+check version 0 --out '^sbx ' -- sbx --version
+check true 0 -- sbx -- /bin/true
+check exit-3 3 -- sbx -- sh -c 'exit 3'
+check not-found 127 -- sbx -- /nonexistent/command
+check uid-1000 0 --out '^1000$' -- sbx -- id -u
+check cwd 0 --out "^$WORK\$" -- sbx -- pwd
+check workdir-write 0 --after "test -e $WORK/written && rm $WORK/written" \
+  -- sbx -- sh -c 'echo x > written'
+
+# --- every built-in profile ----------------------------------------------------------------
+profiles=$(as_user --cgroup none sbx profile list 2>/dev/null | awk '{print $1}')
+[ -n "$profiles" ] || profiles="default net-off net-on strict ci cargo python node make shell"
+for p in $profiles; do
+  check "profile-$p" 0 --out '^ok$' -- sbx --profile "$p" -- sh -c 'echo ok'
+done
+
+# --- limits --------------------------------------------------------------------------------
+check timeout 124 --timeout 30 -- sbx --timeout 1s -- sleep 10
+check limit-processes 0 --out '^ok$' -- sbx --limit processes=64 -- sh -c 'echo ok'
+check memory 0 --out '^ok$' -- sbx --memory 64M -- sh -c 'echo ok'
+check memory-no-cgroup 0 --out '^ok$' --cgroup session -- sbx --memory 64M -- sh -c 'echo ok'
+check memory-cgroup-required 0 --out '^ok$' \
+  -- sbx --memory 64M --limit cgroup=required -- sh -c 'echo ok'
+# dd's 128 MiB buffer is over the limit: malloc fails (exit 1, RLIMIT_DATA) or the OOM killer
+# ends it (137, cgroup memory.max).
+check memory-enforced 1,137 --no-out . --show \
+  -- sbx --memory 64M -- dd if=/dev/zero of=/dev/null bs=128M count=1
+
+# --- overlays: writes land in a throwaway layer, the host directory stays as it was ---------
+rm -f "$WORK/f"
+check overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
+  -- sbx --overlay "$WORK" -- sh -c 'echo x > f && cat f'
+check tmp-overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
+  -- sbx --tmp-overlay "$WORK" -- sh -c 'echo x > f && cat f'
+
+# --- network -------------------------------------------------------------------------------
+mkdir -p /srv/www /srv/other
+echo sbx-proxy-ok >/srv/www/file
+echo must-not-leak >/srv/other/file
+httpd -p 127.0.0.1:8080 -h /srv/www
+httpd -p 127.0.0.1:8081 -h /srv/other
+up='wget -q -O - http://127.0.0.1:8080/file && wget -q -O - http://127.0.0.1:8081/file'
+check net-host 0 --require "$up" --out '^sbx-proxy-ok$' \
+  -- sbx --net host -- wget -q -O - http://127.0.0.1:8080/file
+check net-none 1 --require "$up" --no-out . --show \
+  -- sbx --net none -- wget -q -O - http://127.0.0.1:8080/file
+check proxy-allowed 0 --require "$up" --out '^sbx-proxy-ok$' \
+  -- sbx --net proxy --allow 127.0.0.1:8080 -- wget -q -O - http://127.0.0.1:8080/file
+check proxy-denied '!0,!125' --require "$up" --no-out must-not-leak --show \
+  -- sbx --net proxy --allow 127.0.0.1:8080 -- wget -q -O - http://127.0.0.1:8081/file
+
+# --- with landlock relaxed to best-effort (what sbx could do on kernels short of its ABI) ----
+mkdir -p /etc/sbx-smoke
+printf '[security]\nlandlock = "best-effort"\n' >/etc/sbx-smoke/landlock-best-effort.toml
+BE="--profile default --profile /etc/sbx-smoke/landlock-best-effort.toml"
+# shellcheck disable=SC2086 # BE is a list of options
+check best-effort-true 0 -- sbx $BE -- /bin/true
+# shellcheck disable=SC2086
+check best-effort-overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
+  -- sbx $BE --overlay "$WORK" -- sh -c 'echo x > f && cat f'
+# shellcheck disable=SC2086
+check best-effort-net-host 0 --require "$up" --out '^sbx-proxy-ok$' \
+  -- sbx $BE --net host -- wget -q -O - http://127.0.0.1:8080/file
+# shellcheck disable=SC2086
+check best-effort-proxy 0 --require "$up" --out '^sbx-proxy-ok$' \
+  -- sbx $BE --net proxy --allow 127.0.0.1:8080 -- wget -q -O - http://127.0.0.1:8080/file
+
+# --- informational -------------------------------------------------------------------------
+check doctor any -- sbx doctor # its output is in the log (suite_info)
