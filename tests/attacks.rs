@@ -589,8 +589,9 @@ fn writes_only_where_the_profile_allows() {
         let attack = format!("create={p}");
         assert_ne!(result(&got, &attack, &r), "ok", "{attack}: {r:?}");
     }
-    // /dev is sbx's own writable tmpfs: only landlock keeps files out of it.
-    assert_eq!(result(&got, "create=/dev/evil", &r), "EACCES", "{r:?}");
+    // /dev is sbx's own tmpfs, sealed read-only once populated: nothing new goes in, whatever
+    // landlock would say (landlock grants it no file creation either).
+    assert_eq!(result(&got, "create=/dev/evil", &r), "EROFS", "{r:?}");
     // On the host: the cwd and the bind got the files; the tmpfs $HOME kept its own.
     assert_eq!(
         std::fs::read_to_string(cwd.join("in-cwd")).ok().as_deref(),
@@ -603,14 +604,18 @@ fn writes_only_where_the_profile_allows() {
         Some("probe\n")
     );
     assert!(!home.join("in-home").exists(), "$HOME leaked to the host");
-    // Control: without landlock, the same write into /dev goes through.
+    // Without landlock the seal alone still refuses the write into /dev: two layers, each
+    // enough on its own (the writable tmpfs in /dev/shm shows the probe can write there).
     let off = profile("extends = [\"default\"]\n[security]\nlandlock = \"off\"\n");
     let r = probe(
         &["--profile", &off.path, "--map-root"],
-        &["create=/dev/evil"],
+        &["create=/dev/evil", "create=/dev/shm/ok"],
     )
     .run();
-    expect(&r, &[("create=/dev/evil", "ok")]);
+    expect(
+        &r,
+        &[("create=/dev/evil", "EROFS"), ("create=/dev/shm/ok", "ok")],
+    );
 }
 
 #[test]

@@ -281,10 +281,13 @@ fn file_size_limit_signals_the_writer() {
 
 #[test]
 fn tmpfs_size_limits_every_writable_tmpfs() {
+    // The budget is shared by every writable tmpfs (see tmpfs_budget_is_one_for_the_sandbox),
+    // so each directory gives its space back before the next is tried.
     let script = r#"
         for d in /tmp "$HOME" /dev/shm; do
             head -c 500000 /dev/zero > "$d/small" && echo "$d small ok"
             head -c 2000000 /dev/zero > "$d/big" || echo "$d big failed"
+            rm -f "$d/small" "$d/big"
         done
     "#;
     let s = sbx_report(["--limit", "tmpfs_size=1M", "--", "sh", "-c", script]);

@@ -61,6 +61,16 @@ fn hard_limit(resource: Resource) -> u64 {
     nix::sys::resource::getrlimit(resource).map_or(libc::RLIM_INFINITY, |(_, hard)| hard)
 }
 
+/// The budget of the sandbox's tmpfs store when the profile sets none: a quarter of the
+/// machine's RAM, at most 4 GiB (tmpfs pages are RAM, and the store holds /tmp, $HOME, ...).
+pub fn default_tmpfs_size() -> u64 {
+    const MAX: u64 = 4 << 30;
+    match crate::sys::total_ram() / 4 {
+        0 => MAX,
+        quarter => quarter.min(MAX),
+    }
+}
+
 pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
     l.check().map_err(|(key, m)| PlanError::merged(key, m))?;
     let size = |v: &Option<Size>| v.as_ref().and_then(Size::bytes);
@@ -109,7 +119,10 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
             .as_ref()
             .map_or(Some(DEFAULT_KILL_GRACE), Span::duration)
             .unwrap_or(DEFAULT_KILL_GRACE),
-        tmpfs_size: size(&l.tmpfs_size),
+        tmpfs_size: match &l.tmpfs_size {
+            Some(s) => s.bytes(),
+            None => Some(default_tmpfs_size()),
+        },
         cgroup_mode: l.cgroup.unwrap_or(Enforcement::BestEffort),
         cgroup: CgroupWants {
             memory_max: memory,

@@ -38,9 +38,12 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
     sys::pivot_root(c".", c"oldroot").map_err(fail(Step::PivotScratch))?;
     sys::chdir(c"/").map_err(fail(Step::PivotScratch))?;
 
+    // Modes are the plan's, exactly (/tmp's 1777): the caller's umask is put back after.
+    let umask = sys::umask(0);
     for (i, op) in plan.ops.iter().enumerate() {
         apply(op).map_err(|e| Failure::at(Step::Op, i, e))?;
     }
+    sys::umask(umask);
 
     // Proc was mounted above while the host's proc was still visible; now the host goes.
     sys::umount_detach(c"/oldroot").map_err(fail(Step::DetachHost))?;
@@ -79,6 +82,7 @@ fn apply(op: &Op) -> sys::SysResult {
         Op::Proc { dst, attrs } => mount(dst, c"proc", *attrs, None),
         Op::Devpts { dst, data, attrs } => mount(dst, c"devpts", *attrs, Some(data)),
         Op::Overlay { dst, data, attrs } => mount(dst, c"overlay", *attrs, Some(data)),
+        Op::Seal { path } => sys::mount_setattr(path, false, MountAttrs::RDONLY.mount_attr()),
         Op::Symlink { target, path } => sys::symlink(target, path),
         Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
     }

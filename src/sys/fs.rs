@@ -84,3 +84,9 @@ pub fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
         Ok(n as usize)
     }
 }
+
+/// Sets the file-mode creation mask; returns the previous one.
+pub fn umask(mask: libc::mode_t) -> libc::mode_t {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) }
+}

@@ -189,3 +189,14 @@ pub fn monotonic_us() -> u32 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     (t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000) as u32
 }
+
+/// The machine's RAM in bytes.
+pub fn total_ram() -> u64 {
+    // SAFETY: sysinfo is plain data; zeroed is valid and sysinfo(2) fills it.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: info is a valid out pointer.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    (info.totalram as u64).saturating_mul(u64::from(info.mem_unit.max(1)))
+}

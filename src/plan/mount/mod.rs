@@ -83,6 +83,7 @@ pub fn build(
     for r in requests {
         b.place(r)?;
     }
+    b.seal();
     Ok(Layout {
         overlays: b.layers,
         ops: b.ops,

@@ -92,6 +92,10 @@ pub enum Op {
         data: CString,
         attrs: MountAttrs,
     },
+    /// Makes one mount (not its submounts) read-only once everything beneath it is placed.
+    Seal {
+        path: CString,
+    },
 }
 
 impl Op {
@@ -113,6 +117,7 @@ impl Op {
             Op::Proc { attrs, .. } => with(None, *attrs, &[]),
             Op::Symlink { target, .. } => format!("-> {}", target.to_string_lossy()),
             Op::Mkdir { mode, .. } => format!("mode={mode:o}"),
+            Op::Seal { .. } => "ro".into(),
             Op::Touch { .. } | Op::File { .. } => String::new(),
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::OLD_ROOT;
 use super::op::{MountAttrs, Op};
 use super::path::overlay_safe;
-use super::request::{Request, TMPFS};
+use super::request::Request;
 use super::tree::{Builder, Grant};
 use crate::overlay::Layers;
 use crate::plan::error::PlanError;
@@ -32,26 +32,15 @@ impl Builder {
         let data = match mode {
             OverlayMode::Rw => self.upper_layer(r, &lowers, &lowerdir)?,
             OverlayMode::Tmp => {
-                let mkdir = |path: CString, mode| Op::Mkdir { path, mode };
-                self.push(mkdir(scratch_c.clone(), 0o700), "create directory", r, None);
-                let size = self
-                    .tmpfs_size
-                    .map(|s| format!(",size={s}"))
-                    .unwrap_or_default();
-                let tmp_data = CString::new(format!("mode=0700{size}")).expect("no NUL");
-                let op = Op::Tmpfs {
-                    dst: scratch_c,
-                    data: tmp_data,
-                    attrs: TMPFS,
-                };
-                self.push(op, "overlay scratch tmpfs", r, None);
+                // Its writes count against the store's budget like any tmpfs.
+                let dir = self.store_dir(r, 0o700);
+                let dir = dir.to_str().expect("ASCII").to_string();
                 for sub in ["upper", "work"] {
-                    let path = CString::new(format!("{scratch}/{sub}")).expect("no NUL");
-                    self.push(mkdir(path, 0o755), "create directory", r, None);
+                    let path = CString::new(format!("{dir}/{sub}")).expect("no NUL");
+                    let op = Op::Mkdir { path, mode: 0o755 };
+                    self.push(op, "create directory", r, None);
                 }
-                format!(
-                    "lowerdir={lowerdir},upperdir={scratch}/upper,workdir={scratch}/work,userxattr"
-                )
+                format!("lowerdir={lowerdir},upperdir={dir}/upper,workdir={dir}/work,userxattr")
             }
             OverlayMode::Ro if lowers.len() == 1 => {
                 // overlayfs wants an upper layer or two lower ones: an empty one fills in.

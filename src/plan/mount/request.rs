@@ -52,10 +52,10 @@ pub fn bind_attrs(readonly: bool) -> MountAttrs {
 
 /// sbx's own /dev nodes: the only binds whose device nodes work.
 const DEVICE_NODE: MountAttrs = MountAttrs::NOSUID;
-/// Every tmpfs sbx mounts for the command, but /dev.
+/// Every tmpfs sbx mounts for the command, but /dev: the command's writable storage.
 pub const TMPFS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NODEV);
-/// /dev: device nodes (bound in), nothing executable.
-const DEV_TMPFS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NOEXEC);
+/// /dev: device nodes (bound in), nothing executable, and read-only once populated.
+pub const DEV_TMPFS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NOEXEC);
 pub const PROC: MountAttrs = MountAttrs::NOSUID
     .union(MountAttrs::NODEV)
     .union(MountAttrs::NOEXEC);

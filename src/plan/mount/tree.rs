@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::op::{MountAttrs, Op, OpInfo};
 use super::path::cstr;
-use super::request::{DEVPTS, DEVPTS_DATA, Kind, PROC, Request};
+use super::request::{DEV_TMPFS, DEVPTS, DEVPTS_DATA, Kind, PROC, Request, TMPFS};
 use super::{NEW_ROOT, OLD_ROOT};
 use crate::overlay::Layers;
 use crate::plan::error::PlanError;
@@ -61,9 +61,16 @@ enum Node {
     Leaf(&'static str),
 }
 
+/// Where the store lives while the root is built: in the scratch tmpfs, outside the new root
+/// (see `sandbox::rootfs`). Once the scratch is detached only the binds into it remain.
+const STORE: &str = "/sbx-store";
+
 #[derive(Default)]
 pub(super) struct Builder {
+    /// The budget of the store: every writable tmpfs of the sandbox together.
     pub(super) tmpfs_size: Option<u64>,
+    /// Directories made in the store so far; None until the store is mounted.
+    store: Option<usize>,
     /// Where writable overlays keep their layers on the host.
     pub(super) overlay_root: Option<PathBuf>,
     pub(super) layers: Vec<Layers>,
@@ -74,6 +81,8 @@ pub(super) struct Builder {
     pub(super) info: Vec<OpInfo>,
     pub(super) binds: Vec<(String, PathBuf)>,
     pub(super) mount_points: Vec<String>,
+    /// Mounts to make read-only once everything is placed.
+    sealed: Vec<Request>,
 }
 
 impl Builder {
@@ -251,13 +260,25 @@ impl Builder {
                 };
                 self.mounted(&r.dst, node);
             }
-            Kind::Tmpfs { mode, attrs } => {
-                let data = match self.tmpfs_size {
-                    Some(size) => format!("mode={mode:o},size={size}"),
-                    None => format!("mode={mode:o}"),
-                };
-                let data = CString::new(data).expect("no NUL");
+            Kind::Tmpfs { mode, attrs } if attrs == DEV_TMPFS => {
+                // Only mount points and links go in; it is sealed read-only at the end.
+                let data = CString::new(format!("mode={mode:o},size=64k")).expect("no NUL");
                 self.push(Op::Tmpfs { dst, data, attrs }, "tmpfs", &r, None);
+                self.grant(&r.dst, Grant::of(attrs, &r.dst), true);
+                self.mounted(&r.dst, Node::OwnDir);
+                self.sealed.push(r.clone());
+            }
+            Kind::Tmpfs { mode, attrs } => {
+                // One budget for all the sandbox's writable storage: each tmpfs the profile
+                // asks for is a directory of one store, bound into place.
+                let src = self.store_dir(&r, mode);
+                let op = Op::Bind {
+                    src: src.clone(),
+                    dst,
+                    attrs,
+                };
+                let from = Path::new("the sandbox's tmpfs store");
+                self.push(op, "tmpfs", &r, Some(from));
                 self.grant(&r.dst, Grant::of(attrs, &r.dst), true);
                 self.mounted(&r.dst, Node::OwnDir);
             }
@@ -311,6 +332,57 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    /// A new directory of the store with `mode`, mounting the store first if need be.
+    pub(super) fn store_dir(&mut self, r: &Request, mode: u32) -> CString {
+        let n = match self.store {
+            Some(n) => n,
+            None => {
+                let path = CString::new(STORE).expect("no NUL");
+                let size = self
+                    .tmpfs_size
+                    .map(|s| format!(",size={s}"))
+                    .unwrap_or_default();
+                let data = CString::new(format!("mode=0700{size}")).expect("no NUL");
+                let store = Request {
+                    dst: STORE.into(),
+                    ..r.clone()
+                };
+                let mkdir = Op::Mkdir {
+                    path: path.clone(),
+                    mode: 0o700,
+                };
+                self.push(mkdir, "create directory", &store, None);
+                let op = Op::Tmpfs {
+                    dst: path,
+                    data,
+                    attrs: TMPFS,
+                };
+                self.push(op, "scratch tmpfs store", &store, None);
+                0
+            }
+        };
+        self.store = Some(n + 1);
+        let path = CString::new(format!("{STORE}/{n}")).expect("no NUL");
+        let mkdir = Op::Mkdir {
+            path: path.clone(),
+            mode,
+        };
+        let at = Request {
+            dst: format!("{STORE}/{n}"),
+            ..r.clone()
+        };
+        self.push(mkdir, "create directory", &at, None);
+        path
+    }
+
+    /// Seals what must be read-only once populated (/dev), after every other op.
+    pub(super) fn seal(&mut self) {
+        for r in std::mem::take(&mut self.sealed) {
+            let path = cstr(NEW_ROOT, Path::new(&r.dst));
+            self.push(Op::Seal { path }, "read-only", &r, None);
+        }
     }
 
     pub(super) fn grant(&mut self, path: &str, grant: Grant, is_dir: bool) {
