@@ -71,6 +71,13 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             ),
             "an unprivileged process may map only its own gid, after denying setgroups",
         ),
+        Step::UsernsLimit => (
+            match plan.limits.userns.get(f.index as usize) {
+                Some(l) => format!("setting the sandbox's user.{} to {}", l.name, l.value),
+                None => "setting a user-namespace limit".into(),
+            },
+            "",
+        ),
         Step::MakePrivate => (
             "making the mount tree private (mount / MS_REC|MS_PRIVATE)".into(),
             "",

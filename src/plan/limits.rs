@@ -7,7 +7,11 @@ use std::time::Duration;
 use nix::sys::resource::Resource;
 
 use super::error::PlanError;
+use super::namespaces::NamespaceSet;
 use crate::profile::{Count, Enforcement, Limits, Size, Span};
+
+/// The fraction of the caller's per-user kernel limits a sandbox takes by default.
+pub const DEFAULT_HOST_SHARE: f64 = 0.5;
 
 /// The grace period between SIGTERM and SIGKILL when the wall-clock limit fires.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
@@ -44,6 +48,72 @@ impl From<CgroupWants> for crate::cgroup::Limits {
     }
 }
 
+/// One of the sandbox's user-namespace limits (`/proc/sys/user/max_*`), written by its first
+/// process while it still holds its capabilities there. The kernel counts these per user
+/// across user namespaces, so the sandbox's own limit caps what it can take from the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsernsLimit {
+    /// The sysctl's name, e.g. `max_inotify_instances`.
+    pub name: &'static str,
+    pub path: std::ffi::CString,
+    pub value: u64,
+    /// The value as written.
+    pub text: Vec<u8>,
+}
+
+/// The per-user counters shared with the host: the sandbox gets `share` of the caller's.
+const SHARED: [&str; 4] = [
+    "max_inotify_instances",
+    "max_inotify_watches",
+    "max_fanotify_groups",
+    "max_fanotify_marks",
+];
+
+/// The namespace counters, with the namespace each counts (None: user namespaces).
+const NAMESPACES: [(&str, Option<fn(&NamespaceSet) -> bool>); 8] = [
+    ("max_user_namespaces", None),
+    ("max_mnt_namespaces", Some(|_| true)),
+    ("max_pid_namespaces", Some(|n| n.pid)),
+    ("max_net_namespaces", Some(|n| n.net)),
+    ("max_ipc_namespaces", Some(|n| n.ipc)),
+    ("max_uts_namespaces", Some(|n| n.uts)),
+    ("max_cgroup_namespaces", Some(|n| n.cgroup)),
+    ("max_time_namespaces", Some(|_| false)),
+];
+
+/// The sandbox's user-namespace limits, from the caller's (read in sbx's own namespace; a
+/// kernel without a counter has no file, and it is left out). Without nesting, the sandbox may
+/// hold only the namespaces sbx made for it; with nesting, `share` of the caller's.
+pub fn userns_limits(share: f64, ns: &NamespaceSet, nested: bool) -> Vec<UsernsLimit> {
+    let host = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/user/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let part = |v: u64| ((v as f64) * share).floor() as u64;
+    let shared = SHARED.iter().filter_map(|name| Some((*name, part(host(name)?))));
+    let namespaces = NAMESPACES.iter().filter_map(|(name, made)| {
+        let caller = host(name)?;
+        let value = match (nested, made) {
+            (true, _) => part(caller),
+            (false, None) => 0,
+            (false, Some(made)) => u64::from(made(ns)),
+        };
+        Some((*name, value))
+    });
+    shared
+        .chain(namespaces)
+        .map(|(name, value)| UsernsLimit {
+            name,
+            path: std::ffi::CString::new(format!("/proc/sys/user/{name}")).expect("no NUL"),
+            value,
+            text: value.to_string().into_bytes(),
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct LimitsPlan {
     pub rlimits: Vec<Rlimit>,
@@ -52,6 +122,10 @@ pub struct LimitsPlan {
     pub tmpfs_size: Option<u64>,
     pub cgroup_mode: Enforcement,
     pub cgroup: CgroupWants,
+    /// The sandbox's own user-namespace limits (filled in once the namespaces are known).
+    pub userns: Vec<UsernsLimit>,
+    /// The fraction of the caller's per-user kernel limits the sandbox may take.
+    pub host_share: f64,
     /// Notes about limits lowered to what the host allows.
     pub warnings: Vec<String>,
 }
@@ -129,6 +203,8 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
             pids_max: processes,
             cpu_max,
         },
+        userns: Vec::new(),
+        host_share: l.host_share.unwrap_or(DEFAULT_HOST_SHARE),
         warnings,
     })
 }

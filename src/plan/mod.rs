@@ -72,7 +72,9 @@ impl Plan {
         let namespaces = NamespaceSet::build(&profile.namespaces, network.needs_namespace());
         let map_root = profile.process.map_root.unwrap_or(false);
         let (uid_map, gid_map) = namespaces::id_maps(map_root);
-        let limits = limits::build(&profile.limits)?;
+        let mut limits = limits::build(&profile.limits)?;
+        let nested = profile.security.nested_userns.unwrap_or(false);
+        limits.userns = limits::userns_limits(limits.host_share, &namespaces, nested);
         let mut layout = mount::build(
             &profile.filesystem,
             namespaces.pid,

@@ -12,7 +12,7 @@ pub enum LimitError {
     Syntax(String),
     #[error(
         "unknown limit `{0}` (known: wall_time, kill_grace, memory, processes, open_files, \
-         file_size, cpu_time, stack, core, tmpfs_size, cpus, cgroup)"
+         file_size, cpu_time, stack, core, tmpfs_size, cpus, cgroup, host_share)"
     )]
     UnknownKey(String),
     #[error("limits.{key}: {message}")]
@@ -62,6 +62,14 @@ pub fn set_limit(l: &mut Limits, key: &str, value: &str) -> Result<(), LimitErro
                     .trim()
                     .parse()
                     .map_err(|_| bad(format!("{value:?}: expected a number of CPUs")))?,
+            )
+        }
+        "host_share" => {
+            l.host_share = Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("{value:?}: expected a fraction, e.g. 0.5")))?,
             )
         }
         "cgroup" => {

@@ -88,6 +88,7 @@ fn merge_limits(b: Limits, o: Limits) -> Limits {
         tmpfs_size: o.tmpfs_size.or(b.tmpfs_size),
         cpus: o.cpus.or(b.cpus),
         cgroup: o.cgroup.or(b.cgroup),
+        host_share: o.host_share.or(b.host_share),
     }
 }
 

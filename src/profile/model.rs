@@ -180,6 +180,11 @@ pub struct Limits {
     /// Whether a delegated cgroup v2 subtree is required, used when present, or not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Enforcement>,
+    /// The fraction of the caller's per-user kernel limits (inotify instances and watches,
+    /// fanotify groups and marks) the sandbox may take; the rest stays with the caller's other
+    /// programs. 0.5 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_share: Option<f64>,
 }
 
 impl Limits {
@@ -222,9 +227,18 @@ impl Limits {
         nonzero_count("limits.processes", self.processes)?;
         nonzero_count("limits.open_files", self.open_files)?;
         match self.cpus {
-            Some(c) if !(c.is_finite() && c > 0.0 && c <= 4096.0) => Err((
-                "limits.cpus",
-                format!("{c} is not a number of CPUs (e.g. 1.5)"),
+            Some(c) if !(c.is_finite() && c > 0.0 && c <= 4096.0) => {
+                return Err((
+                    "limits.cpus",
+                    format!("{c} is not a number of CPUs (e.g. 1.5)"),
+                ));
+            }
+            _ => {}
+        }
+        match self.host_share {
+            Some(f) if !(f.is_finite() && f > 0.0 && f <= 1.0) => Err((
+                "limits.host_share",
+                format!("{f} is not a fraction above 0 and at most 1 (e.g. 0.5)"),
             )),
             _ => Ok(()),
         }

@@ -33,6 +33,8 @@ steps! {
     Setgroups,
     UidMap,
     GidMap,
+    /// One of the user namespace's own limits; the index says which.
+    UsernsLimit,
     MakePrivate,
     MountScratch,
     EnterScratch,

@@ -29,6 +29,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             })?;
         }
         userns::write_id_maps(plan)?;
+        userns::write_limits(plan)?;
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);

@@ -1,6 +1,6 @@
-//! The user namespace's id maps, written by the sandbox's first process for itself. An
-//! unprivileged process may map exactly its own uid and gid, one line each, and must deny
-//! setgroups before writing the gid map.
+//! The user namespace's id maps and limits, written by the sandbox's first process for
+//! itself. An unprivileged process may map exactly its own uid and gid, one line each, and must
+//! deny setgroups before writing the gid map.
 
 use super::channel::{Failure, Step};
 use crate::plan::Plan;
@@ -13,5 +13,14 @@ pub fn write_id_maps(plan: &Plan) -> Result<(), Failure> {
         .map_err(|e| Failure::new(Step::UidMap, e))?;
     sys::write_file(c"/proc/self/gid_map", 0, &plan.gid_map)
         .map_err(|e| Failure::new(Step::GidMap, e))?;
+    Ok(())
+}
+
+/// Sets the user namespace's own limits (see `plan::limits::userns_limits`), while this
+/// process still holds CAP_SYS_RESOURCE there and sees the host's /proc.
+pub fn write_limits(plan: &Plan) -> Result<(), Failure> {
+    for (i, l) in plan.limits.userns.iter().enumerate() {
+        sys::write_file(&l.path, 0, &l.text).map_err(|e| Failure::at(Step::UsernsLimit, i, e))?;
+    }
     Ok(())
 }
