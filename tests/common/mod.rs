@@ -13,15 +13,21 @@
 //! * `procs`: the host's processes, survivors of a run, unique markers, the host's namespaces;
 //! * `soak`: run counts (`SBX_SOAK=1`, CI) and reproducible randomness;
 //!
-//! all re-exported here (`common::sbx`, `common::Workdir`, `common::survivors_with`, ...).
+//! all re-exported here (`common::sbx`, `common::Workdir`, `common::survivors_with`, ...), and,
+//! by path, for the few files of one topic:
+//!
+//! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
+//! * `overlay`: the workspace, script and expected change report of the overlay tests.
 //!
 //! Each test binary compiles all of it and uses a part, hence the `allow(dead_code)`.
 
 #![allow(dead_code)]
 
+pub mod overlay;
 pub mod procs;
 pub mod soak;
 pub mod spawned;
+pub mod tree;
 pub mod user;
 pub mod workdir;
 
