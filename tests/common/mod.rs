@@ -17,14 +17,18 @@
 //! by path, for the few files of one topic:
 //!
 //! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
-//! * `overlay`: the workspace, script and expected change report of the overlay tests.
+//! * `overlay`: the workspace, script and expected change report of the overlay tests;
+//! * `http`: servers on the host's loopback;
+//! * `proxy`: clients run behind the egress proxy and what they printed.
 //!
 //! Each test binary compiles all of it and uses a part, hence the `allow(dead_code)`.
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod overlay;
 pub mod procs;
+pub mod proxy;
 pub mod soak;
 pub mod spawned;
 pub mod tree;
