@@ -42,3 +42,19 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 }
+
+/// The number of iterations of `what`: `full` (the issue's count) under `SBX_SOAK=1`, else
+/// `reduced`, saying so in the output.
+pub fn count(what: &str, full: usize, reduced: usize) -> usize {
+    if soak() {
+        eprintln!("{what}: full count {full} (SBX_SOAK=1)");
+        full
+    } else {
+        let why = if ci() { " under CI=true" } else { "" };
+        eprintln!(
+            "{what}: {reduced} runs (reduced from {full}{why}; SBX_SOAK=1 or benches/soak.sh \
+             runs the full count)"
+        );
+        reduced
+    }
+}

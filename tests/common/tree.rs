@@ -1,10 +1,11 @@
 //! Trees on the host: building them (every entry owned by the test uid and gid, as overlayfs
 //! in a user namespace needs to copy anything up), snapshots of everything in them (type,
-//! mode, owner, contents, times), and checks that a tree, or /etc, did not change.
+//! mode, owner, contents, times) or a listing of their entries, and checks that a tree, /etc
+//! or the host's mount table did not change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::names_in;
 
@@ -169,3 +170,95 @@ pub fn etc_state() -> (BTreeSet<String>, (i64, i64), (i64, i64)) {
         (m.ctime(), m.ctime_nsec()),
     )
 }
+
+// ---- listings and the host's mount table ----
+
+/// The host's mount table (this process's mount namespace is the host's).
+pub fn host_mounts() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fails the test if the host's mount table is not `before`.
+pub fn assert_mounts_unchanged(before: &BTreeSet<String>, what: &str) {
+    let after = host_mounts();
+    let added: Vec<_> = after.difference(before).collect();
+    let removed: Vec<_> = before.difference(&after).collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{what}: the host's mount table changed: added {added:#?}, removed {removed:#?}"
+    );
+}
+
+/// Everything under `dir` (not following symlinks): relative path → kind and size/target.
+/// Unlike [`snapshot`], it tolerates entries that vanish while it reads.
+pub fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_path_buf();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                format!("symlink -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_file() {
+                format!("file {} bytes", m.len())
+            } else {
+                format!("special {:?}", ft)
+            };
+            out.insert(rel, what);
+            if ft.is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Host state to compare after a hostile run: the attacked directories and the mount table.
+pub struct HostState {
+    dirs: Vec<(PathBuf, BTreeMap<PathBuf, String>)>,
+    mounts: BTreeSet<String>,
+}
+
+impl HostState {
+    pub fn take(dirs: &[&Path]) -> HostState {
+        HostState {
+            dirs: dirs.iter().map(|d| (d.to_path_buf(), listing(d))).collect(),
+            mounts: host_mounts(),
+        }
+    }
+
+    pub fn assert_unchanged(&self, what: &str) {
+        for (d, before) in &self.dirs {
+            assert_eq!(
+                &listing(d),
+                before,
+                "{what}: {} changed on the host",
+                d.display()
+            );
+        }
+        assert_mounts_unchanged(&self.mounts, what);
+    }
+}
+
+/// Makes `link` a symlink to `target`.
+pub fn symlink(target: impl AsRef<Path>, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+/// `/etc` as the sandbox sees it should be the host's, read-only: a mount through a planted
+/// symlink would hide it.
+pub const ETC_CHECK: &str = "test -f /etc/passwd && test -f /etc/hostname && echo etc-intact";
