@@ -1,8 +1,9 @@
 //! Servers on the host's loopback for the sandbox's clients to reach (through the egress
 //! proxy, or directly with `--net host`): an HTTP server that answers every request with its
-//! own body and counts its connections, and one that holds every connection open, reporting
-//! what it received and when the other side went away.
+//! own body and counts its connections, one that holds every connection open, reporting what
+//! it received and when the other side went away, and a package index serving fixed files.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -217,4 +218,107 @@ impl Drop for HoldServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+// ---- a static HTTP server (a package index) ----
+
+/// A file the index serves.
+pub struct Served {
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+/// Serves fixed paths over HTTP/1.1 on 127.0.0.1 (one request per connection) and records
+/// the paths asked for.
+pub struct Index {
+    port: u16,
+    files: Arc<Mutex<HashMap<String, Served>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Index {
+    pub fn start() -> Index {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Served>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, r) = (files.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (f, r) = (f.clone(), r.clone());
+                std::thread::spawn(move || serve(conn, &f, &r));
+            }
+        });
+        Index {
+            port,
+            files,
+            requests,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn allow(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn put(&self, path: &str, content_type: &'static str, body: Vec<u8>) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), Served { content_type, body });
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut conn: TcpStream, files: &Mutex<HashMap<String, Served>>, log: &Mutex<Vec<String>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    // A proxy may send the absolute form.
+    let path = match target.strip_prefix("http://") {
+        Some(rest) => rest
+            .find('/')
+            .map(|i| rest[i..].to_string())
+            .unwrap_or("/".into()),
+        None => target,
+    };
+    let path = path.split('?').next().unwrap().to_string();
+    log.lock().unwrap().push(path.clone());
+    let files = files.lock().unwrap();
+    let found = files
+        .get(&path)
+        .or_else(|| files.get(path.trim_end_matches('/')))
+        .or_else(|| files.get(&format!("{path}/")));
+    let response = match found {
+        Some(s) => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                s.content_type,
+                s.body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&s.body);
+            r
+        }
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
+    };
+    drop(files);
+    let _ = conn.write_all(&response);
 }

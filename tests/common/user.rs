@@ -47,6 +47,15 @@ impl AsTestUid for Command {
 
 // ---- executables the test uid can run ----
 
+/// Whether `path` is installed and the test uid can execute it.
+pub fn usable(path: &str) -> bool {
+    let r = Command::new("/bin/sh")
+        .args(["-c", "test -x \"$0\"", path])
+        .as_test_uid()
+        .status();
+    matches!(r, Ok(s) if s.success())
+}
+
 /// Copies the executable `src` to `dir/name`, `dir` and the copy with mode 0755, so that the
 /// test uid can run it wherever `src` lives. The copy appears whole (a rename), so that
 /// concurrent test binaries can share it; an existing copy is kept.
