@@ -13,8 +13,9 @@
 //! * `procs`: the host's processes, survivors of a run, unique markers, the host's namespaces;
 //! * `soak`: run counts (`SBX_SOAK=1`, CI) and reproducible randomness;
 //!
-//! all re-exported here (`common::sbx`, `common::Workdir`, `common::survivors_with`, ...), and,
-//! by path, for the few files of one topic:
+//! These are re-exported here (`common::sbx`, `common::Workdir`, `common::survivors_with`, ...).
+//! The helpers of one topic, which only a few files use, are reached by path
+//! (`common::tree::snapshot`, `common::http::Server`):
 //!
 //! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
 //! * `overlay`: the workspace, script and expected change report of the overlay tests;
