@@ -1,19 +1,23 @@
 //! The command's process: its environment, working directory, session, exit codes, the
-//! signals sbx forwards, cleanup when sbx is killed, and stdin.
+//! signals sbx forwards (and the timeout that ends a command ignoring them), cleanup when sbx
+//! is killed, and its I/O: stdin passed through from a file or a pipe, 1 GiB of output through
+//! a pipe, a closed stdout giving SIGPIPE or EPIPE as outside.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use common::{
-    Running, children_of, host_processes, host_stat, key_values, line_reader, read_rest,
-    read_until, run_keep, stat_fields, survivors_with, unique_number, wait_exit,
+    Rng, Running, Workdir, children_of, error_lines, exit_code, host_processes, host_stat,
+    key_values, line_reader, read_rest, read_until, run_keep, run_within, stat_fields,
+    survivors_with, unique_number, wait_exit,
 };
 
 // ---- environment ----
@@ -298,6 +302,71 @@ fn unhandled_forwarded_signal_kills_the_command() {
     }
 }
 
+/// A quick check that SIGINT, SIGTERM and SIGHUP sent to sbx in turn all reach one command
+/// (unhandled_forwarded_signal_kills_the_command checks each signal's exit code).
+#[test]
+fn int_term_hup_reach_the_same_command() {
+    let script = "for s in INT TERM HUP; do trap \"echo got-$s\" $s; done; echo ready; \
+                  n=0; while [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done";
+    let (child, _work) = common::sbx(["--", "sh", "-c", script]).spawn();
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
+    read_until(&rx, "ready", Duration::from_secs(10));
+    let pid = Pid::from_raw(run.id() as i32);
+    for (sig, name) in [
+        (Signal::SIGINT, "INT"),
+        (Signal::SIGTERM, "TERM"),
+        (Signal::SIGHUP, "HUP"),
+    ] {
+        kill(pid, sig).unwrap();
+        read_until(&rx, &format!("got-{name}"), Duration::from_secs(5));
+    }
+}
+
+/// A command that ignores SIGTERM, SIGINT and SIGHUP is still ended by the timeout: 124, and
+/// nothing of it survives.
+#[test]
+fn timeout_ends_a_command_that_ignores_signals() {
+    let m = unique_number();
+    let script =
+        format!("trap '' TERM INT HUP; sleep {m} & echo ready; while :; do sleep 0.05; done");
+    let (child, _work) = common::sbx([
+        "--timeout",
+        "1500ms",
+        "--limit",
+        "kill_grace=300ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .spawn();
+    let start = Instant::now();
+    let mut run = Running::new(child);
+    let rx = line_reader(run.stdout.take().unwrap());
+    read_until(&rx, "ready", Duration::from_secs(10));
+    let pid = Pid::from_raw(run.id() as i32);
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        kill(pid, sig).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the command ignores the forwarded signals"
+    );
+    let st = wait_exit(&mut run, Duration::from_secs(10));
+    let took = start.elapsed();
+    let mut err = String::new();
+    let _ = run.stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(st.code(), Some(124), "{err}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "ended after {took:?}"
+    );
+    let left = survivors_with(&[m], Duration::from_secs(3));
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
 // ---- sbx killed ----
 
 fn assert_nothing_left_when_sbx_is_killed(extra: &[&str]) {
@@ -365,4 +434,133 @@ fn stdin_is_passed_through() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nsecond line\n");
+}
+
+// ---- large output, a closed stdout, stdin from a file and a pipe ----
+
+/// 1 GiB through a pipe arrives complete, byte for byte in count.
+#[test]
+fn one_gib_of_output_through_a_pipe() {
+    const GIB: u64 = 1 << 30;
+    let size = match std::env::var("SBX_BIG_OUTPUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => n,
+        None => GIB,
+    };
+    eprintln!("large output: {size} bytes");
+    let (child, _work) =
+        common::sbx(["-q", "--", "head", "-c", &size.to_string(), "/dev/zero"]).spawn();
+    let mut run = Running::new(child);
+    let mut out = run.stdout.take().unwrap();
+    let start = Instant::now();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let k = out.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+    }
+    let st = wait_exit(&mut run, Duration::from_secs(30));
+    eprintln!("large output: {total} bytes in {:?}", start.elapsed());
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(total, size, "byte count");
+}
+
+/// The caller closes sbx's stdout after one byte: `yes` dies of SIGPIPE, and sbx exits 141,
+/// as `yes` does outside (and as the shell reports for `yes | head -c1`). With SIGPIPE ignored
+/// the command sees EPIPE and exits with its own code, again as outside.
+#[test]
+fn closed_stdout_gives_sigpipe_or_epipe_as_outside() {
+    let cases: [&[&str]; 2] = [&["yes"], &["sh", "-c", "trap '' PIPE; yes; exit $?"]];
+    for argv in cases {
+        let outside = {
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut child = c.spawn().unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut one = [0u8; 1];
+            out.read_exact(&mut one).unwrap();
+            drop(out);
+            exit_code(wait_exit(&mut child, Duration::from_secs(10)))
+        };
+        let mut args = vec!["-q", "--"];
+        args.extend(argv);
+        let (child, _work) = common::sbx(&args).spawn();
+        let mut run = Running::new(child);
+        let mut out = run.stdout.take().unwrap();
+        let mut one = [0u8; 1];
+        out.read_exact(&mut one).unwrap();
+        assert_eq!(&one, b"y");
+        drop(out);
+        let st = wait_exit(&mut run, Duration::from_secs(10));
+        let mut err = String::new();
+        let _ = run.stderr.take().unwrap().read_to_string(&mut err);
+        assert_eq!(exit_code(st), outside, "{argv:?}: inside as outside; {err}");
+        if argv.len() == 1 {
+            assert_eq!(outside, 141, "yes dies of SIGPIPE outside");
+        }
+        assert!(error_lines(&err).is_empty(), "sbx itself complained: {err}");
+    }
+}
+
+/// Pseudo-random bytes, reproducible.
+fn data(len: usize) -> Vec<u8> {
+    let mut r = Rng(0x5bd1_e995_1234_5678);
+    (0..len).map(|_| (r.next_u64() >> 56) as u8).collect()
+}
+
+fn sha256_outside(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// stdin from a file and from a pipe reaches the command intact.
+#[test]
+fn stdin_from_a_file_and_from_a_pipe() {
+    let src = Workdir::new();
+    let bytes = data(8 << 20);
+    let file = src.path().join("input.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let want = sha256_outside(&file);
+
+    let mut s = common::sbx(["-q", "--", "sha256sum"]);
+    s.cmd.stdin(std::fs::File::open(&file).unwrap());
+    let (r, _w) = run_within(s, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout.split_whitespace().next(),
+        Some(&*want),
+        "from a file"
+    );
+
+    let mut s = common::sbx(["-q", "--", "sha256sum"]);
+    s.cmd.stdin(Stdio::piped());
+    let (mut child, _w) = s.spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for chunk in bytes.chunks(4093) {
+            stdin.write_all(chunk).unwrap();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next(),
+        Some(&*want),
+        "from a pipe"
+    );
 }

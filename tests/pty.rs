@@ -1,0 +1,339 @@
+//! The `shell` profile and `--pty`, driven through a pty as a terminal emulator would: the
+//! shell runs a command line, `tty` is the sandbox's own devpts with the terminal's window
+//! size (also after a resize), Ctrl-C interrupts the foreground job and not sbx, Ctrl-Z, `jobs`
+//! and `fg` work, `exit N` ends sbx with N, and the terminal is raw while relaying and restored
+//! afterwards, also when a hangup ends the session. Without a terminal the shell profile just
+//! runs, and with stdout redirected the output still arrives on the pipe.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PtyOutput, Ran, Sbx, Workdir, exit_code, exited_within, usable};
+
+/// A spawned sbx on a pty; killed and reaped if the test ends early.
+struct Session {
+    child: Child,
+    master: OwnedFd,
+    slave: OwnedFd,
+    screen: PtyOutput,
+    _work: Workdir,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Session {
+    /// Starts `sbx ARGS...` with a fresh pty of `rows`×`cols` as its controlling terminal and
+    /// stdin, stdout and stderr, as a terminal emulator would.
+    fn start(args: &[&str], rows: u16, cols: u16) -> Session {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let Sbx { mut cmd, work } = common::sbx(args);
+        cmd.env("PS1", "sbx-prompt$ ")
+            .env("TERM", "dumb")
+            .stdin(pty.slave.try_clone().unwrap())
+            .stdout(pty.slave.try_clone().unwrap())
+            .stderr(pty.slave.try_clone().unwrap());
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let screen = PtyOutput::start(&pty.master);
+        let child = cmd.spawn().expect("spawn sbx");
+        drop(cmd);
+        Session {
+            child,
+            master: pty.master,
+            slave: pty.slave,
+            screen,
+            _work: work,
+        }
+    }
+
+    fn send(&self, s: &str) {
+        let mut f = std::fs::File::from(self.master.try_clone().unwrap());
+        f.write_all(s.as_bytes()).unwrap();
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        exited_within(&mut self.child, timeout).map(exit_code)
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize; the master is open.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+const PROMPT: &str = "sbx-prompt$ ";
+const T: Duration = Duration::from_secs(10);
+
+/// Runs one command line and waits for the next prompt; returns the output in between.
+fn command(s: &Session, line: &str, pos: &mut usize) -> String {
+    let start = *pos;
+    s.send(&format!("{line}\n"));
+    // The echo of the line itself, then the output, then the next prompt.
+    let echoed = s.screen.expect(line, start, T).unwrap();
+    *pos = s.screen.expect(PROMPT, echoed, T).unwrap();
+    let text = s.screen.text();
+    text[echoed..*pos - PROMPT.len()].replace('\r', "")
+}
+
+fn drive_shell(test: &str, shell_args: &[&str]) {
+    use nix::sys::termios::{self, LocalFlags};
+    let mut args = vec!["--profile", "shell", "--"];
+    args.extend_from_slice(shell_args);
+    let mut s = Session::start(&args, 33, 111);
+    let before = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        before
+            .local_flags
+            .contains(LocalFlags::ECHO | LocalFlags::ICANON)
+    );
+    let mut pos = s
+        .screen
+        .expect(PROMPT, 0, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{test}: no prompt: {e}"));
+
+    // While the shell runs, the invoking terminal is raw: keys travel as bytes.
+    let during = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        !during
+            .local_flags
+            .intersects(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::ISIG),
+        "{test}: the terminal is not in raw mode while relaying: {:?}",
+        during.local_flags
+    );
+
+    let out = command(&s, "echo hello-$((40+2))", &mut pos);
+    assert!(out.contains("hello-42"), "{test}: {out:?}");
+
+    // The sandbox's own devpts, and the invoking terminal's size.
+    let out = command(&s, "tty", &mut pos);
+    assert_eq!(out.trim(), "/dev/pts/0", "{test}");
+    let out = command(&s, "stty size", &mut pos);
+    assert_eq!(out.trim(), "33 111", "{test}");
+    s.resize(40, 120);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = command(&s, "stty size", &mut pos);
+    assert_eq!(
+        out.trim(),
+        "40 120",
+        "{test}: the new size did not reach the sandbox"
+    );
+
+    // Ctrl-C interrupts the foreground job, not sbx.
+    let start = pos;
+    s.send("sleep 30\n");
+    let echoed = s.screen.expect("sleep 30", start, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    s.send("\x03");
+    pos = s
+        .screen
+        .expect(PROMPT, echoed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-C did not interrupt sleep: {e}"));
+    assert!(s.alive(), "{test}: sbx died of Ctrl-C");
+    let out = command(&s, "echo after $?", &mut pos);
+    assert!(out.contains("after 130"), "{test}: {out:?}");
+    assert!(sent.elapsed() < Duration::from_secs(5), "{test}");
+
+    // Job control: Ctrl-Z stops the foreground job, `jobs` lists it.
+    let start = pos;
+    s.send("sleep 31\n");
+    let echoed = s.screen.expect("sleep 31", start, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.send("\x1a");
+    pos = s
+        .screen
+        .expect(PROMPT, echoed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-Z did not stop sleep: {e}"));
+    let stopped = s.screen.text()[echoed..pos].to_string();
+    assert!(stopped.contains("Stopped"), "{test}: {stopped:?}");
+    let out = command(&s, "jobs", &mut pos);
+    assert!(out.contains("sleep 31"), "{test}: {out:?}");
+    // `fg` resumes it in the foreground, where Ctrl-C reaches it again.
+    let start = pos;
+    s.send("fg\n");
+    let resumed = s.screen.expect("sleep 31", start + 2, T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.send("\x03");
+    pos = s
+        .screen
+        .expect(PROMPT, resumed, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{test}: Ctrl-C did not reach the resumed job: {e}"));
+    let out = command(&s, "echo fg $?; jobs", &mut pos);
+    assert!(out.contains("fg 130"), "{test}: {out:?}");
+    assert!(!out.contains("sleep 31"), "{test}: {out:?}");
+    assert!(s.alive(), "{test}");
+
+    // `exit 7` ends sbx with 7, and the terminal is as it was.
+    s.send("exit 7\n");
+    let code = s.wait(T);
+    assert_eq!(code, Some(7), "{test}: screen:\n{}", s.screen.text());
+    let after = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert_eq!(
+        before, after,
+        "{test}: the terminal settings were not restored"
+    );
+    assert!(
+        after
+            .local_flags
+            .contains(LocalFlags::ECHO | LocalFlags::ICANON)
+    );
+}
+
+#[test]
+fn shell_profile_sh_through_a_pty() {
+    drive_shell("shell_profile_sh_through_a_pty", &["sh"]);
+}
+
+#[test]
+fn shell_profile_bash_through_a_pty() {
+    if !usable("/bin/bash") {
+        common::note_skip("shell_profile_bash_through_a_pty", "bash is not installed");
+        return;
+    }
+    drive_shell(
+        "shell_profile_bash_through_a_pty",
+        &["bash", "--norc", "--noprofile"],
+    );
+}
+
+#[test]
+fn shell_profile_without_a_terminal_just_runs() {
+    let mut s = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo ok; tty || true",
+    ]);
+    s.cmd.stdin(Stdio::piped());
+    let (mut child, _w) = s.spawn();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let r = Ran::from_output(out);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().next(), Some("ok"), "{r:?}");
+    assert!(r.stdout.contains("not a tty"), "{r:?}");
+    // Stdin is passed through as it is.
+    let mut s = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "read l; echo got-$l",
+    ]);
+    s.cmd.stdin(Stdio::piped());
+    let (mut child, _w) = s.spawn();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let r = Ran::from_output(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "got-piped\n", "{r:?}");
+}
+
+#[test]
+fn pty_flag_gives_any_profile_a_terminal() {
+    let mut s = Session::start(
+        &["--pty", "--", "sh", "-c", "tty; stty size; exit 3"],
+        20,
+        70,
+    );
+    let code = s.wait(T);
+    assert_eq!(code, Some(3), "{}", s.screen.text());
+    let pos = s.screen.expect("/dev/pts/0", 0, T).unwrap();
+    s.screen.expect("20 70", pos, T).unwrap();
+    let after = nix::sys::termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        after
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO | nix::sys::termios::LocalFlags::ICANON),
+        "the terminal stayed raw"
+    );
+}
+
+#[test]
+fn shell_profile_hangup_ends_the_session_and_restores_the_terminal() {
+    // The terminal going away sends SIGHUP to sbx (the session leader); sbx passes it on, the
+    // shell exits, and the terminal settings are put back on the way out.
+    let mut s = Session::start(&["--profile", "shell", "--", "sh"], 24, 80);
+    s.screen.expect(PROMPT, 0, Duration::from_secs(30)).unwrap();
+    let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let code = s.wait(T);
+    assert_eq!(code, Some(128 + 1), "screen:\n{}", s.screen.text());
+    let after = nix::sys::termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        after.local_flags.contains(
+            nix::sys::termios::LocalFlags::ECHO
+                | nix::sys::termios::LocalFlags::ICANON
+                | nix::sys::termios::LocalFlags::ISIG
+        ),
+        "the terminal stayed raw after SIGHUP: {:?}",
+        after.local_flags
+    );
+}
+
+#[test]
+fn pty_relay_with_stdout_redirected() {
+    // stdin is the terminal, stdout a pipe (`sbx --profile shell -- cmd | less`): the output
+    // still arrives, on the pipe.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let Sbx { mut cmd, work } = common::sbx([
+        "--profile",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "tty; echo piped-out",
+    ]);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let screen = PtyOutput::start(&pty.master);
+    let child = cmd.spawn().expect("spawn sbx");
+    drop(cmd);
+    let r = Ran::from_output(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}; terminal: {}", screen.text());
+    assert!(r.stdout.contains("piped-out"), "{r:?}");
+    assert!(r.stdout.contains("/dev/pts/0"), "{r:?}");
+    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_eq!(before, after, "the terminal settings were not restored");
+    drop(work);
+}
