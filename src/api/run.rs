@@ -13,6 +13,7 @@ use crate::plan::{Plan, RunOptions};
 use crate::profile::OverlayMode;
 use crate::report::{self, Reason};
 use crate::sandbox::channel::Step;
+use crate::supervisor::watchdog::Crossed;
 use crate::supervisor::{self, Outcome, Supervision};
 use crate::sys;
 
@@ -171,6 +172,26 @@ fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
             Some(diagnose::setup_failure(plan, &f)),
         ),
         None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
+        None if outcome.crossed.is_some() => {
+            let (reason, message) = match outcome.crossed.expect("checked") {
+                Crossed::Memory { used, limit } => (
+                    Reason::MemoryLimit,
+                    format!(
+                        "the sandbox used {} MiB of memory, over its limits.memory of {} MiB: \
+                         killed",
+                        used >> 20,
+                        limit >> 20
+                    ),
+                ),
+                Crossed::Processes { count, limit } => (
+                    Reason::ProcessLimit,
+                    format!(
+                        "the sandbox reached {count} tasks, its limits.processes of {limit}: killed"
+                    ),
+                ),
+            };
+            (128 + libc::SIGKILL, reason, Some(message))
+        }
         None => match outcome.payload.unwrap_or(outcome.ending) {
             Ending::Signaled(n) if n == libc::SIGKILL && oom_kills > 0 => {
                 (128 + n, Reason::Oom, None)

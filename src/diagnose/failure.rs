@@ -118,6 +118,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "opening a pseudo-terminal in the sandbox's /dev/pts".into(),
             "the pty relay needs dev = \"minimal\"",
         ),
+        Step::Store => ("handing the tmpfs store over to the supervisor".into(), ""),
         Step::NotDumpable => ("marking init non-dumpable (PR_SET_DUMPABLE)".into(), ""),
         Step::Landlock => (
             match plan

@@ -69,8 +69,11 @@ const SHARED: [&str; 4] = [
     "max_fanotify_marks",
 ];
 
-/// The namespace counters, with the namespace each counts (None: user namespaces).
-const NAMESPACES: [(&str, Option<fn(&NamespaceSet) -> bool>); 8] = [
+/// Whether the sandbox has a namespace of a kind (None: user namespaces, which it never makes).
+type Made = Option<fn(&NamespaceSet) -> bool>;
+
+/// The namespace counters, with the namespace each counts.
+const NAMESPACES: [(&str, Made); 8] = [
     ("max_user_namespaces", None),
     ("max_mnt_namespaces", Some(|_| true)),
     ("max_pid_namespaces", Some(|n| n.pid)),
@@ -81,7 +84,7 @@ const NAMESPACES: [(&str, Option<fn(&NamespaceSet) -> bool>); 8] = [
     ("max_time_namespaces", Some(|_| false)),
 ];
 
-/// The sandbox's user-namespace limits, from the caller's (read in sbx's own namespace; a
+/// The sandbox's user-namespace limits (at most `sandbox::userns::MAX_LIMITS`), from the caller's (read in sbx's own namespace; a
 /// kernel without a counter has no file, and it is left out). Without nesting, the sandbox may
 /// hold only the namespaces sbx made for it; with nesting, `share` of the caller's.
 pub fn userns_limits(share: f64, ns: &NamespaceSet, nested: bool) -> Vec<UsernsLimit> {
@@ -93,7 +96,9 @@ pub fn userns_limits(share: f64, ns: &NamespaceSet, nested: bool) -> Vec<UsernsL
             .ok()
     };
     let part = |v: u64| ((v as f64) * share).floor() as u64;
-    let shared = SHARED.iter().filter_map(|name| Some((*name, part(host(name)?))));
+    let shared = SHARED
+        .iter()
+        .filter_map(|name| Some((*name, part(host(name)?))));
     let namespaces = NAMESPACES.iter().filter_map(|(name, made)| {
         let caller = host(name)?;
         let value = match (nested, made) {

@@ -58,6 +58,9 @@ pub struct Plan {
     pub network: NetworkPlan,
     /// The writable overlays' layers, for the change report.
     pub overlays: Vec<crate::overlay::Layers>,
+    /// A sandbox path where the sandbox's tmpfs store is bound: what the supervisor measures
+    /// the store's usage by (see `supervisor::watchdog`).
+    pub store: Option<CString>,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
@@ -121,6 +124,10 @@ impl Plan {
             pty: profile.process.pty.unwrap_or(false),
             trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
+            store: layout
+                .store
+                .take()
+                .map(|s| CString::new(s).expect("paths were checked for NUL")),
             exec,
             network,
             landlock,

@@ -1,7 +1,10 @@
 //! Filling the run report: from the plan and the supervisor's outcome after a run, or from
 //! the error alone when the run never started.
 
-use super::{LandlockStatus, LimitStatus, NetworkStatus, Reason, RunStatus, SCHEMA, SeccompStatus};
+use super::{
+    LandlockStatus, LimitStatus, NetworkStatus, Reason, RunStatus, SCHEMA, SeccompStatus,
+    WatchdogStatus,
+};
 use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
 use crate::sandbox::channel::LandlockOutcome;
@@ -35,46 +38,42 @@ fn landlock(plan: &Plan, outcome: Option<&Outcome>, abi: i32) -> LandlockStatus 
     }
 }
 
-fn limits(plan: &Plan, cgroup_used: bool) -> Vec<LimitStatus> {
+fn limits(plan: &Plan, cgroup_used: bool, watchdog: bool) -> Vec<LimitStatus> {
+    let entry = |name: &str, value: u64, via: &str| LimitStatus {
+        name: name.into(),
+        value,
+        via: via.into(),
+    };
     let mut out: Vec<LimitStatus> = plan
         .limits
         .rlimits
         .iter()
-        .map(|r| LimitStatus {
-            name: r.name.into(),
-            value: r.value,
-            via: "rlimit".into(),
-        })
+        .map(|r| entry(r.name, r.value, "rlimit"))
         .collect();
     if let Some(w) = plan.limits.wall_time {
-        out.push(LimitStatus {
-            name: "wall_time".into(),
-            value: w.as_secs(),
-            via: "supervisor".into(),
-        });
+        out.push(entry("wall_time", w.as_secs(), "supervisor"));
     }
     if let Some(t) = plan.limits.tmpfs_size {
-        out.push(LimitStatus {
-            name: "tmpfs_size".into(),
-            value: t,
-            via: "tmpfs".into(),
-        });
+        out.push(entry("tmpfs_size", t, "tmpfs"));
     }
-    if cgroup_used {
-        let c = plan.limits.cgroup;
-        for (name, v) in [
-            ("memory", c.memory_max),
-            ("processes", c.pids_max),
-            ("cpus", c.cpu_max.map(|(q, _)| q)),
-        ] {
+    let c = plan.limits.cgroup;
+    let whole_sandbox = match (cgroup_used, watchdog) {
+        (true, _) => Some("cgroup"),
+        (false, true) => Some("watchdog"),
+        (false, false) => None,
+    };
+    if let Some(via) = whole_sandbox {
+        for (name, v) in [("memory", c.memory_max), ("processes", c.pids_max)] {
             if let Some(value) = v {
-                out.push(LimitStatus {
-                    name: name.into(),
-                    value,
-                    via: "cgroup".into(),
-                });
+                out.push(entry(name, value, via));
             }
         }
+    }
+    if let (true, Some((quota, _))) = (cgroup_used, c.cpu_max) {
+        out.push(entry("cpus", quota, "cgroup"));
+    }
+    for l in &plan.limits.userns {
+        out.push(entry(l.name.trim_start_matches("max_"), l.value, "userns"));
     }
     out
 }
@@ -110,6 +109,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
             allow: Vec::new(),
             proxy: None,
         },
+        watchdog: None,
         degradations: Vec::new(),
     }
 }
@@ -130,7 +130,14 @@ pub struct Context<'a> {
 
 pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus {
     let signal = match (ctx.reason, outcome.payload.unwrap_or(outcome.ending)) {
-        (Reason::Signaled | Reason::Timeout | Reason::Oom, Ending::Signaled(n)) => Some(n),
+        (
+            Reason::Signaled
+            | Reason::Timeout
+            | Reason::Oom
+            | Reason::MemoryLimit
+            | Reason::ProcessLimit,
+            Ending::Signaled(n),
+        ) => Some(n),
         _ => None,
     };
     let (peak, source) = match ctx.cgroup_peak {
@@ -157,10 +164,14 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
             rules: s.denied.len(),
             action: format!("{:?}", s.action).to_lowercase(),
         }),
-        limits: limits(plan, ctx.cgroup.is_some()),
+        limits: limits(plan, ctx.cgroup.is_some(), outcome.watchdog.is_some()),
         cgroup: ctx.cgroup,
         changes: ctx.changes,
         network: network(plan, Some(outcome)),
+        watchdog: outcome.watchdog.map(|w| WatchdogStatus {
+            peak_memory_bytes: w.memory,
+            peak_tasks: w.tasks,
+        }),
         degradations: ctx.degradations,
     }
 }

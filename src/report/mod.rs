@@ -19,6 +19,10 @@ pub enum Reason {
     Signaled,
     Timeout,
     Oom,
+    /// The watchdog killed the sandbox: its memory crossed `limits.memory`.
+    MemoryLimit,
+    /// The watchdog killed the sandbox: its tasks reached `limits.processes`.
+    ProcessLimit,
     SetupFailed,
     ExecFailed,
 }
@@ -44,7 +48,7 @@ pub struct LimitStatus {
     pub name: String,
     /// Bytes, a count, or seconds; as a number.
     pub value: u64,
-    /// rlimit | cgroup | supervisor | tmpfs
+    /// rlimit | cgroup | watchdog | supervisor | tmpfs | userns
     pub via: String,
 }
 
@@ -70,9 +74,19 @@ pub struct RunStatus {
     pub limits: Vec<LimitStatus>,
     pub cgroup: Option<String>,
     pub network: NetworkStatus,
+    /// When sbx's watchdog held the whole-sandbox limits (no cgroup): the largest it measured.
+    pub watchdog: Option<WatchdogStatus>,
     /// What the command changed under each writable overlay.
     pub changes: Vec<crate::overlay::ChangeSet>,
     pub degradations: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WatchdogStatus {
+    /// Anonymous memory of the sandbox's processes plus its tmpfs store, at the largest sample.
+    pub peak_memory_bytes: u64,
+    /// Tasks (threads) at the largest sample.
+    pub peak_tasks: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

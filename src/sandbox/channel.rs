@@ -52,6 +52,8 @@ steps! {
     Hostname,
     ProxyListener,
     Pty,
+    /// Handing the tmpfs store over to the supervisor's watchdog.
+    Store,
     NotDumpable,
     Landlock,
     NoNewPrivs,

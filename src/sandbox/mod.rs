@@ -25,7 +25,7 @@ pub struct Spawned {
     /// Write end of the lifeline: when the supervisor dies it closes, and the sandbox knows.
     pub lifeline: OwnedFd,
     /// The supervisor's end of the socket on which init hands over what it opened inside for
-    /// the supervisor: the proxy's listener, then the pty's master, in that order.
+    /// the supervisor: the proxy's listener, the pty's master, the tmpfs store, in that order.
     pub handover: Option<OwnedFd>,
     /// The network namespace's helper (see `netns`), a child of the supervisor to reap.
     pub net_helper: Option<libc::pid_t>,
@@ -41,6 +41,7 @@ struct ChildEnds {
     net: Option<RawFd>,
     late_cgroupns: bool,
     pty: bool,
+    store: bool,
 }
 
 /// How the supervisor wants the sandbox started.
@@ -53,6 +54,8 @@ pub struct SpawnOptions {
     /// Open a pty in the sandbox's own devpts for the command's terminal, and hand its master
     /// over for the relay.
     pub pty: bool,
+    /// Hand over a descriptor of the tmpfs store, for the watchdog to measure.
+    pub store: bool,
 }
 
 /// Signals sent to sbx that the command receives.
@@ -80,7 +83,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     let argv = exec::Argv::new(plan);
     let (report_r, report_w) = sys::pipe()?;
     let (life_r, life_w) = sys::pipe()?;
-    let handover = plan.network.proxy().is_some() || opts.pty;
+    let handover = plan.network.proxy().is_some() || opts.pty || opts.store;
     let (handover_ours, handover_theirs) = unzip(handover.then(sys::socketpair).transpose()?);
     let (net_helper_end, net_init_end) =
         unzip(plan.namespaces.net.then(sys::socketpair).transpose()?);
@@ -102,6 +105,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
                 net: raw(&net_init_end),
                 late_cgroupns: opts.late_cgroupns,
                 pty: opts.pty,
+                store: opts.store,
             };
             setup::first_process(plan, &argv, ends)
         }

@@ -29,7 +29,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             })?;
         }
         userns::write_id_maps(plan)?;
-        userns::write_limits(plan)?;
+        let limits = userns::open_limits(plan)?;
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);
@@ -52,6 +52,11 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             (true, Some(sock)) => Some(open_pty(sock)?),
             _ => None,
         };
+        if let (true, Some(store), Some(sock)) = (ends.store, &plan.store, ends.handover) {
+            let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+            hand_over(Step::Store, sock, sys::open(store, flags, 0))?;
+        }
+        userns::write_limits(plan, limits)?;
         if !plan.as_pid_1 {
             // Init stays inside with the payload: it must not be a target for ptrace or
             // /proc/1/mem writes.

@@ -6,6 +6,7 @@
 mod outcome;
 pub mod terminal;
 mod wait;
+pub mod watchdog;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
@@ -43,7 +44,7 @@ pub struct Supervision {
 }
 
 /// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
-/// degrades to rlimits with one warning; required fails the run.
+/// degrades to the watchdog with one warning; required fails the run.
 fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
     let mode = plan.limits.cgroup_mode;
     let wants: cgroup::Limits = plan.limits.cgroup.into();
@@ -58,9 +59,12 @@ fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error>
         }
         Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
         Err(e) => {
-            let note = format!("cgroup limits not applied (rlimits only): {e}");
+            let note = format!(
+                "no delegated cgroup: sbx's watchdog holds memory and processes, cpus is not \
+                 enforced: {e}"
+            );
             tracing::warn!(
-                "no usable delegated cgroup v2 subtree: {} limited by rlimits only (-v says why)",
+                "no usable delegated cgroup v2 subtree: {} held by sbx's watchdog instead (-v says why)",
                 wants.controllers().join(", ")
             );
             tracing::info!("{note}");
@@ -152,9 +156,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     };
     let start = Instant::now();
     let t0 = sys::monotonic_us();
+    // Without a cgroup, the watchdog holds the whole-sandbox limits.
+    let watched = match cgroup {
+        Some(_) => (None, None),
+        None => (plan.limits.cgroup.memory_max, plan.limits.cgroup.pids_max),
+    };
     let opts = SpawnOptions {
         late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
         pty: terminal.is_some(),
+        store: watched.0.is_some() && plan.store.is_some(),
     };
     let spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
         errno,
@@ -177,8 +187,8 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             errno,
         })
     })?;
-    // init hands over, in order, the proxy's listener and the pty's master. If it failed
-    // before, there is nothing to serve: its own failure report says why.
+    // init hands over, in order, the proxy's listener, the pty's master and the tmpfs store. If
+    // it failed before, there is nothing to serve: its own failure report says why.
     let handover = spawned.handover;
     let proxy = plan
         .network
@@ -194,6 +204,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
                 None
             }
         });
+    let store = opts.store.then(|| receive(handover.as_ref()?)).flatten();
     drop(handover);
     // The sandbox's first process is our child and not yet waited for: its pid cannot have
     // been reused, so the pidfd names it.
@@ -213,11 +224,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         cgroup: cgroup.as_ref(),
         relay: relay.as_ref(),
         early: how.return_before_teardown && cgroup.is_none(),
+        watchdog: watchdog::Watchdog::new(pid, watched.0, watched.1, store, start),
+        crossed: None,
     };
     let (end, timed_out) = watch.run()?;
     let wall_time = start.elapsed();
     watch.channel.read();
     let records = Records(std::mem::take(&mut watch.channel.records));
+    let crossed = watch.crossed;
+    let watchdog = watch.watchdog.as_ref().map(|w| w.peak);
     drop(watch);
     if let Some(r) = relay {
         r.finish();
@@ -251,6 +266,8 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         usage,
         cgroup,
         proxy,
+        crossed,
+        watchdog,
         degradations: cgroup_note.into_iter().collect(),
     })
 }

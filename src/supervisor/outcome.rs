@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::watchdog::{Crossed, Sample};
 use crate::cgroup;
 use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::proxy::ProxyStats;
@@ -48,6 +49,10 @@ pub struct Outcome {
     pub degradations: Vec<String>,
     /// The proxy's counts, with `network.mode = "proxy"`.
     pub proxy: Option<ProxyStats>,
+    /// The whole-sandbox limit the watchdog killed the sandbox for.
+    pub crossed: Option<Crossed>,
+    /// Whether the watchdog held the limits, and the largest sample it took.
+    pub watchdog: Option<Sample>,
 }
 
 /// How the supervisor learned that the sandbox ended.

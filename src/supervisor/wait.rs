@@ -9,6 +9,7 @@ use nix::sys::signalfd::SignalFd;
 
 use super::outcome::End;
 use super::terminal::Relay;
+use super::watchdog::{self, Crossed, Watchdog};
 use crate::cgroup::RunCgroup;
 use crate::error::Error;
 use crate::sandbox::channel::{self, Fact, Record};
@@ -31,15 +32,25 @@ impl Clock {
         }
     }
 
-    fn timeout_ms(&self, now: Instant) -> libc::c_int {
-        let until = match self {
-            Clock::Running { deadline, .. } => *deadline,
-            Clock::Terminating { kill_at } => *kill_at,
-            Clock::Unlimited | Clock::Killed => return -1,
-        };
-        let ms = until.saturating_duration_since(now).as_millis();
-        // Round up so that the poll does not wake a hair early and spin.
-        (ms + 1).min(i32::MAX as u128) as libc::c_int
+    /// When the clock acts next, if ever.
+    fn next(&self) -> Option<Instant> {
+        match self {
+            Clock::Running { deadline, .. } => Some(*deadline),
+            Clock::Terminating { kill_at } => Some(*kill_at),
+            Clock::Unlimited | Clock::Killed => None,
+        }
+    }
+}
+
+/// Milliseconds until `until` (-1: forever), rounded up so that the poll does not wake a hair
+/// early and spin.
+fn timeout_ms(until: Option<Instant>, now: Instant) -> libc::c_int {
+    match until {
+        None => -1,
+        Some(t) => {
+            let ms = t.saturating_duration_since(now).as_millis();
+            (ms + 1).min(i32::MAX as u128) as libc::c_int
+        }
     }
 }
 
@@ -132,6 +143,10 @@ pub(super) struct Watch<'a> {
     pub relay: Option<&'a Relay>,
     /// Return as soon as init reports the end (see `Supervision::return_before_teardown`).
     pub early: bool,
+    /// Whole-sandbox limits where no cgroup holds them.
+    pub watchdog: Option<Watchdog>,
+    /// The limit the watchdog found crossed (the sandbox was killed for it).
+    pub crossed: Option<Crossed>,
 }
 
 impl Watch<'_> {
@@ -146,7 +161,11 @@ impl Watch<'_> {
                 self.channel.poll_fd(),
                 self.helper.poll_fd(),
             ];
-            let ready = match sys::poll_fds(fds, self.clock.timeout_ms(Instant::now())) {
+            let next = match (self.clock.next(), self.watchdog.as_ref().map(Watchdog::due)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let ready = match sys::poll_fds(fds, timeout_ms(next, Instant::now())) {
                 Ok(r) => r,
                 Err(sys::Errno::EINTR) => continue,
                 Err(e) => {
@@ -158,8 +177,12 @@ impl Watch<'_> {
                 self.helper.reap();
             }
             if ready == [false; 4] {
-                timed_out |= matches!(self.clock, Clock::Running { .. });
-                self.tick();
+                let now = Instant::now();
+                if self.clock.next().is_some_and(|t| t <= now) {
+                    timed_out |= matches!(self.clock, Clock::Running { .. });
+                    self.tick();
+                }
+                self.watch_limits(now);
                 continue;
             }
             if ready[2] {
@@ -180,6 +203,18 @@ impl Watch<'_> {
             if ready[1] {
                 self.forward_signal()?;
             }
+        }
+    }
+
+    /// Samples the sandbox when due; kills it the first time a limit is crossed.
+    fn watch_limits(&mut self, now: Instant) {
+        let Some(w) = self.watchdog.as_mut().filter(|_| self.crossed.is_none()) else {
+            return;
+        };
+        if let Some(crossed) = w.check(now) {
+            tracing::debug!("watchdog: {crossed:?}: killing the sandbox");
+            watchdog::kill_all(self.pid);
+            self.crossed = Some(crossed);
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Layout {
     pub grants: Vec<GrantRule>,
     pub info: Vec<OpInfo>,
     pub warnings: Vec<String>,
+    /// A sandbox path where the tmpfs store is bound, if there is a store.
+    pub store: Option<String>,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
     binds: Vec<(String, PathBuf)>,
     /// Every mount destination, for telling which mount covers a path.
@@ -90,6 +92,7 @@ pub fn build(
         grants: b.grants,
         info: b.info,
         warnings,
+        store: b.store_seen_at,
         binds: b.binds,
         mount_points: b.mount_points,
     })

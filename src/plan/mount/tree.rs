@@ -71,6 +71,8 @@ pub(super) struct Builder {
     pub(super) tmpfs_size: Option<u64>,
     /// Directories made in the store so far; None until the store is mounted.
     store: Option<usize>,
+    /// The first place the store is bound in the sandbox, to measure it by.
+    pub(super) store_seen_at: Option<String>,
     /// Where writable overlays keep their layers on the host.
     pub(super) overlay_root: Option<PathBuf>,
     pub(super) layers: Vec<Layers>,
@@ -279,6 +281,7 @@ impl Builder {
                 };
                 let from = Path::new("the sandbox's tmpfs store");
                 self.push(op, "tmpfs", &r, Some(from));
+                self.store_seen_at.get_or_insert_with(|| r.dst.clone());
                 self.grant(&r.dst, Grant::of(attrs, &r.dst), true);
                 self.mounted(&r.dst, Node::OwnDir);
             }
