@@ -36,6 +36,13 @@ pub enum Error {
     },
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// An error with what the user can do about it, from the layer that knows (the CLI
+    /// names its own flags).
+    #[error("{error}\n  hint: {hint}")]
+    Hint {
+        error: Box<Error>,
+        hint: &'static str,
+    },
     /// Something sbx prints or writes (the man page, a report) could not be written.
     #[error("cannot write {what}: {source}")]
     Output {

@@ -171,6 +171,22 @@ fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
             Reason::SetupFailed,
             Some(diagnose::setup_failure(plan, &f)),
         ),
+        None if !outcome.protected.is_empty() => {
+            let what: Vec<String> = outcome
+                .protected
+                .iter()
+                .map(|t| match &t.moved_to {
+                    Some(aside) => format!("{} (moved to {aside})", t.path),
+                    None => t.path.clone(),
+                })
+                .collect();
+            let message = format!(
+                "the command created or replaced a protected path, which host tools run or trust: \
+                 {}; the run was ended (key filesystem.protect; `!PATH` lifts an entry)",
+                what.join(", ")
+            );
+            (128 + libc::SIGKILL, Reason::ProtectedPath, Some(message))
+        }
         None if outcome.timed_out => (EXIT_TIMEOUT, Reason::Timeout, None),
         None if outcome.crossed.is_some() => {
             let (reason, message) = match outcome.crossed.expect("checked") {

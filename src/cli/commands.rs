@@ -46,7 +46,10 @@ pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
         sets.push(overlay::ChangeSet {
             destination: o.destination.clone(),
             source: o.source.clone(),
-            changes,
+            changes: changes
+                .into_iter()
+                .map(|c| c.marked(&o.protected))
+                .collect(),
         });
     }
     let mut out = std::io::stdout().lock();
@@ -60,18 +63,42 @@ pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
         for set in &sets {
             let _ = writeln!(out, "# {} (over {})", set.destination, set.source);
             for c in &set.changes {
-                let _ = writeln!(out, "{} {:>10}  {}", kind_letter(c.kind), c.size, c.path);
+                let mark = if c.protected { "  [protected]" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "{} {:>10}  {}{mark}",
+                    kind_letter(c.kind),
+                    c.size,
+                    c.path
+                );
             }
         }
     }
     Ok(0)
 }
 
-pub fn apply(dir: &Path, dry_run: bool) -> Result<i32, Error> {
+pub fn apply(dir: &Path, dry_run: bool, allow_protected: bool) -> Result<i32, Error> {
     let meta = kept(dir)?;
     let mut out = std::io::stdout().lock();
     for o in &meta.overlays {
-        let actions = overlay::apply::apply(Path::new(&o.upper), Path::new(&o.source), dry_run)?;
+        let protected = if allow_protected {
+            &[][..]
+        } else {
+            &o.protected[..]
+        };
+        let actions = overlay::apply::apply_with(
+            Path::new(&o.upper),
+            Path::new(&o.source),
+            dry_run,
+            protected,
+        )
+        .map_err(|e| match e {
+            e @ overlay::apply::ApplyError::Protected { .. } => Error::Hint {
+                error: Box::new(e.into()),
+                hint: "read them in the layer first; `sbx apply --protected` writes them",
+            },
+            e => e.into(),
+        })?;
         let verb = if dry_run { "would apply" } else { "applied" };
         let _ = writeln!(out, "# {verb} onto {}", o.source);
         for a in &actions {

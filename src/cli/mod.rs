@@ -69,6 +69,10 @@ pub enum Sub {
         /// Only say what would be done
         #[arg(long)]
         dry_run: bool,
+        /// Also write protected paths (.git, .envrc, ... as the run's filesystem.protect
+        /// listed them), which apply otherwise refuses
+        #[arg(long)]
+        protected: bool,
     },
 }
 
@@ -137,7 +141,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Some(Sub::Completions { shell }) => commands::completions(shell),
         Some(Sub::Man) => commands::man(),
         Some(Sub::Doctor { json }) => commands::doctor(json),
-        Some(Sub::Apply { dir, dry_run }) => commands::apply(&dir, dry_run),
+        Some(Sub::Apply {
+            dir,
+            dry_run,
+            protected,
+        }) => commands::apply(&dir, dry_run, protected),
         None => run(&cli.run, vars),
     }
 }

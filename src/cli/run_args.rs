@@ -23,6 +23,15 @@ pub struct RunArgs {
     /// Bind SRC read-only (recursively, submounts included) at DST
     #[arg(long = "ro-bind", value_name = "SRC[:DST]")]
     pub ro_bind: Vec<String>,
+    /// Protect PATH (relative to each writable bind, or absolute): read-only inside if it
+    /// exists, and the run ends if the command creates it; `!PATH` lifts a protected path
+    /// (repeatable)
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub protect: Vec<String>,
+    /// Let git inside the sandbox commit, branch and fetch: .git becomes writable, while its
+    /// config, hooks, info and the other files host git runs code from stay protected
+    #[arg(long = "git-writes")]
+    pub git_writes: bool,
     /// Mount a fresh tmpfs at DST
     #[arg(long, value_name = "DST")]
     pub tmpfs: Vec<String>,
@@ -121,6 +130,11 @@ impl RunArgs {
         fs.rw = sourced(&self.bind, "--bind", &absolute);
         fs.ro = sourced(&self.ro_bind, "--ro-bind", &absolute);
         fs.tmpfs = sourced(&self.tmpfs, "--tmpfs", &|t| t.to_string());
+        fs.protect = sourced(&self.protect, "--protect", &|t| t.to_string());
+        if self.git_writes {
+            fs.protect
+                .push(Sourced::new("!.git", "the command line", "--git-writes"));
+        }
         for kv in &self.setenv {
             let (k, v) = kv
                 .split_once('=')

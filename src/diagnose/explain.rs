@@ -66,6 +66,23 @@ pub fn explain(plan: &Plan) -> String {
         s.push_str(&format!("  {:>3}. {}\n", i + 1, op_line(op, info)));
     }
     s.push_str("  then: pivot_root, the host's root detached, / made read-only\n");
+    let p = &plan.protect;
+    if !p.entries.is_empty() {
+        s.push_str(&format!(
+            "protected (filesystem.protect: {}):\n",
+            p.entries.join(", ")
+        ));
+        for path in &p.read_only {
+            s.push_str(&format!("  {path} read-only\n"));
+        }
+        for g in &p.guards {
+            let how = match g.existing {
+                Some(_) => "a symlink: replacing it ends the run",
+                None => "absent: creating it ends the run",
+            };
+            s.push_str(&format!("  {} {how}\n", g.shown));
+        }
+    }
     s.push_str(&format!(
         "hostname: {}\n",
         plan.hostname

@@ -23,6 +23,12 @@ use super::changes::{Kind, is_opaque, is_whiteout};
 pub enum ApplyError {
     #[error("refusing to apply {upper}: {}", reasons.join("; "))]
     Refused { upper: String, reasons: Vec<String> },
+    /// The layer writes paths that host tools run or trust (`filesystem.protect`).
+    #[error(
+        "refusing to apply {upper}: it writes protected paths, which host tools run or trust: {}",
+        paths.join(", ")
+    )]
+    Protected { upper: String, paths: Vec<String> },
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -262,6 +268,16 @@ fn copy_file(src: &Path, dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<(
 /// is taken from the tree as it is before anything is written, so the dry run and the real
 /// run list the same actions.
 pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, ApplyError> {
+    apply_with(upper, tree, dry_run, &[])
+}
+
+/// [`apply`], refusing to write any path in `protected` (relative to the tree) or below one.
+pub fn apply_with(
+    upper: &Path,
+    tree: &Path,
+    dry_run: bool,
+    protected: &[String],
+) -> Result<Vec<Action>, ApplyError> {
     let read_err = |source| ApplyError::Io {
         what: "read",
         path: upper.display().to_string(),
@@ -305,6 +321,17 @@ pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, Ap
             file_type,
         };
         steps.push((e, action));
+    }
+    let touched: Vec<String> = steps
+        .iter()
+        .map(|(_, a)| a.path.clone())
+        .filter(|p| super::is_protected(p, protected))
+        .collect();
+    if !touched.is_empty() {
+        return Err(ApplyError::Protected {
+            upper: upper.display().to_string(),
+            paths: touched,
+        });
     }
     if !dry_run {
         let tree_s = tree.display().to_string();

@@ -28,6 +28,18 @@ pub struct Change {
     pub file_type: String,
     /// Bytes: the new size for added and modified files, the old size for deleted ones.
     pub size: u64,
+    /// The path is protected (`filesystem.protect`): host tools run or trust it, and
+    /// `sbx apply` refuses to write it unless told to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+impl Change {
+    /// The change, marked when `protected` covers its path.
+    pub fn marked(mut self, protected: &[String]) -> Change {
+        self.protected = super::is_protected(&self.path, protected);
+        self
+    }
 }
 
 /// The changes under one overlay.
@@ -163,6 +175,7 @@ pub fn collect(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
                         kind: Kind::Added,
                         file_type: "dir".into(),
                         size: 0,
+                        protected: false,
                     });
                 }
                 Some(o) if !o.is_dir() => {
@@ -172,6 +185,7 @@ pub fn collect(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
                         kind: Kind::Added,
                         file_type: "dir".into(),
                         size: 0,
+                        protected: false,
                     });
                 }
                 Some(_) if is_opaque(p) => deleted_dirs.push(p.clone()),
@@ -192,6 +206,7 @@ pub fn collect(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
             kind,
             file_type: file_type(m).into(),
             size: if m.is_file() { m.len() } else { 0 },
+            protected: false,
         });
     }
     // An opaque directory replaced the lower one: what it hid is deleted unless the upper
@@ -208,6 +223,7 @@ pub fn collect(upper: &Path, lower: &Path) -> io::Result<Vec<Change>> {
                     kind: Kind::Deleted,
                     file_type: file_type(&m).into(),
                     size: if m.is_file() { m.len() } else { 0 },
+                    protected: false,
                 });
             }
         }
@@ -227,6 +243,7 @@ fn deleted(
         kind: Kind::Deleted,
         file_type: file_type(m).into(),
         size: if m.is_file() { m.len() } else { 0 },
+        protected: false,
     });
     if m.is_dir() {
         let mut below = Vec::new();
@@ -237,6 +254,7 @@ fn deleted(
                 kind: Kind::Deleted,
                 file_type: file_type(&bm).into(),
                 size: if bm.is_file() { bm.len() } else { 0 },
+                protected: false,
             });
         }
     }

@@ -26,6 +26,10 @@ pub struct KeptOverlay {
     pub source: String,
     /// The upper layer, relative to the kept directory.
     pub upper: String,
+    /// `filesystem.protect` of the run, relative to the overlay: `sbx apply` refuses to write
+    /// there unless told to, and `sbx changes` marks them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +45,15 @@ pub struct Layers {
     pub source: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// The protected paths, relative to the overlay.
+    pub protected: Vec<String>,
+}
+
+/// Whether `path` (relative to an overlay) is one of `protected` or lies beneath one.
+pub fn is_protected(path: &str, protected: &[String]) -> bool {
+    protected
+        .iter()
+        .any(|p| path == p || path.starts_with(&format!("{p}/")))
 }
 
 /// Creates the upper and work directories. overlayfs shows the upper directory's mode as the
@@ -64,7 +77,10 @@ pub fn report(layers: &[Layers]) -> io::Result<Vec<ChangeSet>> {
             Ok(ChangeSet {
                 destination: l.destination.clone(),
                 source: l.source.display().to_string(),
-                changes: changes::collect(&l.upper, &l.source)?,
+                changes: changes::collect(&l.upper, &l.source)?
+                    .into_iter()
+                    .map(|c| c.marked(&l.protected))
+                    .collect(),
             })
         })
         .collect()
@@ -85,6 +101,7 @@ pub fn write_meta(dir: &Path, layers: &[Layers]) -> io::Result<()> {
                     .unwrap_or(&l.upper)
                     .display()
                     .to_string(),
+                protected: l.protected.clone(),
             })
             .collect(),
     };

@@ -19,7 +19,7 @@ use std::ffi::{CString, OsString};
 
 pub use error::PlanError;
 pub use exec::ExecPlan;
-pub use mount::{MountAttrs, Op, OpInfo};
+pub use mount::{Guard, MountAttrs, Op, OpInfo, ProtectPlan};
 pub use namespaces::NamespaceSet;
 pub use network::{NetworkPlan, ProxyPlan};
 
@@ -58,6 +58,8 @@ pub struct Plan {
     pub network: NetworkPlan,
     /// The writable overlays' layers, for the change report.
     pub overlays: Vec<crate::overlay::Layers>,
+    /// The paths inside writable binds that host tools run or trust (`filesystem.protect`).
+    pub protect: ProtectPlan,
     /// A sandbox path where the sandbox's tmpfs store is bound: what the supervisor measures
     /// the store's usage by (see `supervisor::watchdog`).
     pub store: Option<CString>,
@@ -111,6 +113,19 @@ impl Plan {
             warnings.push("landlock is best-effort and this kernel has none: not applied".into());
         }
         let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
+        let protect = ProtectPlan {
+            entries: profile
+                .filesystem
+                .protected()
+                .iter()
+                .map(|e| e.value.clone())
+                .collect(),
+            read_only: std::mem::take(&mut layout.protected),
+            guards: std::mem::take(&mut layout.guards),
+        };
+        for o in &mut layout.overlays {
+            o.protected = protect.relative_to(&o.destination);
+        }
         Ok(Plan {
             namespaces,
             uid_map,
@@ -124,6 +139,7 @@ impl Plan {
             pty: profile.process.pty.unwrap_or(false),
             trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
+            protect,
             store: layout
                 .store
                 .take()

@@ -156,6 +156,13 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
             dirs.push(d);
         }
     }
+    // The last word on each path wins: `!x` lifts an earlier `x`, and `x` restores it.
+    let mut protect: Vec<Sourced> = base.protect;
+    for e in over.protect {
+        let path = e.value.trim_start_matches('!');
+        protect.retain(|p| p.value.trim_start_matches('!') != path);
+        protect.push(e);
+    }
     let mut symlinks = base.symlinks;
     symlinks.extend(over.symlinks);
     let mut files = base.files;
@@ -165,6 +172,7 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         rw,
         tmpfs,
         dirs,
+        protect,
         symlinks,
         files,
         dev: over.dev.or(base.dev),
@@ -228,6 +236,31 @@ mod tests {
         let m = merge(fs(&[], &["/host/a:/a"], &[]), fs(&["/other:/a?"], &[], &[]));
         assert!(m.filesystem.rw.is_empty());
         assert_eq!(m.filesystem.ro.len(), 1);
+    }
+
+    #[test]
+    fn a_later_layer_lifts_or_restores_a_protected_path() {
+        let layer = |v: &[&str]| {
+            let mut p = ProfileFile::default();
+            p.filesystem.protect = v.iter().map(|x| Sourced::new(*x, "t", "k")).collect();
+            p
+        };
+        let m = merge(layer(&[".git", ".envrc"]), layer(&["!.git"]));
+        let eff: Vec<&str> = m
+            .filesystem
+            .protected()
+            .iter()
+            .map(|e| e.value.as_str())
+            .collect();
+        assert_eq!(eff, [".envrc"]);
+        let m = merge(m, layer(&[".git"]));
+        let eff: Vec<&str> = m
+            .filesystem
+            .protected()
+            .iter()
+            .map(|e| e.value.as_str())
+            .collect();
+        assert_eq!(eff, [".envrc", ".git"]);
     }
 
     #[test]

@@ -285,6 +285,12 @@ pub struct Filesystem {
     /// Empty directories created in the sandbox's own tmpfs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<Sourced>,
+    /// Paths inside every writable directory bind that host tools execute or trust (`.git`,
+    /// `.envrc`, ...): read-only inside when they exist, and the run ends if the command creates
+    /// one. Relative to each writable bind, or absolute (a sandbox path); `!PATH` lifts an entry
+    /// an earlier layer made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protect: Vec<Sourced>,
     /// Symlinks: path in the sandbox = target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub symlinks: BTreeMap<String, String>,
@@ -469,13 +475,22 @@ pub struct Seccomp {
 impl Filesystem {
     /// The lists of path entries, with their keys: the one table that origin stamping and
     /// variable expansion both walk.
-    pub fn path_lists_mut(&mut self) -> [(&mut Vec<Sourced>, &'static str); 4] {
+    pub fn path_lists_mut(&mut self) -> [(&mut Vec<Sourced>, &'static str); 5] {
         [
             (&mut self.ro, "filesystem.ro"),
             (&mut self.rw, "filesystem.rw"),
             (&mut self.tmpfs, "filesystem.tmpfs"),
             (&mut self.dirs, "filesystem.dirs"),
+            (&mut self.protect, "filesystem.protect"),
         ]
+    }
+
+    /// The protected paths in effect: the entries no later `!PATH` lifted.
+    pub fn protected(&self) -> Vec<&Sourced> {
+        self.protect
+            .iter()
+            .filter(|e| !e.value.starts_with('!'))
+            .collect()
     }
 }
 

@@ -2,8 +2,8 @@
 //! the error alone when the run never started.
 
 use super::{
-    LandlockStatus, LimitStatus, NetworkStatus, Reason, RunStatus, SCHEMA, SeccompStatus,
-    WatchdogStatus,
+    LandlockStatus, LimitStatus, NetworkStatus, ProtectStatus, ProtectedCreated, Reason, RunStatus,
+    SCHEMA, SeccompStatus, WatchdogStatus,
 };
 use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
@@ -109,6 +109,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
             allow: Vec::new(),
             proxy: None,
         },
+        protect: ProtectStatus::default(),
         watchdog: None,
         degradations: Vec::new(),
     }
@@ -135,7 +136,8 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
             | Reason::Timeout
             | Reason::Oom
             | Reason::MemoryLimit
-            | Reason::ProcessLimit,
+            | Reason::ProcessLimit
+            | Reason::ProtectedPath,
             Ending::Signaled(n),
         ) => Some(n),
         _ => None,
@@ -168,6 +170,24 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
         cgroup: ctx.cgroup,
         changes: ctx.changes,
         network: network(plan, Some(outcome)),
+        protect: ProtectStatus {
+            entries: plan.protect.entries.clone(),
+            read_only: plan.protect.read_only.clone(),
+            watched: plan
+                .protect
+                .guards
+                .iter()
+                .map(|g| g.shown.clone())
+                .collect(),
+            created: outcome
+                .protected
+                .iter()
+                .map(|t| ProtectedCreated {
+                    path: t.path.clone(),
+                    moved_to: t.moved_to.clone(),
+                })
+                .collect(),
+        },
         watchdog: outcome.watchdog.map(|w| WatchdogStatus {
             peak_memory_bytes: w.memory,
             peak_tasks: w.tasks,

@@ -23,6 +23,9 @@ pub enum Reason {
     MemoryLimit,
     /// The watchdog killed the sandbox: its tasks reached `limits.processes`.
     ProcessLimit,
+    /// The command created a protected path (`filesystem.protect`): the sandbox was killed and
+    /// what it created moved aside.
+    ProtectedPath,
     SetupFailed,
     ExecFailed,
 }
@@ -74,11 +77,32 @@ pub struct RunStatus {
     pub limits: Vec<LimitStatus>,
     pub cgroup: Option<String>,
     pub network: NetworkStatus,
+    /// The paths host tools run or trust, and what the command did to them.
+    pub protect: ProtectStatus,
     /// When sbx's watchdog held the whole-sandbox limits (no cgroup): the largest it measured.
     pub watchdog: Option<WatchdogStatus>,
     /// What the command changed under each writable overlay.
     pub changes: Vec<crate::overlay::ChangeSet>,
     pub degradations: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProtectStatus {
+    /// `filesystem.protect` in effect, as written (relative to each writable bind).
+    pub entries: Vec<String>,
+    /// Protected paths that exist: read-only in the sandbox.
+    pub read_only: Vec<String>,
+    /// Protected paths that did not exist: watched, the run ends if one appears.
+    pub watched: Vec<String>,
+    /// Protected paths the command created, and where sbx moved them.
+    pub created: Vec<ProtectedCreated>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtectedCreated {
+    pub path: String,
+    /// Where it is on the host now, moved aside (null: it could not be moved or is gone).
+    pub moved_to: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

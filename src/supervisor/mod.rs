@@ -3,6 +3,7 @@
 //! the facts for the exit code, the message and the run report (`outcome`). With a pty it
 //! relays the terminal (`terminal`).
 
+pub mod guard;
 mod outcome;
 pub mod terminal;
 mod wait;
@@ -147,6 +148,8 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
 pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let (_restore, signals) = block_forwarded(plan, how.forward_signals)?;
     let (cgroup, cgroup_note) = run_cgroup(plan)?;
+    // Watching starts before the sandbox does, so that nothing it creates goes unseen.
+    let guard = guard::Guard::new(&plan.protect)?;
     let terminal = match plan.pty {
         true => Pending::take().map_err(|errno| Error::Supervisor {
             what: "read the terminal's settings",
@@ -226,6 +229,8 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         early: how.return_before_teardown && cgroup.is_none(),
         watchdog: watchdog::Watchdog::new(pid, watched.0, watched.1, store, start),
         crossed: None,
+        guard,
+        protect_tripped: false,
     };
     let (end, timed_out) = watch.run()?;
     let wall_time = start.elapsed();
@@ -233,6 +238,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let records = Records(std::mem::take(&mut watch.channel.records));
     let crossed = watch.crossed;
     let watchdog = watch.watchdog.as_ref().map(|w| w.peak);
+    // The sandbox is gone (init killed what was left): nothing races the move aside.
+    let protected = watch
+        .guard
+        .take()
+        .map(guard::Guard::defuse)
+        .unwrap_or_default();
     drop(watch);
     if let Some(r) = relay {
         r.finish();
@@ -268,6 +279,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         proxy,
         crossed,
         watchdog,
+        protected,
         degradations: cgroup_note.into_iter().collect(),
     })
 }

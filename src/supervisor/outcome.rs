@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::guard::Tripped;
 use super::watchdog::{Crossed, Sample};
 use crate::cgroup;
 use crate::exit::{EXIT_SBX_FAILED, Ending};
@@ -53,6 +54,8 @@ pub struct Outcome {
     pub crossed: Option<Crossed>,
     /// Whether the watchdog held the limits, and the largest sample it took.
     pub watchdog: Option<Sample>,
+    /// Protected paths the command created (the sandbox was killed for it).
+    pub protected: Vec<Tripped>,
 }
 
 /// How the supervisor learned that the sandbox ended.

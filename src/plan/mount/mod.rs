@@ -9,12 +9,14 @@
 mod op;
 mod overlay;
 mod path;
+mod protect;
 mod request;
 mod tree;
 
 use std::path::{Path, PathBuf};
 
 pub use op::{MountAttrs, Op, OpInfo};
+pub use protect::{Guard, ProtectPlan};
 pub use tree::{Grant, GrantRule};
 
 use super::error::PlanError;
@@ -40,6 +42,10 @@ pub struct Layout {
     pub warnings: Vec<String>,
     /// A sandbox path where the tmpfs store is bound, if there is a store.
     pub store: Option<String>,
+    /// Protected paths that are not there to cover: names the supervisor watches for.
+    pub guards: Vec<Guard>,
+    /// Protected paths covered by a read-only bind, as the sandbox names them.
+    pub protected: Vec<String>,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
     binds: Vec<(String, PathBuf)>,
     /// Every mount destination, for telling which mount covers a path.
@@ -80,7 +86,7 @@ pub fn build(
     overlay_root: Option<&Path>,
 ) -> Result<Layout, PlanError> {
     let mut warnings = Vec::new();
-    let requests = request::requests(fs, pid_ns, &mut warnings)?;
+    let (requests, guards) = request::requests(fs, pid_ns, &mut warnings)?;
     let mut b = Builder::new(tmpfs_size, overlay_root.map(Path::to_path_buf));
     for r in requests {
         b.place(r)?;
@@ -93,6 +99,8 @@ pub fn build(
         info: b.info,
         warnings,
         store: b.store_seen_at,
+        guards,
+        protected: b.protected,
         binds: b.binds,
         mount_points: b.mount_points,
     })

@@ -114,6 +114,7 @@ impl Builder {
             source: lowers[0].clone(),
             upper: base.join("upper"),
             work: base.join("work"),
+            protected: Vec::new(),
         };
         let data = format!(
             "lowerdir={lowerdir},upperdir={OLD_ROOT}{},workdir={OLD_ROOT}{},userxattr",

@@ -63,13 +63,16 @@ pub const DEVPTS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NOEXEC);
 /// A private devpts instance (`gid=5` is refused in a user namespace).
 pub const DEVPTS_DATA: &std::ffi::CStr = c"newinstance,ptmxmode=0666,mode=0620";
 
-/// Every request of the profile, parents before children.
+/// Every request of the profile, parents before children, and the guards of protected paths
+/// that are not there to cover.
 pub fn requests(
     fs: &Filesystem,
     pid_ns: bool,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Request>, PlanError> {
+) -> Result<(Vec<Request>, Vec<super::protect::Guard>), PlanError> {
     let mut requests = bind_requests(fs, warnings)?;
+    let protections = super::protect::protections(fs, &requests)?;
+    requests.extend(protections.binds);
     let reserved = |requests: &[Request], dst: &str, owner: &str| -> Result<(), PlanError> {
         match requests.iter().find(|r| r.dst == dst) {
             Some(r) => Err(PlanError::Invalid {
@@ -157,7 +160,7 @@ pub fn requests(
             });
         }
     }
-    Ok(requests)
+    Ok((requests, protections.guards))
 }
 
 /// Reads the bind lists, resolving sources on the host.

@@ -73,6 +73,8 @@ pub(super) struct Builder {
     store: Option<usize>,
     /// The first place the store is bound in the sandbox, to measure it by.
     pub(super) store_seen_at: Option<String>,
+    /// The protected paths placed as read-only binds.
+    pub(super) protected: Vec<String>,
     /// Where writable overlays keep their layers on the host.
     pub(super) overlay_root: Option<PathBuf>,
     pub(super) layers: Vec<Layers>,
@@ -247,11 +249,18 @@ impl Builder {
                     dst,
                     attrs,
                 };
-                let what = if attrs.contains(MountAttrs::RDONLY) {
-                    "read-only bind"
-                } else {
-                    "bind"
+                let protect = r
+                    .origin
+                    .as_ref()
+                    .is_some_and(|o| o.key == "filesystem.protect");
+                let what = match (protect, attrs.contains(MountAttrs::RDONLY)) {
+                    (true, _) => "protected read-only bind",
+                    (false, true) => "read-only bind",
+                    (false, false) => "bind",
                 };
+                if protect {
+                    self.protected.push(r.dst.clone());
+                }
                 self.push(op, what, &r, Some(&src));
                 self.grant(&r.dst, Grant::of(attrs, &r.dst), is_dir);
                 self.binds.push((r.dst.clone(), src.clone()));
