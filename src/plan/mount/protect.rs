@@ -78,13 +78,14 @@ fn hooks_path(root: &Path) -> Option<String> {
     for line in config.lines().map(str::trim) {
         if line.starts_with('[') {
             in_core = line.eq_ignore_ascii_case("[core]");
-        } else if in_core && let Some((k, v)) = line.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("hookspath") {
-                let v = v.trim().trim_matches('"');
-                let rel = v.strip_prefix("./").unwrap_or(v);
-                return (!rel.is_empty() && !rel.starts_with('/') && !rel.starts_with('~'))
-                    .then(|| rel.trim_end_matches('/').to_string());
-            }
+        } else if in_core
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim().eq_ignore_ascii_case("hookspath")
+        {
+            let v = v.trim().trim_matches('"');
+            let rel = v.strip_prefix("./").unwrap_or(v);
+            return (!rel.is_empty() && !rel.starts_with('/') && !rel.starts_with('~'))
+                .then(|| rel.trim_end_matches('/').to_string());
         }
     }
     None
