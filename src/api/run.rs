@@ -13,6 +13,7 @@ use crate::plan::{Plan, RunOptions};
 use crate::profile::OverlayMode;
 use crate::report::{self, Reason};
 use crate::sandbox::channel::Step;
+use crate::supervisor::janitor::Janitor;
 use crate::supervisor::watchdog::Crossed;
 use crate::supervisor::{self, Outcome, Supervision};
 use crate::sys;
@@ -40,6 +41,11 @@ impl Sandbox {
             .collect();
         let landlock_abi = sys::landlock_abi();
         let mut layer_root = self.layer_root()?;
+        // A private layer must not outlive sbx even if it is killed; dropped after the root.
+        let janitor = layer_root
+            .as_ref()
+            .filter(|r| !r.kept)
+            .and_then(|r| Janitor::start(&[r.path.clone()], &[]));
         let plan = Plan::build(
             &self.profile,
             &self.vars,
@@ -118,6 +124,9 @@ impl Sandbox {
                     .collect(),
             },
         );
+        // The private layer goes first, then the janitor that would remove it if sbx died.
+        drop(layer_root);
+        drop(janitor);
         Ok(Finished {
             exit_code: code,
             status,

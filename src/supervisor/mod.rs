@@ -4,6 +4,7 @@
 //! relays the terminal (`terminal`).
 
 pub mod guard;
+pub mod janitor;
 mod outcome;
 pub mod terminal;
 mod wait;
@@ -148,6 +149,11 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
 pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let (_restore, signals) = block_forwarded(plan, how.forward_signals)?;
     let (cgroup, cgroup_note) = run_cgroup(plan)?;
+    // Dropped (dismissed) once the cgroup is removed below, after the run.
+    let janitor = cgroup.as_ref().and_then(|cg| {
+        let run = cg.path().to_path_buf();
+        janitor::Janitor::start(&[], &[run])
+    });
     // Watching starts before the sandbox does, so that nothing it creates goes unseen.
     let guard = guard::Guard::new(&plan.protect)?;
     let terminal = match plan.pty {
@@ -257,6 +263,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         }
         (path, stats)
     });
+    drop(janitor);
     let milestones: Vec<String> = records
         .milestones(t0)
         .into_iter()

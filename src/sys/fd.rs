@@ -46,6 +46,12 @@ pub fn read_byte(fd: RawFd) -> SysResult<bool> {
     read(fd, &mut b).map(|n| n == 1)
 }
 
+/// Makes `to` a copy of `fd` (dup2).
+pub fn dup_to(fd: RawFd, to: RawFd) -> SysResult {
+    // SAFETY: plain syscall on descriptors.
+    check(unsafe { libc::dup2(fd, to) }).map(drop)
+}
+
 /// Takes ownership of a descriptor the kernel just returned.
 fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel just returned this fd to us and nothing else refers to it.

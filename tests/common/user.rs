@@ -72,17 +72,34 @@ pub fn install_executable(src: &Path, dir: &Path, name: &str) -> PathBuf {
     copy
 }
 
-/// A copy of the build product `built` that the test uid can run: one copy per build (the
-/// directory, `PREFIX-MTIME-SIZE` in the temp dir, names it), reused by every test file and run.
-pub fn copy_per_build(built: &Path, prefix: &str, name: &str) -> PathBuf {
-    let meta = std::fs::metadata(built).unwrap_or_else(|e| panic!("no {}: {e}", built.display()));
-    let stamp = meta
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", stamp.as_nanos(), meta.len()));
-    install_executable(built, &dir, name)
+/// A directory of this test process in /tmp, world-readable, removed when the process exits
+/// (the build tree may sit under a 0700 home, so executables the test uid runs live here).
+fn process_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("sbx-test-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        extern "C" fn remove() {
+            let dir = std::env::temp_dir().join(format!("sbx-test-run-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        // SAFETY: `remove` is a plain function that runs once at exit; atexit only stores it.
+        unsafe { libc::atexit(remove) };
+        dir
+    })
+}
+
+/// A copy of the build product `built` that the test uid can run, for this test process: a
+/// hard link when the build tree and /tmp share a filesystem (instant), else a copy. It goes
+/// when the process exits, so a test run leaves nothing in /tmp.
+pub fn copy_per_build(built: &Path, _prefix: &str, name: &str) -> PathBuf {
+    let copy = process_dir().join(name);
+    if !copy.exists() && std::fs::hard_link(built, &copy).is_err() {
+        return install_executable(built, process_dir(), name);
+    }
+    copy
 }
 
 /// This test binary, copied where the test uid can run it (to re-run it unprivileged); the

@@ -1,0 +1,106 @@
+//! What sbx leaves on the host during a run (a private overlay layer in `$TMPDIR`, the run's
+//! cgroup) is removed by sbx at the end; a janitor removes it if sbx itself is killed first.
+//! The janitor is a shell forked before the sandbox starts, blocked reading a pipe whose only
+//! writer is sbx: a line means the run is over and sbx cleaned up itself (the janitor leaves);
+//! end of file without a line means sbx died, and the janitor cleans up. It holds nothing else
+//! of sbx's: not its terminal, not its output.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::sys;
+
+/// Directories to remove; then cgroups, removed once their processes are gone.
+const SCRIPT: &str = r#"read -r _ && exit 0
+dirs=true
+for p in "$@"; do
+  if [ "$p" = -- ]; then dirs=false; continue; fi
+  if $dirs; then
+    [ -d "$p" ] && chmod -R u+rwx "$p" && rm -rf "$p"
+  else
+    i=0
+    while [ -d "$p" ] && [ $i -lt 50 ]; do rmdir "$p/sandbox" "$p" 2>/dev/null; sleep 0.1; i=$((i+1)); done
+  fi
+done"#;
+
+pub struct Janitor {
+    /// The write end of the pipe the janitor waits on.
+    pipe: Option<OwnedFd>,
+    pid: libc::pid_t,
+}
+
+impl Janitor {
+    /// Starts a janitor for `dirs` and `cgroups`; None when there is nothing to clean or it
+    /// cannot start (the run goes on: this only covers sbx being killed).
+    pub fn start(dirs: &[PathBuf], cgroups: &[PathBuf]) -> Option<Janitor> {
+        if dirs.is_empty() && cgroups.is_empty() {
+            return None;
+        }
+        let cstr = |b: &[u8]| CString::new(b).ok();
+        let mut args: Vec<CString> = vec![cstr(b"sh")?, cstr(b"-c")?, cstr(SCRIPT.as_bytes())?];
+        args.push(cstr(b"sh")?);
+        for d in dirs {
+            args.push(cstr(d.as_os_str().as_bytes())?);
+        }
+        args.push(cstr(b"--")?);
+        for c in cgroups {
+            args.push(cstr(c.as_os_str().as_bytes())?);
+        }
+        let argv: Vec<*const libc::c_char> = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let env = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
+        let null = sys::open(c"/dev/null", libc::O_RDWR, 0).ok()?;
+        let (read, write) = sys::pipe().ok()?;
+        let pid = Self::fork(read.as_raw_fd(), null, &argv, &env);
+        sys::close(null);
+        Some(Janitor {
+            pipe: Some(write),
+            pid: pid?,
+        })
+    }
+
+    #[allow(unsafe_code)] // clone_fork: the child only moves descriptors and execs
+    fn fork(
+        read: libc::c_int,
+        null: libc::c_int,
+        argv: &[*const libc::c_char],
+        env: &[*const libc::c_char],
+    ) -> Option<libc::pid_t> {
+        // SAFETY: the child only calls dup2, close_range and execve, all async-signal-safe, and
+        // ends in execve or _exit; the arguments were built before the fork.
+        match unsafe { sys::clone_fork(0) } {
+            Ok(0) => {
+                let ok = sys::dup_to(read, 0).and_then(|_| sys::dup_to(null, 1));
+                if ok.and_then(|_| sys::dup_to(null, 2)).is_ok() {
+                    sys::close_all_except(&[0, 1, 2]);
+                    // A new session: a Ctrl-C meant for sbx does not reach the janitor.
+                    let _ = sys::setsid();
+                    sys::execve(c"/bin/sh", argv, env);
+                }
+                sys::exit(127)
+            }
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                tracing::debug!("janitor: cannot fork: {}", e.desc());
+                None
+            }
+        }
+    }
+}
+
+/// Dropped when sbx has cleaned up itself: the janitor leaves without touching anything, and
+/// is reaped.
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            let _ = sys::write_all(pipe.as_raw_fd(), b"done\n");
+            drop(pipe);
+            let _ = sys::wait4(self.pid, 0);
+        }
+    }
+}
