@@ -45,7 +45,7 @@ impl Sandbox {
         let janitor = layer_root
             .as_ref()
             .filter(|r| !r.kept)
-            .and_then(|r| Janitor::start(&[r.path.clone()], &[]));
+            .and_then(|r| Janitor::start(std::slice::from_ref(&r.path), &[]));
         let plan = Plan::build(
             &self.profile,
             &self.vars,

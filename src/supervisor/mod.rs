@@ -152,7 +152,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     // Dropped (dismissed) once the cgroup is removed below, after the run.
     let janitor = cgroup.as_ref().and_then(|cg| {
         let run = cg.path().to_path_buf();
-        janitor::Janitor::start(&[], &[run])
+        janitor::Janitor::start(&[], std::slice::from_ref(&run))
     });
     // Watching starts before the sandbox does, so that nothing it creates goes unseen.
     let guard = guard::Guard::new(&plan.protect)?;
