@@ -109,7 +109,23 @@ pub fn explain(plan: &Plan) -> String {
     if let Some(t) = plan.limits.tmpfs_size {
         s.push_str(&format!("  tmpfs_size = {t}\n"));
     }
+    let c = plan.limits.cgroup;
+    for (name, v) in [("memory", c.memory_max), ("processes", c.pids_max)] {
+        if let Some(v) = v {
+            s.push_str(&format!(
+                "  {name} = {v} for the whole sandbox (its cgroup where one is delegated, else \
+                 sbx's watchdog)\n"
+            ));
+        }
+    }
     s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
+    for l in &plan.limits.userns {
+        s.push_str(&format!(
+            "  {} = {} (user namespace)\n",
+            l.name.trim_start_matches("max_"),
+            l.value
+        ));
+    }
     match &plan.landlock {
         Some(l) => {
             s.push_str(&format!(
