@@ -78,6 +78,10 @@ fn apply(op: &Op) -> sys::SysResult {
         },
         Op::Touch { path } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, b""),
         Op::Bind { src, dst, attrs } => bind(src, dst, attrs.mount_attr()),
+        // Both ends are sbx's own tmpfs mounts, which nothing else can change yet.
+        Op::StoreBind { src, dst } => mount_on(dst, |at| {
+            sys::mount(Some(src), at, None, libc::MS_BIND, None)
+        }),
         Op::Tmpfs { dst, data, attrs } => mount(dst, c"tmpfs", *attrs, Some(data)),
         Op::Proc { dst, attrs } => mount(dst, c"proc", *attrs, None),
         Op::Devpts { dst, data, attrs } => mount(dst, c"devpts", *attrs, Some(data)),

@@ -46,6 +46,9 @@ impl MountAttrs {
     }
 }
 
+/// The attributes of the sandbox's tmpfs store, and so of every writable tmpfs in it.
+pub const STORE_ATTRS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NODEV);
+
 /// One primitive step of building the root, with paths as the setup process sees them
 /// (`/newroot/...` for the sandbox, `/oldroot/...` for the host).
 #[derive(Clone, Debug)]
@@ -68,6 +71,12 @@ pub enum Op {
         dst: CString,
         data: CString,
         attrs: MountAttrs,
+    },
+    /// A directory of the sandbox's tmpfs store, bound into place; it has the store's
+    /// attributes (`STORE_ATTRS`), which a plain bind keeps.
+    StoreBind {
+        src: CString,
+        dst: CString,
     },
     Proc {
         dst: CString,
@@ -115,6 +124,7 @@ impl Op {
             | Op::Devpts { data, attrs, .. }
             | Op::Overlay { data, attrs, .. } => with(Some(data), *attrs, &[]),
             Op::Proc { attrs, .. } => with(None, *attrs, &[]),
+            Op::StoreBind { .. } => with(None, STORE_ATTRS, &["store"]),
             Op::Symlink { target, .. } => format!("-> {}", target.to_string_lossy()),
             Op::Mkdir { mode, .. } => format!("mode={mode:o}"),
             Op::Seal { .. } => "ro".into(),

@@ -53,7 +53,7 @@ pub fn bind_attrs(readonly: bool) -> MountAttrs {
 /// sbx's own /dev nodes: the only binds whose device nodes work.
 const DEVICE_NODE: MountAttrs = MountAttrs::NOSUID;
 /// Every tmpfs sbx mounts for the command, but /dev: the command's writable storage.
-pub const TMPFS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NODEV);
+pub const TMPFS: MountAttrs = super::op::STORE_ATTRS;
 /// /dev: device nodes (bound in), nothing executable, and read-only once populated.
 pub const DEV_TMPFS: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NOEXEC);
 pub const PROC: MountAttrs = MountAttrs::NOSUID

@@ -283,11 +283,7 @@ impl Builder {
                 // One budget for all the sandbox's writable storage: each tmpfs the profile
                 // asks for is a directory of one store, bound into place.
                 let src = self.store_dir(&r, mode);
-                let op = Op::Bind {
-                    src: src.clone(),
-                    dst,
-                    attrs,
-                };
+                let op = Op::StoreBind { src, dst };
                 let from = Path::new("the sandbox's tmpfs store");
                 self.push(op, "tmpfs", &r, Some(from));
                 self.store_seen_at.get_or_insert_with(|| r.dst.clone());
