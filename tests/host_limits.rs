@@ -220,9 +220,43 @@ if sys.argv[1] == "watches" and libc.inotify_add_watch(fd, b"/", 2) < 0:
         .success()
 }
 
-/// Runs the grab in a sandbox with `args`; returns what it took and whether the host could
-/// still make one while it held them.
+/// How many inotify instances the test uid can make on the host now.
+fn host_free_instances() -> u64 {
+    let script = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print(n)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .as_test_uid()
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Waits until the test uid holds no inotify instance, and so no watch: the kernel frees a
+/// closed instance (and gives back its count) only after its marks are reaped, milliseconds
+/// after the processes of an earlier sandbox are gone.
+fn wait_for_release() {
+    let limit = host_limit("max_inotify_instances");
+    let deadline = std::time::Instant::now() + HANG;
+    while host_free_instances() < limit {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test uid still holds inotify instances after {HANG:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Runs the grab in a sandbox with `args` (once nothing of an earlier one is held); returns
+/// what it took and whether the host could still make one while it held them.
 fn grab(what: &str, args: &[&str]) -> (u64, bool) {
+    wait_for_release();
     let mut all = args.to_vec();
     all.extend(["--", "python3", "-c", GRAB, what]);
     let mut s = common::sbx(all);

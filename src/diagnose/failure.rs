@@ -104,6 +104,17 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         ),
         Step::Loopback => ("bringing up lo".into(), ""),
         Step::Hostname => ("sethostname".into(), ""),
+        Step::Protect => (
+            match plan.protect.guards.get(f.index as usize) {
+                Some(g) => format!(
+                    "watching {} for protected paths (inotify)",
+                    g.inside.to_string_lossy()
+                ),
+                None => "watching for protected paths (inotify)".into(),
+            },
+            "if your inotify instances or watches are used up (fs.inotify.max_user_instances), \
+             close what holds them; or lift the entries in filesystem.protect",
+        ),
         Step::ProxyListener => (
             match plan.network.proxy() {
                 Some(p) => format!(

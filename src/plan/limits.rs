@@ -7,7 +7,6 @@ use std::time::Duration;
 use nix::sys::resource::Resource;
 
 use super::error::PlanError;
-use super::namespaces::NamespaceSet;
 use crate::profile::{Count, Enforcement, Limits, Size, Span};
 
 /// The fraction of the caller's per-user kernel limits a sandbox takes by default.
@@ -69,45 +68,49 @@ const SHARED: [&str; 4] = [
     "max_fanotify_marks",
 ];
 
-/// Whether the sandbox has a namespace of a kind (None: user namespaces, which it never makes).
-type Made = Option<fn(&NamespaceSet) -> bool>;
-
-/// The namespace counters, with the namespace each counts.
-const NAMESPACES: [(&str, Made); 8] = [
-    ("max_user_namespaces", None),
-    ("max_mnt_namespaces", Some(|_| true)),
-    ("max_pid_namespaces", Some(|n| n.pid)),
-    ("max_net_namespaces", Some(|n| n.net)),
-    ("max_ipc_namespaces", Some(|n| n.ipc)),
-    ("max_uts_namespaces", Some(|n| n.uts)),
-    ("max_cgroup_namespaces", Some(|n| n.cgroup)),
-    ("max_time_namespaces", Some(|_| false)),
+/// The namespace counters: with nesting, the sandbox gets `share` of the caller's.
+const NAMESPACES: [&str; 8] = [
+    "max_user_namespaces",
+    "max_mnt_namespaces",
+    "max_pid_namespaces",
+    "max_net_namespaces",
+    "max_ipc_namespaces",
+    "max_uts_namespaces",
+    "max_cgroup_namespaces",
+    "max_time_namespaces",
 ];
 
-/// The sandbox's user-namespace limits (at most `sandbox::userns::MAX_LIMITS`), from the caller's (read in sbx's own namespace; a
-/// kernel without a counter has no file, and it is left out). Without nesting, the sandbox may
-/// hold only the namespaces sbx made for it; with nesting, `share` of the caller's.
-pub fn userns_limits(share: f64, ns: &NamespaceSet, nested: bool) -> Vec<UsernsLimit> {
-    let host = |name: &str| -> Option<u64> {
-        std::fs::read_to_string(format!("/proc/sys/user/{name}"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
+/// The caller's value of a counter (read in sbx's own namespace); None where this kernel has
+/// no such counter.
+fn host_value(name: &str) -> Option<u64> {
+    let mut buf = [0u8; 32];
+    let n = std::fs::File::open(format!("/proc/sys/user/{name}"))
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
+        .ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
+/// The sandbox's user-namespace limits: `share` of the
+/// caller's per-user counters. Without nesting, no user namespace at all, which is what keeps
+/// every other kind from being created too: with its capabilities dropped, the command could
+/// only make one inside a user namespace of its own. Each counter costs a few system calls at
+/// every start, so the others are left alone then.
+pub fn userns_limits(share: f64, nested: bool) -> Vec<UsernsLimit> {
     let part = |v: u64| ((v as f64) * share).floor() as u64;
     let shared = SHARED
         .iter()
-        .filter_map(|name| Some((*name, part(host(name)?))));
-    let namespaces = NAMESPACES.iter().filter_map(|(name, made)| {
-        let caller = host(name)?;
-        let value = match (nested, made) {
-            (true, _) => part(caller),
-            (false, None) => 0,
-            (false, Some(made)) => u64::from(made(ns)),
-        };
-        Some((*name, value))
-    });
+        .filter_map(|name| Some((*name, part(host_value(name)?))));
+    let namespaces: Vec<(&'static str, u64)> = match nested {
+        true => NAMESPACES
+            .iter()
+            .filter_map(|name| Some((*name, part(host_value(name)?))))
+            .collect(),
+        false => std::path::Path::new("/proc/sys/user/max_user_namespaces")
+            .exists()
+            .then_some(("max_user_namespaces", 0))
+            .into_iter()
+            .collect(),
+    };
     shared
         .chain(namespaces)
         .map(|(name, value)| UsernsLimit {

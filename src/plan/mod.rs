@@ -19,7 +19,7 @@ use std::ffi::{CString, OsString};
 
 pub use error::PlanError;
 pub use exec::ExecPlan;
-pub use mount::{Guard, MountAttrs, Op, OpInfo, ProtectPlan};
+pub use mount::{Guard, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
 pub use namespaces::NamespaceSet;
 pub use network::{NetworkPlan, ProxyPlan};
 
@@ -79,7 +79,7 @@ impl Plan {
         let (uid_map, gid_map) = namespaces::id_maps(map_root);
         let mut limits = limits::build(&profile.limits)?;
         let nested = profile.security.nested_userns.unwrap_or(false);
-        limits.userns = limits::userns_limits(limits.host_share, &namespaces, nested);
+        limits.userns = limits::userns_limits(limits.host_share, nested);
         let mut layout = mount::build(
             &profile.filesystem,
             namespaces.pid,

@@ -50,6 +50,8 @@ steps! {
     NetNamespace,
     Loopback,
     Hostname,
+    /// Watching the protected paths that do not exist; the index says which.
+    Protect,
     ProxyListener,
     Pty,
     /// Handing the tmpfs store over to the supervisor's watchdog.
@@ -149,6 +151,8 @@ pub enum Fact {
     /// Init has killed and reaped every other process of the sandbox; all that is left is its
     /// own exit (and the kernel's teardown of the namespaces).
     Finished,
+    /// A protected path appeared (the guard's index): init ended the command.
+    Protected(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +190,7 @@ impl Record {
             Record::Fact(Fact::SystemTime(us)) => fact(4, split(us)),
             Record::Fact(Fact::PeakRss(kib)) => fact(5, split(kib)),
             Record::Fact(Fact::Finished) => fact(6, [0, 0]),
+            Record::Fact(Fact::Protected(i)) => fact(7, [i, 0]),
         }
     }
 
@@ -211,6 +216,7 @@ impl Record {
             Some(4) => Fact::SystemTime(wide),
             Some(5) => Fact::PeakRss(wide),
             Some(6) => Fact::Finished,
+            Some(7) => Fact::Protected(a),
             Some(_) => return None,
         };
         Some(Record::Fact(fact))

@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use super::FORWARDED_SIGNALS;
 use super::channel::{self, Fact, Failure, Step};
 use super::exec::{self, Argv};
+use super::watch::Watch;
 use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
 use crate::sys;
@@ -18,7 +19,7 @@ pub(super) fn signals() -> libc::sigset_t {
 }
 
 #[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
-pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>) -> ! {
+pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: Option<Watch>) -> ! {
     let fail = |s, e| -> ! {
         channel::send(report, Failure::new(s, e));
         sys::exit(EXIT_SBX_FAILED)
@@ -35,12 +36,31 @@ pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>) -> ! {
         Err(e) => fail(Step::ForkPayload, e),
     };
     // Nothing of the host stays with init: not the terminal, not the lifeline.
-    let mut keep = [report, signal_fd];
+    let watch_fd = watch.as_ref().map_or(-1, Watch::fd);
+    let mut keep = [report, signal_fd, watch_fd];
     keep.sort_unstable();
-    sys::close_all_except(&keep);
+    sys::close_all_except(&keep[usize::from(watch_fd < 0)..]);
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    let mut protected = false;
     loop {
+        let ready = match sys::poll_fds([signal_fd, watch_fd], -1) {
+            Ok(r) => r,
+            Err(sys::Errno::EINTR) => continue,
+            Err(_) => sys::exit(EXIT_SBX_FAILED),
+        };
+        if let (true, Some(w), false) = (ready[1], &watch, protected)
+            && let Some(i) = w.tripped(plan)
+        {
+            // A protected path appeared: the command goes, with everything it started (as PID
+            // 1, when the payload is reaped below, `finish` kills the rest).
+            channel::send(report, Fact::Protected(i as u32));
+            protected = true;
+            let _ = sys::kill(payload, libc::SIGKILL);
+        }
+        if !ready[0] {
+            continue;
+        }
         let sig = sys::read_signal(signal_fd).unwrap_or_else(|_| sys::exit(EXIT_SBX_FAILED));
         if sig != libc::SIGCHLD {
             let _ = sys::kill(payload, sig);

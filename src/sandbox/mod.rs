@@ -11,6 +11,7 @@ mod netns;
 mod rootfs;
 mod setup;
 mod userns;
+mod watch;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 

@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 
 use super::channel::{self, Failure, Milestone, Step};
 use super::exec::{self, Argv};
+use super::watch::Watch;
 use super::{ChildEnds, confine, init, netns, rootfs, userns};
 use crate::plan::Plan;
 use crate::sys;
@@ -18,7 +19,7 @@ fn step(s: Step, f: impl FnOnce() -> sys::SysResult) -> Result<(), Failure> {
 pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     let report = ends.report;
     let mark = |m| channel::milestone(report, plan.trace, m);
-    let steps = || -> Result<Option<RawFd>, Failure> {
+    let steps = || -> Result<(Option<RawFd>, Option<Watch>), Failure> {
         // A PID namespace's init drops signals it neither handles nor blocks: block what init
         // will forward before anything else, so a signal sent during setup waits for it.
         step(Step::Signals, || sys::block_signals(&init::signals()))?;
@@ -29,10 +30,18 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             })?;
         }
         userns::write_id_maps(plan)?;
-        let limits = userns::open_limits(plan)?;
+        // While init still sees the host's /proc (the sandbox may have none), and on init's
+        // path before the root is built: the network helper's namespace takes longer than the
+        // root anyway, so init has the time (see benches/README.md).
+        userns::set_limits(plan)?;
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);
+        // Before the command exists, so that nothing it creates goes unseen.
+        let watch = match plan.as_pid_1 {
+            false => Watch::start(plan)?,
+            true => None,
+        };
         if let Some(sock) = ends.net {
             netns::join(sock)?;
         }
@@ -56,7 +65,6 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
             hand_over(Step::Store, sock, sys::open(store, flags, 0))?;
         }
-        userns::write_limits(plan, limits)?;
         if !plan.as_pid_1 {
             // Init stays inside with the payload: it must not be a target for ptrace or
             // /proc/1/mem writes.
@@ -72,10 +80,10 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
                 .map_err(|e| Failure::at(Step::Rlimit, i, e))?;
         }
         mark(Milestone::Confined);
-        Ok(pty)
+        Ok((pty, watch))
     };
-    let pty = match steps() {
-        Ok(pty) => pty,
+    let (pty, watch) = match steps() {
+        Ok(done) => done,
         Err(f) => {
             channel::send(report, f);
             sys::exit(crate::exit::EXIT_SBX_FAILED)
@@ -88,7 +96,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     if plan.as_pid_1 {
         exec::payload(plan, argv, report, None, pty)
     }
-    init::run(plan, argv, report, pty)
+    init::run(plan, argv, report, pty, watch)
 }
 
 /// Dies with the supervisor. The supervisor sends one byte when the process may go on (after

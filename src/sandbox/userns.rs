@@ -2,8 +2,6 @@
 //! itself. An unprivileged process may map exactly its own uid and gid, one line each, and must
 //! deny setgroups before writing the gid map.
 
-use std::os::fd::RawFd;
-
 use super::channel::{Failure, Step};
 use crate::plan::Plan;
 use crate::sys;
@@ -18,31 +16,13 @@ pub fn write_id_maps(plan: &Plan) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The most user-namespace limits sbx sets (see `plan::limits::userns_limits`).
-pub const MAX_LIMITS: usize = 16;
-
-/// The user namespace's limit files, opened while this process still sees the host's /proc
-/// (the sandbox may have none), written once the root is built.
-pub struct LimitFiles([RawFd; MAX_LIMITS]);
-
-/// Opens the user namespace's limit files: /proc/sys/user is the namespace of the opener.
-pub fn open_limits(plan: &Plan) -> Result<LimitFiles, Failure> {
-    let mut fds = [-1; MAX_LIMITS];
-    for (i, l) in plan.limits.userns.iter().take(MAX_LIMITS).enumerate() {
-        fds[i] = sys::open(&l.path, libc::O_WRONLY, 0)
-            .map_err(|e| Failure::at(Step::UsernsLimit, i, e))?;
-    }
-    Ok(LimitFiles(fds))
-}
-
-/// Sets the limits, while this process still holds CAP_SYS_RESOURCE in the namespace. After
-/// the root is built: setting it up takes transient mount namespaces (`open_tree`), and the
-/// network namespace is the helper's to create, so the counts are final only now.
-pub fn write_limits(plan: &Plan, files: LimitFiles) -> Result<(), Failure> {
-    for (i, (l, fd)) in plan.limits.userns.iter().zip(files.0).enumerate() {
-        let written = sys::write_all(fd, &l.text);
-        sys::close(fd);
-        written.map_err(|e| Failure::at(Step::UsernsLimit, i, e))?;
+/// Sets the user namespace's own limits (see `plan::limits::userns_limits`), from a process
+/// holding CAP_SYS_RESOURCE there that sees the host's /proc: /proc/sys/user is the opener's
+/// namespace. Before the root is built, which takes transient mount namespaces (`open_tree`):
+/// with nesting, `max_mnt_namespaces` is a share of the caller's, never a count.
+pub fn set_limits(plan: &Plan) -> Result<(), Failure> {
+    for (i, l) in plan.limits.userns.iter().enumerate() {
+        sys::write_file(&l.path, 0, &l.text).map_err(|e| Failure::at(Step::UsernsLimit, i, e))?;
     }
     Ok(())
 }

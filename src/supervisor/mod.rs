@@ -154,7 +154,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         let run = cg.path().to_path_buf();
         janitor::Janitor::start(&[], std::slice::from_ref(&run))
     });
-    // Watching starts before the sandbox does, so that nothing it creates goes unseen.
+    // The protected paths' directories, opened before the sandbox can change them.
     let guard = guard::Guard::new(&plan.protect)?;
     let terminal = match plan.pty {
         true => Pending::take().map_err(|errno| Error::Supervisor {
@@ -235,8 +235,6 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         early: how.return_before_teardown && cgroup.is_none(),
         watchdog: watchdog::Watchdog::new(pid, watched.0, watched.1, store, start),
         crossed: None,
-        guard,
-        protect_tripped: false,
     };
     let (end, timed_out) = watch.run()?;
     let wall_time = start.elapsed();
@@ -244,13 +242,11 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let records = Records(std::mem::take(&mut watch.channel.records));
     let crossed = watch.crossed;
     let watchdog = watch.watchdog.as_ref().map(|w| w.peak);
-    // The sandbox is gone (init killed what was left): nothing races the move aside.
-    let protected = watch
-        .guard
-        .take()
-        .map(guard::Guard::defuse)
-        .unwrap_or_default();
     drop(watch);
+    // The sandbox is gone (init killed what was left): nothing races the move aside.
+    let protected = guard
+        .map(|g| g.defuse(&records.protected()))
+        .unwrap_or_default();
     if let Some(r) = relay {
         r.finish();
     }

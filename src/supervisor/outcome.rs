@@ -117,6 +117,16 @@ impl Records {
         })
     }
 
+    /// The guards of protected paths init reported tripped.
+    pub(super) fn protected(&self) -> Vec<usize> {
+        self.facts()
+            .filter_map(|f| match f {
+                Fact::Protected(i) => Some(*i as usize),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The setup milestones, as (name, µs since `t0`).
     pub(super) fn milestones(&self, t0: u32) -> Vec<(&'static str, u32)> {
         self.facts()

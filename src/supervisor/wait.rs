@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signalfd::SignalFd;
 
-use super::guard::Guard;
 use super::outcome::End;
 use super::terminal::Relay;
 use super::watchdog::{self, Crossed, Watchdog};
@@ -148,10 +147,6 @@ pub(super) struct Watch<'a> {
     pub watchdog: Option<Watchdog>,
     /// The limit the watchdog found crossed (the sandbox was killed for it).
     pub crossed: Option<Crossed>,
-    /// Guards of protected paths that do not exist.
-    pub guard: Option<Guard>,
-    /// A guard tripped (the sandbox was killed for it).
-    pub protect_tripped: bool,
 }
 
 impl Watch<'_> {
@@ -160,16 +155,11 @@ impl Watch<'_> {
         let mut timed_out = false;
         let fail = |what, errno| Error::Supervisor { what, errno };
         loop {
-            let guard_fd = match (&self.guard, self.protect_tripped) {
-                (Some(g), false) => g.fd(),
-                _ => -1,
-            };
             let fds = [
                 self.pidfd.as_raw_fd(),
                 self.signals.as_raw_fd(),
                 self.channel.poll_fd(),
                 self.helper.poll_fd(),
-                guard_fd,
             ];
             let next = match (self.clock.next(), self.watchdog.as_ref().map(Watchdog::due)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -186,12 +176,7 @@ impl Watch<'_> {
             if ready[3] {
                 self.helper.reap();
             }
-            if ready[4] && self.guard.as_mut().is_some_and(Guard::read) {
-                tracing::debug!("a protected path appeared: killing the sandbox");
-                watchdog::kill_all(self.pid);
-                self.protect_tripped = true;
-            }
-            if ready == [false; 5] {
+            if ready == [false; 4] {
                 let now = Instant::now();
                 if self.clock.next().is_some_and(|t| t <= now) {
                     timed_out |= matches!(self.clock, Clock::Running { .. });

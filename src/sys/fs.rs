@@ -90,3 +90,15 @@ pub fn umask(mask: libc::mode_t) -> libc::mode_t {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(mask) }
 }
+
+/// A new inotify instance (non-blocking, close-on-exec).
+pub fn inotify_init() -> SysResult<RawFd> {
+    // SAFETY: plain syscall with flags.
+    check(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })
+}
+
+/// Watches `path` for `mask`; returns the watch descriptor.
+pub fn inotify_add_watch(fd: RawFd, path: &CStr, mask: u32) -> SysResult<libc::c_int> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) })
+}

@@ -16,7 +16,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 
 pub use op::{MountAttrs, Op, OpInfo};
-pub use protect::{Guard, ProtectPlan};
+pub use protect::{Guard, MAX_GUARDS, ProtectPlan};
 pub use tree::{Grant, GrantRule};
 
 use super::error::PlanError;

@@ -1,16 +1,21 @@
 //! The paths inside writable binds that host tools run or trust later (`filesystem.protect`):
 //! an existing one becomes a read-only bind over itself; one that does not exist (or is a
-//! symlink, which no mount can cover) becomes a guard, a name the supervisor watches for in its
-//! parent directory on the host (see `supervisor::guard`), since nothing can be mounted where
-//! nothing is and sbx never creates anything on the host.
+//! symlink, which no mount can cover) becomes a guard, a name watched for in its parent
+//! directory (by the sandbox's init, see `sandbox::init`; the supervisor checks and moves aside
+//! what appeared, see `supervisor::guard`), since nothing can be mounted where nothing is and
+//! sbx never creates anything on the host.
 
-use std::ffi::OsString;
+use std::collections::HashMap;
+use std::ffi::{CString, OsString};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::request::{Kind, Request, bind_attrs};
 use crate::plan::error::PlanError;
 use crate::profile::{Filesystem, Sourced};
+
+/// The most guards a run can have (init watches them without allocating).
+pub const MAX_GUARDS: usize = 64;
 
 /// A protected name that is not there to cover: the run ends if it appears.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +28,8 @@ pub struct Guard {
     pub shown: String,
     /// What is there now (a symlink), as (device, inode): replacing it counts too.
     pub existing: Option<(u64, u64)>,
+    /// The directory as the sandbox sees it, where init watches.
+    pub inside: CString,
 }
 
 /// The protected paths of a run, for the supervisor, `--explain` and the report.
@@ -112,6 +119,8 @@ pub fn protections(fs: &Filesystem, requests: &[Request]) -> Result<Protections,
         }
         let hooks =
             hooks_path(src).map(|h| Sourced::new(h, "core.hooksPath", "filesystem.protect"));
+        // `.git` is looked up once, not once per `.git/...` entry.
+        let mut seen = Lookups::default();
         for entry in entries.iter().copied().chain(hooks.as_ref()) {
             let Some(rel) = relative(&entry.value, &r.dst) else {
                 if entry.value.starts_with('/') {
@@ -126,7 +135,7 @@ pub fn protections(fs: &Filesystem, requests: &[Request]) -> Result<Protections,
                     ),
                 ));
             };
-            protect(src, &r.dst, &rel, entry, requests, &mut out);
+            protect(src, &r.dst, &rel, entry, requests, &mut seen, &mut out);
         }
     }
     // A path inside another protected, existing path is covered by that one's bind.
@@ -137,7 +146,29 @@ pub fn protections(fs: &Filesystem, requests: &[Request]) -> Result<Protections,
         .retain(|g| !covered.iter().any(|c| g.shown.starts_with(c.as_str())));
     out.binds.dedup_by(|a, b| a.dst == b.dst);
     out.guards.dedup();
+    if out.guards.len() > MAX_GUARDS {
+        return Err(PlanError::merged(
+            "filesystem.protect",
+            format!(
+                "{} protected paths to watch across the writable binds; at most {MAX_GUARDS}",
+                out.guards.len()
+            ),
+        ));
+    }
     Ok(out)
+}
+
+/// What the host paths of one bind are (None: nothing there), looked up once each.
+#[derive(Default)]
+struct Lookups(HashMap<PathBuf, Option<std::fs::Metadata>>);
+
+impl Lookups {
+    fn get(&mut self, host: &Path) -> Option<std::fs::Metadata> {
+        self.0
+            .entry(host.to_path_buf())
+            .or_insert_with(|| std::fs::symlink_metadata(host).ok())
+            .clone()
+    }
 }
 
 /// Protects `rel` inside the bind of host `src` at `dst`: walks down until the path ends (a
@@ -148,6 +179,7 @@ fn protect(
     rel: &Path,
     entry: &Sourced,
     requests: &[Request],
+    seen: &mut Lookups,
     out: &mut Protections,
 ) {
     let shown = |p: &Path| Path::new(dst).join(p).to_string_lossy().into_owned();
@@ -158,7 +190,7 @@ fn protect(
         let name = c.as_os_str();
         sofar.push(name);
         let host = dir.join(name);
-        let meta = std::fs::symlink_metadata(&host).ok();
+        let meta = seen.get(&host);
         let last = i + 1 == comps.len();
         match meta {
             Some(m) if m.is_dir() && !last => dir = host,
@@ -185,11 +217,15 @@ fn protect(
                 let existing = other
                     .filter(|m| m.file_type().is_symlink())
                     .map(|m| (m.dev(), m.ino()));
+                let parent = sofar.parent().unwrap_or(Path::new(""));
+                let inside =
+                    CString::new(shown(parent).into_bytes()).expect("paths were checked for NUL");
                 out.guards.push(Guard {
                     dir,
                     name: name.to_os_string(),
                     shown: shown(&sofar),
                     existing,
+                    inside,
                 });
                 return;
             }
