@@ -219,7 +219,14 @@ fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
         }
         None => match outcome.payload.unwrap_or(outcome.ending) {
             Ending::Signaled(n) if n == libc::SIGKILL && oom_kills > 0 => {
-                (128 + n, Reason::Oom, None)
+                let limit = plan.limits.cgroup.memory_max.map_or(String::new(), |b| {
+                    format!(", its limits.memory of {} MiB", b >> 20)
+                });
+                let message = format!(
+                    "the sandbox reached its cgroup's memory.max{limit}: the kernel's OOM killer \
+                     ended it"
+                );
+                (128 + n, Reason::Oom, Some(message))
             }
             Ending::Signaled(n) => (128 + n, Reason::Signaled, None),
             Ending::Exited(c) => (c, Reason::Exited, None),

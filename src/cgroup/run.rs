@@ -440,6 +440,9 @@ fn populate(
         if swap.exists() {
             write_file(&swap, "0")?;
         }
+        // Crossing the limit ends the whole sandbox, as sbx's watchdog does where there is no
+        // cgroup, rather than one process the rest carry on without (systemd's OOMPolicy=stop).
+        write_file(&path.join("memory.oom.group"), "1")?;
     }
     if let Some(pids) = limits.pids_max {
         write_file(&path.join("pids.max"), &pids.to_string())?;

@@ -62,6 +62,7 @@ impl Fs for FakeKernel {
                 ("memory.peak", "0\n"),
                 ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
                 ("memory.swap.max", "max\n"),
+                ("memory.oom.group", "0\n"),
             ]);
         }
         if on("pids") {
@@ -339,6 +340,7 @@ fn create_enables_controllers_moves_the_supervisor_and_writes_limits() {
     assert_eq!(run.path().parent(), Some(h.own.as_path()));
     assert_eq!(get(run.path().join("memory.max")), "536870912");
     assert_eq!(get(run.path().join("memory.swap.max")), "0");
+    assert_eq!(get(run.path().join("memory.oom.group")), "1");
     assert_eq!(get(run.path().join("pids.max")), "64");
     assert_eq!(get(run.path().join("cpu.max")), "150000 100000");
     // Nothing is delegated further: the process leaf has no limit files to rewrite.
