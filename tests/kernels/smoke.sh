@@ -40,6 +40,40 @@ check memory-cgroup-required 0 --out '^ok$' \
 check memory-enforced 1,137 --no-out . --show \
   -- sbx --memory 64M -- dd if=/dev/zero of=/dev/null bs=128M count=1
 
+# --- the sandbox as a whole (#19): memory and processes summed over every process, with the
+# delegated cgroup and without (the session cgroup is not delegated: sbx's watchdog holds them).
+# Four dd's each hold a 40 MiB buffer (blocked writing into a pipe nobody reads): 160 MiB in all.
+hog='for i in 1 2 3 4; do (dd if=/dev/zero bs=40M count=1 2>/dev/null | sleep 20) & done; wait'
+check memory-whole-cgroup 137 --timeout 60 --err 'OOM killer' \
+  -- sbx --memory 100M -- sh -c "$hog"
+check memory-whole-watchdog 137 --cgroup session --timeout 60 --err 'memory' \
+  -- sbx --memory 100M -- sh -c "$hog"
+# A fork bomb stops at the limit (busybox sh gives up at the first failed fork) and nothing of
+# it is left once sbx is done; the watchdog's kill of a bomb that sits at the limit is tested
+# on the development host (tests/limits.rs).
+bomb='i=0; while [ $i -lt 200 ]; do sleep 20 & i=$((i+1)); done; wait'
+check processes-bounded '!0,!125' --cgroup session --timeout 60 --err "can't fork" \
+  --after '[ -z "$(pgrep -u 1000)" ]' -- sbx --limit processes=32 -- sh -c "$bomb"
+check processes-bounded-cgroup '!0,!125' --timeout 60 --err "can't fork" \
+  --after '[ -z "$(pgrep -u 1000)" ]' -- sbx --limit processes=32 -- sh -c "$bomb"
+# One tmpfs budget: 12 MiB into /tmp, then 12 MiB into $HOME, with 16 MiB for both.
+fill='dd if=/dev/zero of=/tmp/a bs=1M count=12 2>/dev/null; dd if=/dev/zero of=$HOME/b bs=1M count=12 2>/dev/null && echo over || echo stopped'
+check tmpfs-budget 0 --out '^stopped$' -- sbx --limit tmpfs_size=16M -- sh -c "$fill"
+check dev-read-only '!0,!125' --after "true" -- sbx -- sh -c 'echo x > /dev/planted'
+# The user namespace's own limits: half the host's inotify instances, no nested namespace.
+half=$(($(cat /proc/sys/user/max_inotify_instances) / 2))
+check userns-inotify-share 0 --out "^$half\$" -- sbx -- cat /proc/sys/user/max_inotify_instances
+check userns-no-nesting 0 --out '^0$' -- sbx -- cat /proc/sys/user/max_user_namespaces
+
+# --- the workspace (#19): what host tools run is read-only, or ends the run when created -----
+mkdir -p "$WORK/.git" && chown 1000:1000 "$WORK/.git"
+check protect-git-read-only '!0,!125' --after "test ! -e $WORK/.git/config" \
+  -- sbx -- sh -c 'echo "[core] fsmonitor = touch /tmp/pwned" > .git/config'
+check protect-created 137 --err 'protected' \
+  --after "test ! -e $WORK/.envrc && ls -a $WORK | grep -q '^.envrc.sbx-refused-' && rm -f $WORK/.envrc.sbx-refused-*" \
+  -- sbx -- sh -c 'echo "touch /tmp/pwned" > .envrc; sleep 10'
+rm -rf "$WORK/.git"
+
 # --- overlays: writes land in a throwaway layer, the host directory stays as it was ---------
 rm -f "$WORK/f"
 check overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
