@@ -39,16 +39,20 @@ echo "soak: building sbx and the tests ($profile)"
 cargo build "${cargo_profile[@]}" --bin sbx
 # Build once and run the test executables themselves: a source tree that changes while the
 # soak runs (or fails to build for a moment) does not change what is being measured.
-cargo test "${cargo_profile[@]}" --no-run --test reliability --test fuzz 2>&1 | tee "$logs/build.log" | tail -n 3
+cargo test "${cargo_profile[@]}" --no-run --test reliability --test process --test hostile_fs --test fuzz 2>&1 | tee "$logs/build.log" | tail -n 3
 exe() {
     sed -n "s|.*Executable tests/$1\.rs (\(.*\))\$|\1|p" "$logs/build.log" | tail -n 1
 }
 reliability_exe="$(exe reliability)"
+process_exe="$(exe process)"
+hostile_fs_exe="$(exe hostile_fs)"
 fuzz_exe="$(exe fuzz)"
-if [ ! -x "$reliability_exe" ] || [ ! -x "$fuzz_exe" ]; then
-    echo "soak: cannot find the test executables in the build output ($logs/build.log)" >&2
-    exit 2
-fi
+for e in "$reliability_exe" "$process_exe" "$hostile_fs_exe" "$fuzz_exe"; do
+    if [ ! -x "$e" ]; then
+        echo "soak: cannot find the test executables in the build output ($logs/build.log)" >&2
+        exit 2
+    fi
+done
 
 names=()
 results=()
@@ -96,12 +100,15 @@ for r in $(seq 1 "$rounds"); do
 done
 step "bind source race x200" "$reliability_exe" "" -- --exact bind_source_swapped_between_check_and_mount
 step "mount point race x200" "$reliability_exe" "" -- --exact mount_point_swapped_with_a_symlink_during_setup
-step "signals, I/O, hostile fs" "$reliability_exe" "" -- \
+# The rest of reliability.rs, and the files its signal, I/O and hostile-filesystem tests moved to.
+step "reliability, the rest" "$reliability_exe" "" -- \
     --skip sbx_killed_at_random_points_leaves_no_sandbox_process \
     --skip sequential_runs_leak_nothing \
     --skip sixty_four_concurrent_sandboxes_stay_apart \
     --skip bind_source_swapped_between_check_and_mount \
     --skip mount_point_swapped_with_a_symlink_during_setup
+step "signals and I/O" "$process_exe" "" --
+step "hostile fs" "$hostile_fs_exe" "" --
 step "fuzz x$fuzz_cases" "$fuzz_exe" "SBX_FUZZ_CASES=$fuzz_cases" --
 
 echo
