@@ -5,7 +5,8 @@
 //! under the `supervisor` → [`report::RunStatus`]. [`Sandbox`] is the library's entry point.
 //!
 //! The layers, bottom to top; each module imports only from the ones below it:
-//! `sys` (every raw system call) and [`exit`] (the exit-code contract); the leaves
+//! `sys` (every raw system call), [`exit`] (the exit-code contract) and [`text`] (what is
+//! printed of the sandbox's and the profiles' strings); the leaves
 //! [`profile`], [`proxy`], [`overlay`] and [`cgroup`]; [`plan`]; `sandbox` (the processes
 //! inside); `diagnose` (failures and plans in words); [`error`]; `supervisor` (the process
 //! outside); [`report`]; [`api`]; `doctor`; [`cli`].
@@ -28,6 +29,7 @@ pub mod report;
 pub(crate) mod sandbox;
 pub(crate) mod supervisor;
 pub(crate) mod sys;
+pub mod text;
 
 pub use api::{Finished, LimitError, Sandbox};
 pub use error::Error;
