@@ -197,13 +197,18 @@ impl LayerRoot {
             Mode::empty(),
         )
         .map_err(|e| match e {
-            Errno::ELOOP => io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} is a symbolic link: give the kept directory's own path",
-                    dir.display()
-                ),
-            ),
+            // O_NOFOLLOW with O_DIRECTORY refuses a symlink with either.
+            Errno::ELOOP | Errno::ENOTDIR
+                if fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) =>
+            {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link: give the kept directory's own path",
+                        dir.display()
+                    ),
+                )
+            }
             e => io::Error::from(e),
         })?;
         let mut entries = nix::dir::Dir::from_fd(fd.try_clone()?)?;
