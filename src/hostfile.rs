@@ -63,9 +63,9 @@ pub enum HostFileError {
         errno: Errno,
     },
     #[error(
-        "{} is {found}, not a regular file: refused, nothing was written there (sbx replaces \
-         only a regular file, and never writes through a link or into a fifo, a directory or \
-         a device, which a sandboxed command could have put there)",
+        "{} is {found}, not a regular file: refused, nothing written (sbx replaces only a \
+         regular file: it never writes through a link, or into a fifo, a directory or a \
+         device, which a sandboxed command can plant)",
         escape_path(path)
     )]
     NotAFile { path: PathBuf, found: Found },
