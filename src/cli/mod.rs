@@ -27,7 +27,8 @@ use crate::supervisor::Supervision;
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: the command's own; 128+N when killed by signal N; 124 timeout; \
-                  125 sbx failed (the command never ran); 126 not executable; 127 not found."
+                  125 sbx failed (the command never ran); 126 not executable; 127 not found. \
+                  The command can exit 124-127 itself: the --json-status report's reason tells."
 )]
 pub struct Cli {
     #[command(subcommand)]
