@@ -7,6 +7,7 @@ use nix::errno::Errno;
 
 use crate::cgroup::CgroupError;
 use crate::diagnose;
+use crate::hostfile::HostFileError;
 use crate::overlay::apply::ApplyError;
 use crate::plan::{NamespaceSet, PlanError};
 use crate::profile::{LimitError, ProfileError};
@@ -48,5 +49,11 @@ pub enum Error {
     Output {
         what: String,
         source: std::io::Error,
+    },
+    /// A file the run is to write on the host (a report) cannot be, as found before the run.
+    #[error("{option} {source}")]
+    HostFile {
+        option: &'static str,
+        source: HostFileError,
     },
 }

@@ -5,8 +5,9 @@
 //! under the `supervisor` → [`report::RunStatus`]. [`Sandbox`] is the library's entry point.
 //!
 //! The layers, bottom to top; each module imports only from the ones below it:
-//! `sys` (every raw system call), [`exit`] (the exit-code contract) and [`text`] (what is
-//! printed of the sandbox's and the profiles' strings); the leaves
+//! `sys` (every raw system call), [`exit`] (the exit-code contract), [`text`] (what is
+//! printed of the sandbox's and the profiles' strings) and [`hostfile`] (the files a run
+//! writes on the host, opened before it); the leaves
 //! [`profile`], [`proxy`], [`overlay`] and [`cgroup`]; [`plan`]; `sandbox` (the processes
 //! inside); `diagnose` (failures and plans in words); [`error`]; `supervisor` (the process
 //! outside); [`report`]; [`api`]; `doctor`; [`cli`].
@@ -21,6 +22,7 @@ pub(crate) mod diagnose;
 pub(crate) mod doctor;
 pub mod error;
 pub mod exit;
+pub mod hostfile;
 pub mod overlay;
 pub mod plan;
 pub mod profile;

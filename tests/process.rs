@@ -181,6 +181,44 @@ fn exit_code_is_the_commands() {
     }
 }
 
+/// The command can exit 124-127 itself, as sbx does for its own reasons: the code alone cannot
+/// tell them apart (README, "Exit codes"), the report's `reason` can.
+#[test]
+fn the_reason_tells_the_commands_124_to_127_from_sbxs() {
+    let run = |args: &[&str]| {
+        let mut s = common::sbx(["--json-status", "report.json"]);
+        s.cmd.args(args);
+        let (r, work) = run_within(s, Duration::from_secs(60));
+        let report = common::read_report(&work.path().join("report.json"), &r);
+        (r, report)
+    };
+    for code in 124..=127 {
+        let (r, report) = run(&["--", "sh", "-c", &format!("exit {code}")]);
+        assert_eq!(r.code, code, "{r:?}");
+        assert_eq!(report["reason"], "exited", "{report}");
+        assert_eq!(report["exit_code"], code, "{report}");
+    }
+    // The same codes from sbx: a timeout, a setup failure, a command not found.
+    let (r, report) = run(&["--timeout", "200ms", "--", "sleep", "30"]);
+    assert_eq!(
+        (r.code, &report["reason"]),
+        (124, &"timeout".into()),
+        "{r:?}"
+    );
+    let (r, report) = run(&["--chdir", "/no-such-dir-4713", "--", "true"]);
+    assert_eq!(
+        (r.code, &report["reason"]),
+        (125, &"setup_failed".into()),
+        "{r:?}"
+    );
+    let (r, report) = run(&["--", "no-such-command-4714"]);
+    assert_eq!(
+        (r.code, &report["reason"]),
+        (127, &"exec_failed".into()),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn killed_command_gives_128_plus_signal() {
     for (sig, code) in [("KILL", 137), ("TERM", 143), ("USR1", 138)] {

@@ -95,7 +95,7 @@ impl Sandbox {
             })
         };
         if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
-            match overlay::write_meta(&root.path, &plan.overlays) {
+            match overlay::write_meta(root, &plan.overlays) {
                 Ok(()) => tracing::info!("kept the changes in {}", root.path.display()),
                 Err(e) => tracing::error!(
                     "cannot record the kept layers in {}: {e}",

@@ -27,7 +27,8 @@ use crate::supervisor::Supervision;
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: the command's own; 128+N when killed by signal N; 124 timeout; \
-                  125 sbx failed (the command never ran); 126 not executable; 127 not found."
+                  125 sbx failed (the command never ran); 126 not executable; 127 not found. \
+                  The command can exit 124-127 itself: the --json-status report's reason tells."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -169,8 +170,10 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let dest = args.json_status.as_deref().map(Destination::parse);
-    let result = run_sandbox(args, vars, &names);
+    // Both reports are opened before the command starts: it may change their paths.
+    let dest = destination(args.json_status.as_deref(), "--json-status")?;
+    let result = destination(args.changes.as_deref(), "--changes")
+        .and_then(|changes| run_sandbox(args, vars, &names, changes.as_ref()));
     let report = match &result {
         Ok(Ran::Explained) => None,
         Ok(Ran::Finished(_, status)) => Some((**status).clone()),
@@ -178,7 +181,7 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
     };
     if let (Some(dest), Some(report)) = (dest, report) {
         if let Err(e) = dest.write_json(&report) {
-            tracing::error!("cannot write the run report to {dest:?}: {e}");
+            eprintln!("sbx: the run report was not written: {e}");
         }
     }
     result.map(|ran| match ran {
@@ -187,7 +190,20 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
     })
 }
 
-fn run_sandbox(args: &RunArgs, vars: Vars, names: &[String]) -> Result<Ran, Error> {
+/// The destination of a report option, if given; its directory opened now.
+fn destination(value: Option<&str>, option: &'static str) -> Result<Option<Destination>, Error> {
+    value
+        .map(Destination::open)
+        .transpose()
+        .map_err(|source| Error::HostFile { option, source })
+}
+
+fn run_sandbox(
+    args: &RunArgs,
+    vars: Vars,
+    names: &[String],
+    changes: Option<&Destination>,
+) -> Result<Ran, Error> {
     if args.command.is_empty() {
         return Err(Error::Usage(
             "no command given: usage is `sbx [OPTIONS] [--] COMMAND [ARGS...]` (see --help)".into(),
@@ -220,9 +236,9 @@ fn run_sandbox(args: &RunArgs, vars: Vars, names: &[String]) -> Result<Ran, Erro
     if let Some(m) = &finished.message {
         eprintln!("sbx: {m}");
     }
-    if let Some(dest) = &args.changes {
-        if let Err(e) = Destination::parse(dest).write_json(&finished.status.changes) {
-            tracing::error!("cannot write the change report to {dest}: {e}");
+    if let Some(dest) = changes {
+        if let Err(e) = dest.write_json(&finished.status.changes) {
+            eprintln!("sbx: the change report was not written: {e}");
         }
     }
     Ok(Ran::Finished(finished.exit_code, Box::new(finished.status)))

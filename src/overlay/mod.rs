@@ -8,10 +8,15 @@ pub mod changes;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, fstat};
 use serde::{Deserialize, Serialize};
+
+use crate::hostfile::HostFile;
 
 pub use changes::{Change, ChangeSet, Kind};
 
@@ -87,7 +92,15 @@ pub fn report(layers: &[Layers]) -> io::Result<Vec<ChangeSet>> {
 }
 
 /// Records the layers in a kept directory so that `sbx changes` and `sbx apply` can use them.
-pub fn write_meta(dir: &Path, layers: &[Layers]) -> io::Result<()> {
+/// The record is written through the directory as opened before the run ([`HostFile`]).
+pub fn write_meta(root: &LayerRoot, layers: &[Layers]) -> io::Result<()> {
+    let Some(file) = &root.meta else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a kept directory", root.path.display()),
+        ));
+    };
+    let dir = &root.path;
     let meta = Meta {
         schema: 1,
         overlays: layers
@@ -105,8 +118,7 @@ pub fn write_meta(dir: &Path, layers: &[Layers]) -> io::Result<()> {
             })
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&meta).map_err(io::Error::other)?;
-    fs::write(dir.join(META_FILE), text + "\n")
+    file.write_json(&meta).map_err(io::Error::other)
 }
 
 /// Reads a kept directory's record; upper paths come back absolute.
@@ -167,14 +179,43 @@ pub struct LayerRoot {
     /// sbx created the kept directory: removed again if no run used it.
     created: bool,
     used: bool,
+    /// A kept directory's record: the command may replace the directory's path or plant
+    /// something at the record's name (the directory can lie in a writable bind).
+    meta: Option<HostFile>,
 }
 
 impl LayerRoot {
-    /// A kept directory must be new or empty, so that layers of two runs never mix.
+    /// A kept directory must be new or empty, so that layers of two runs never mix. It is
+    /// opened here, before the run, without following a symlink at its own name.
     pub fn kept(dir: &Path) -> io::Result<LayerRoot> {
-        let created = !dir.exists();
+        let created = fs::symlink_metadata(dir).is_err();
         fs::create_dir_all(dir)?;
-        if fs::read_dir(dir)?.next().is_some() {
+        let fd = openat(
+            AT_FDCWD,
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            // O_NOFOLLOW with O_DIRECTORY refuses a symlink with either.
+            Errno::ELOOP | Errno::ENOTDIR
+                if fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink()) =>
+            {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link: give the kept directory's own path",
+                        dir.display()
+                    ),
+                )
+            }
+            e => io::Error::from(e),
+        })?;
+        let mut entries = nix::dir::Dir::from_fd(fd.try_clone()?)?;
+        let empty = entries
+            .iter()
+            .all(|e| e.is_ok_and(|e| matches!(e.file_name().to_bytes(), b"." | b"..")));
+        if !empty {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
@@ -183,12 +224,22 @@ impl LayerRoot {
                 ),
             ));
         }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        fchmod(&fd, Mode::from_bits_truncate(0o700))?;
+        let path = dir.canonicalize()?;
+        let (opened, named) = (fstat(&fd)?, fs::metadata(&path)?);
+        if (opened.st_dev, opened.st_ino) != (named.dev(), named.ino()) {
+            return Err(io::Error::other(format!(
+                "{} changed while sbx was opening it",
+                dir.display()
+            )));
+        }
+        let meta = HostFile::in_dir(fd, META_FILE.as_ref(), path.join(META_FILE));
         Ok(LayerRoot {
-            path: dir.canonicalize()?,
+            path,
             kept: true,
             created,
             used: false,
+            meta: Some(meta),
         })
     }
 
@@ -201,6 +252,7 @@ impl LayerRoot {
             kept: false,
             created: true,
             used: false,
+            meta: None,
         })
     }
 
