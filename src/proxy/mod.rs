@@ -10,10 +10,11 @@
 
 pub mod allow;
 mod http;
+mod request;
 mod socks;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,17 +193,24 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// Copies both ways until both sides are done; `early` is sent to the server first.
-fn splice(client: TcpStream, server: TcpStream, early: &[u8], shared: &Shared) -> io::Result<()> {
+/// Copies the server's answer to the client while `upstream` sends the client's side to the
+/// server, until both are done.
+fn splice(
+    client: TcpStream,
+    server: TcpStream,
+    shared: &Shared,
+    upstream: impl FnOnce(&mut TcpStream, &mut TcpStream) -> io::Result<()> + Send + 'static,
+) -> io::Result<()> {
     let _ = client.set_read_timeout(None);
     let id = shared.track(&server);
     let mut up_server = server.try_clone()?;
-    up_server.write_all(early)?;
     let mut up_client = client.try_clone()?;
     let upstream = std::thread::Builder::new()
         .name("sbx-proxy-up".into())
         .spawn(move || {
-            let _ = io::copy(&mut up_client, &mut up_server);
+            if let Err(e) = upstream(&mut up_client, &mut up_server) {
+                tracing::debug!("proxy: client to server: {e}");
+            }
             let _ = up_server.shutdown(Shutdown::Write);
         })?;
     let (mut down_server, mut down_client) = (server, client);
