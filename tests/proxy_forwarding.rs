@@ -1,7 +1,8 @@
 //! What the egress proxy of `--net proxy` forwards, judged by what the server on the host
 //! receives: a plain HTTP request reaches it with the Host it was checked for, whatever Host
 //! the client wrote; only the first request of a connection reaches it, never a pipelined or
-//! smuggled one after it, and requests whose end a server could read differently are refused.
+//! smuggled one after it; and a host name made of control characters is logged escaped under
+//! `-v`, so that it cannot forge a line of sbx's log (the run report keeps it as it was).
 //! Clients inside the sandbox speak HTTP and SOCKS5 by hand (python); servers are on the host's
 //! 127.0.0.1; nothing here leaves the machine.
 
@@ -11,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::http::{HoldServer, Server};
-use common::proxy::{PYTHON, allow, field, have, py, run};
+use common::proxy::{PYTHON, allow, field, have, py, run, run_report};
 
 /// Sends raw HTTP requests (one per connection, each argument one request's bytes as a Python
 /// bytes literal) to the proxy; prints the status line of each answer.
@@ -220,4 +221,50 @@ fn requests_a_server_could_read_differently_are_refused() {
         );
     }
     assert_eq!(a.accepted(), 0, "a refused request reached the server");
+}
+
+#[test]
+fn verbose_log_shows_a_hostile_host_name_escaped() {
+    if !have("verbose_log_shows_a_hostile_host_name_escaped", &[PYTHON]) {
+        return;
+    }
+    let a = Server::start("A");
+    // A SOCKS5 host name is any 255 bytes: this one carries a forged log line and an escape
+    // sequence that erases the line it is printed on.
+    let python = py(r#"
+name = b"evil\n  INFO proxy: allowed forged.example:443\x1b[2K\rx"
+s, code = socks(int(sys.argv[1]), name)
+print("socks", code)
+"#);
+    let (r, report) = run_report(
+        &["-v", "--net", "proxy", "--allow", &allow(&a.port())],
+        &["python3", "-c", &python, &a.port()],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(field(&r, "socks"), "2", "the name was not refused: {r:?}");
+    let forged: Vec<&str> = r.stderr.lines().filter(|l| l.contains("forged")).collect();
+    assert_eq!(
+        forged.len(),
+        1,
+        "the host name spans several lines of the log: {forged:?}\n{r:?}"
+    );
+    assert!(
+        forged[0]
+            .contains("proxy: denied evil\\n  INFO proxy: allowed forged.example:443\\e[2K\\rx:"),
+        "the denial is not logged with the name escaped: {forged:?}"
+    );
+    assert!(
+        !r.stderr.contains(['\x1b', '\r']),
+        "a control character of the name reached the terminal: {r:?}"
+    );
+    // The run report keeps the name as it was (JSON escapes it).
+    let port = a.port();
+    assert_eq!(
+        report["network"]["proxy"]["denied_hosts"],
+        serde_json::json!([format!(
+            "evil\n  INFO proxy: allowed forged.example:443\x1b[2K\rx:{port}"
+        )]),
+        "{report}"
+    );
+    assert_eq!(a.accepted(), 0);
 }

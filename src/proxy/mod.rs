@@ -24,6 +24,8 @@ use std::time::Duration;
 
 pub use allow::{Allowlist, Decision, Rule, RuleError};
 
+use crate::text::escape;
+
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -49,9 +51,10 @@ struct Shared {
 }
 
 impl Shared {
+    // The host names come from the sandbox: escaped, a name cannot forge a line of the log.
     fn deny(&self, what: &str, why: &str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: denied {what}: {why}");
+        tracing::info!("proxy: denied {}: {}", escape(what), escape(why));
         let mut hosts = self.denied_hosts.lock().unwrap_or_else(|e| e.into_inner());
         if hosts.len() < 100 {
             hosts.push(what.to_string());
@@ -60,7 +63,7 @@ impl Shared {
 
     fn allow(&self, what: &str) {
         self.allowed.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: allowed {what}");
+        tracing::info!("proxy: allowed {}", escape(what));
     }
 
     /// Registers a socket for shutdown at the end; returns its key.
