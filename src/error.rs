@@ -1,5 +1,6 @@
 //! The errors sbx reports before or instead of running the command. All of them exit 125.
-//! Each module has its own error type; this folds them for the library's callers.
+//! Each module has its own error type; this folds them for the library's callers. A path or
+//! name that came from a profile or the sandbox is shown escaped (`text`).
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use crate::hostfile::HostFileError;
 use crate::overlay::apply::ApplyError;
 use crate::plan::{NamespaceSet, PlanError};
 use crate::profile::{LimitError, ProfileError};
+use crate::text::{escape, escape_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,7 +32,7 @@ pub enum Error {
     #[error("cgroup: {0}")]
     Cgroup(#[from] CgroupError),
     /// An overlay's layers could not be created, read or recorded.
-    #[error("overlay layers in {}: {source}", path.display())]
+    #[error("overlay layers in {}: {source}", escape_path(.path))]
     Overlay {
         path: PathBuf,
         source: std::io::Error,
@@ -45,7 +47,7 @@ pub enum Error {
         hint: &'static str,
     },
     /// Something sbx prints or writes (the man page, a report) could not be written.
-    #[error("cannot write {what}: {source}")]
+    #[error("cannot write {}: {source}", escape(.what))]
     Output {
         what: String,
         source: std::io::Error,

@@ -3,7 +3,9 @@
 //! size (also after a resize), Ctrl-C interrupts the foreground job and not sbx, Ctrl-Z, `jobs`
 //! and `fg` work, `exit N` ends sbx with N, and the terminal is raw while relaying and restored
 //! afterwards, also when a hangup ends the session. Without a terminal the shell profile just
-//! runs, and with stdout redirected the output still arrives on the pipe.
+//! runs, and with stdout redirected the output still arrives on the pipe. Without a pty, the
+//! command shares the caller's terminal and can change its modes (`stty -echo`): sbx puts them
+//! back however the run ends.
 
 mod common;
 
@@ -37,6 +39,11 @@ impl Session {
     /// Starts `sbx ARGS...` with a fresh pty of `rows`×`cols` as its controlling terminal and
     /// stdin, stdout and stderr, as a terminal emulator would.
     fn start(args: &[&str], rows: u16, cols: u16) -> Session {
+        Session::spawn(args, rows, cols, true)
+    }
+
+    /// [`Session::start`], with stdin the pty only if `stdin_tty` (else /dev/null).
+    fn spawn(args: &[&str], rows: u16, cols: u16, stdin_tty: bool) -> Session {
         let size = nix::pty::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -47,13 +54,15 @@ impl Session {
         let Sbx { mut cmd, work } = common::sbx(args);
         cmd.env("PS1", "sbx-prompt$ ")
             .env("TERM", "dumb")
-            .stdin(pty.slave.try_clone().unwrap())
             .stdout(pty.slave.try_clone().unwrap())
             .stderr(pty.slave.try_clone().unwrap());
+        if stdin_tty {
+            cmd.stdin(pty.slave.try_clone().unwrap());
+        }
         // SAFETY: setsid and ioctl are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                if libc::setsid() < 0 || libc::ioctl(1, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -336,4 +345,110 @@ fn pty_relay_with_stdout_redirected() {
     let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
     assert_eq!(before, after, "the terminal settings were not restored");
     drop(work);
+}
+
+// ---- without a pty: the command's changes to the caller's terminal do not outlive it ----
+
+/// Runs `sbx ARGS -- sh -c SCRIPT` on a pty that is the caller's controlling terminal, without
+/// `--pty`: SCRIPT turns echo off (the attack: it shares the terminal) and prints `changed`;
+/// the test checks that echo is off, then `end` ends the run. Once sbx has exited, the
+/// terminal's modes are those it had before. Returns sbx's exit code.
+fn modes_come_back(
+    test: &str,
+    args: &[&str],
+    script: &str,
+    stdin_tty: bool,
+    end: impl FnOnce(&mut Session),
+) -> Option<i32> {
+    use nix::sys::termios::{self, LocalFlags};
+    let mut all = args.to_vec();
+    all.extend(["--", "sh", "-c", script]);
+    let mut s = Session::spawn(&all, 24, 80, stdin_tty);
+    let before = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(before.local_flags.contains(LocalFlags::ECHO), "{test}");
+    s.screen
+        .expect("changed", 0, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    let during = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert!(
+        !during.local_flags.contains(LocalFlags::ECHO),
+        "{test}: the command could not turn echo off, so this test shows nothing"
+    );
+    end(&mut s);
+    let code = s.wait(T);
+    assert!(
+        code.is_some(),
+        "{test}: sbx did not exit; screen:\n{}",
+        s.screen.text()
+    );
+    let after = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    assert_eq!(
+        before,
+        after,
+        "{test}: the terminal's modes were not restored; screen:\n{}",
+        s.screen.text()
+    );
+    code
+}
+
+fn signal(s: &Session, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+    nix::sys::signal::kill(pid, sig).unwrap();
+}
+
+#[test]
+fn terminal_modes_come_back_when_the_command_exits_or_is_killed() {
+    let t = "terminal_modes_come_back_when_the_command_exits_or_is_killed";
+    // The command exits (after reading a line, so the change can be seen first).
+    let code = modes_come_back(
+        t,
+        &[],
+        "stty -echo; echo changed; read l; exit 3",
+        true,
+        |s| s.send("go\n"),
+    );
+    assert_eq!(code, Some(3), "{t}");
+    // The command is killed (here by itself, with SIGKILL: it cannot clean up).
+    let code = modes_come_back(
+        t,
+        &[],
+        "stty -echo -icanon; echo changed; read l; kill -KILL $$",
+        true,
+        |s| s.send("g\n"),
+    );
+    assert_eq!(code, Some(128 + 9), "{t}");
+    // The wall-clock limit ends it.
+    let code = modes_come_back(
+        t,
+        &["--timeout", "1s"],
+        "stty -echo; echo changed; exec sleep 30",
+        true,
+        |_| {},
+    );
+    assert_eq!(code, Some(124), "{t}");
+    // The terminal is only on stdout and stderr: the command reaches it all the same.
+    let code = modes_come_back(
+        t,
+        &[],
+        "stty -echo <&1; echo changed; exec sleep 30",
+        false,
+        |s| signal(s, nix::sys::signal::Signal::SIGTERM),
+    );
+    assert_eq!(code, Some(128 + 15), "{t}");
+}
+
+#[test]
+fn terminal_modes_come_back_when_sbx_is_signalled() {
+    use nix::sys::signal::Signal;
+    let t = "terminal_modes_come_back_when_sbx_is_signalled";
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let code = modes_come_back(
+            t,
+            &[],
+            "stty -echo; echo changed; exec sleep 30",
+            true,
+            |s| signal(s, sig),
+        );
+        assert_eq!(code, Some(128 + sig as i32), "{t}: {sig}");
+    }
 }

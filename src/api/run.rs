@@ -17,6 +17,7 @@ use crate::supervisor::janitor::Janitor;
 use crate::supervisor::watchdog::Crossed;
 use crate::supervisor::{self, Outcome, Supervision};
 use crate::sys;
+use crate::text::{escape, escape_bytes, escape_path};
 
 impl Sandbox {
     /// Runs `command` and waits for it, without touching this process's signals.
@@ -62,13 +63,14 @@ impl Sandbox {
                 .unwrap_or_default(),
             source,
         })?;
+        // Warnings quote profile values and paths: escaped on the terminal, raw in the report.
         for w in &plan.warnings {
-            tracing::warn!("{w}");
+            tracing::warn!("{}", escape(w));
         }
         tracing::info!(
             profiles = self.names.join(","),
             mounts = plan.ops.len(),
-            cwd = %plan.exec.cwd.to_string_lossy(),
+            cwd = %escape_bytes(plan.exec.cwd.as_bytes()),
             "starting sandbox"
         );
         tracing::info!("protections: {}", diagnose::protections(&plan));
@@ -96,10 +98,10 @@ impl Sandbox {
         };
         if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
             match overlay::write_meta(root, &plan.overlays) {
-                Ok(()) => tracing::info!("kept the changes in {}", root.path.display()),
+                Ok(()) => tracing::info!("kept the changes in {}", escape_path(&root.path)),
                 Err(e) => tracing::error!(
                     "cannot record the kept layers in {}: {e}",
-                    root.path.display()
+                    escape_path(&root.path)
                 ),
             }
         }
@@ -181,12 +183,14 @@ fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
             Some(diagnose::setup_failure(plan, &f)),
         ),
         None if !outcome.protected.is_empty() => {
+            // Names the sandbox created: escaped here, kept raw in the report's
+            // `protect.created`.
             let what: Vec<String> = outcome
                 .protected
                 .iter()
                 .map(|t| match &t.moved_to {
-                    Some(aside) => format!("{} (moved to {aside})", t.path),
-                    None => t.path.clone(),
+                    Some(aside) => format!("{} (moved to {})", escape(&t.path), escape(aside)),
+                    None => escape(&t.path),
                 })
                 .collect();
             let message = format!(

@@ -1,7 +1,16 @@
 //! The plan in words: `--explain` prints every aspect of it, one item per line, and `-v`
-//! logs the protections it applies. Both only read the plan.
+//! logs the protections it applies. Both only read the plan. Paths, names and values from
+//! profiles and the command line are shown escaped: one item stays one line.
+
+use std::ffi::CStr;
 
 use crate::plan::{Op, OpInfo, Plan};
+use crate::text::{escape, escape_bytes};
+
+/// A C string of the plan, escaped.
+fn shown(s: &CStr) -> String {
+    escape_bytes(s.to_bytes())
+}
 
 /// One line naming every protection layer the plan applies.
 pub fn protections(plan: &Plan) -> String {
@@ -46,9 +55,15 @@ fn op_line(op: &Op, info: &OpInfo) -> String {
     let from = info
         .host_path
         .as_ref()
-        .map(|h| format!(" <- {h}"))
+        .map(|h| format!(" <- {}", escape(h)))
         .unwrap_or_default();
-    format!("{} {}{} [{}]", info.what, info.sandbox_path, from, flags)
+    format!(
+        "{} {}{} [{}]",
+        info.what,
+        escape(&info.sandbox_path),
+        from,
+        flags
+    )
 }
 
 /// The resolved plan, for `--explain`: one section per aspect, one item per line.
@@ -70,30 +85,30 @@ pub fn explain(plan: &Plan) -> String {
     if !p.entries.is_empty() {
         s.push_str(&format!(
             "protected (filesystem.protect: {}):\n",
-            p.entries.join(", ")
+            escape(&p.entries.join(", "))
         ));
         for path in &p.read_only {
-            s.push_str(&format!("  {path} read-only\n"));
+            s.push_str(&format!("  {} read-only\n", escape(path)));
         }
         for g in &p.guards {
             let how = match g.existing {
                 Some(_) => "a symlink: replacing it ends the run",
                 None => "absent: creating it ends the run",
             };
-            s.push_str(&format!("  {} {how}\n", g.shown));
+            s.push_str(&format!("  {} {how}\n", escape(&g.shown)));
         }
     }
     s.push_str(&format!(
         "hostname: {}\n",
         plan.hostname
             .as_ref()
-            .map(|h| h.to_string_lossy().into_owned())
+            .map(|h| shown(h))
             .unwrap_or_else(|| "(host's)".into())
     ));
-    s.push_str(&format!("network: {}\n", plan.network.describe()));
+    s.push_str(&format!("network: {}\n", escape(&plan.network.describe())));
     s.push_str("environment:\n");
     for e in &plan.exec.envp {
-        s.push_str(&format!("  {}\n", e.to_string_lossy()));
+        s.push_str(&format!("  {}\n", shown(e)));
     }
     s.push_str("limits:\n");
     for r in &plan.limits.rlimits {
@@ -140,11 +155,7 @@ pub fn explain(plan: &Plan) -> String {
             ));
             for (path, access) in &l.rules {
                 let rights: Vec<String> = access.iter().map(|a| format!("{a:?}")).collect();
-                s.push_str(&format!(
-                    "  {} {}\n",
-                    path.to_string_lossy(),
-                    rights.join("|")
-                ));
+                s.push_str(&format!("  {} {}\n", shown(path), rights.join("|")));
             }
             if let Some(p) = &l.connect_ports {
                 s.push_str(&format!("  tcp connect ports {p:?}\n"));
@@ -181,10 +192,10 @@ pub fn explain(plan: &Plan) -> String {
         plan.exec
             .argv
             .iter()
-            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| shown(a))
             .collect::<Vec<_>>()
             .join(" "),
-        plan.exec.cwd.to_string_lossy(),
+        shown(&plan.exec.cwd),
         if plan.as_pid_1 { ", as PID 1" } else { "" }
     ));
     s

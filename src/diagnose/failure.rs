@@ -1,9 +1,12 @@
-//! Turns failures into messages: the step, the path, the errno, and what to do about it.
+//! Turns failures into messages: the step, the path, the errno, and what to do about it. The
+//! paths, the command and its search path come from profiles and the command line: they are
+//! quoted escaped, so that none can move the cursor or forge a line of sbx's output.
 
 use nix::errno::Errno;
 
 use crate::plan::{NamespaceSet, Op, Plan};
 use crate::sandbox::channel::{Failure, Step};
+use crate::text::{escape, escape_bytes};
 
 fn errno_text(errno: Errno) -> String {
     format!("{} ({errno:?})", errno.desc())
@@ -108,7 +111,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             match plan.protect.guards.get(f.index as usize) {
                 Some(g) => format!(
                     "watching {} for protected paths (inotify)",
-                    g.inside.to_string_lossy()
+                    escape_bytes(g.inside.as_bytes())
                 ),
                 None => "watching for protected paths (inotify)".into(),
             },
@@ -138,7 +141,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
                 .and_then(|l| l.rules.get(f.index as usize))
             {
                 Some((path, _)) if errno != Errno::EOPNOTSUPP => {
-                    format!("landlock rule for {}", path.to_string_lossy())
+                    format!("landlock rule for {}", escape_bytes(path.as_bytes()))
                 }
                 _ => "applying landlock".to_string(),
             },
@@ -159,7 +162,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         Step::Setsid => ("setsid".into(), ""),
         Step::Terminal => ("making the pty the command's terminal".into(), ""),
         Step::Chdir => (
-            format!("chdir to {}", plan.exec.cwd.to_string_lossy()),
+            format!("chdir to {}", escape_bytes(plan.exec.cwd.as_bytes())),
             "the directory must exist inside the sandbox: bind it, or pick another with --chdir",
         ),
         Step::CloseFds => (
@@ -170,7 +173,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "installing the seccomp filter".into(),
             "seccomp needs CONFIG_SECCOMP_FILTER; inside a container its own filter may forbid seccomp()",
         ),
-        Step::Exec => (format!("executing {}", plan.exec.display), ""),
+        Step::Exec => (format!("executing {}", escape(&plan.exec.display)), ""),
     };
     let mut msg = format!("setup failed at {what}: {}", errno_text(errno));
     if !hint.is_empty() {
@@ -187,9 +190,13 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
             errno_text(errno)
         );
     };
-    let mut msg = format!("setup failed at {} {}", info.what, info.sandbox_path);
+    let mut msg = format!(
+        "setup failed at {} {}",
+        info.what,
+        escape(&info.sandbox_path)
+    );
     if let Some(h) = &info.host_path {
-        msg.push_str(&format!(" (from {h})"));
+        msg.push_str(&format!(" (from {})", escape(h)));
     }
     if let Some(o) = &info.origin {
         msg.push_str(&format!(", asked by {o}"));
@@ -235,14 +242,14 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
 /// The message for a command that could not be executed (exit 126 or 127).
 pub fn exec_failure(plan: &Plan, errno: i32) -> String {
     let errno = Errno::from_raw(errno);
-    let cmd = &plan.exec.display;
+    let cmd = escape(&plan.exec.display);
     match errno {
-        Errno::ENOENT | Errno::ENOTDIR if cmd.contains('/') => {
+        Errno::ENOENT | Errno::ENOTDIR if plan.exec.display.contains('/') => {
             format!("{cmd}: no such file in the sandbox (is its directory bound?)")
         }
         Errno::ENOENT | Errno::ENOTDIR => format!(
             "{cmd}: command not found in the sandbox (PATH={})",
-            plan.exec.search_path
+            escape(&plan.exec.search_path)
         ),
         e => format!("{cmd}: cannot execute: {}", errno_text(e)),
     }

@@ -1,16 +1,22 @@
-//! Why a plan cannot be built: each error names the profile and key it comes from.
+//! Why a plan cannot be built: each error names the profile and key it comes from. The paths
+//! and values it quotes come from profiles (and, resolved, from the host's file system): they
+//! are shown escaped, so that none can move the cursor or forge a line of sbx's output.
 
 use crate::profile::Origin;
+use crate::text::escape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{origin}: bind source {path} does not exist (append `?` to make it optional)")]
+    #[error(
+        "{origin}: bind source {} does not exist (append `?` to make it optional)",
+        escape(.path)
+    )]
     MissingSource { origin: Origin, path: String },
-    #[error("{origin}: {message}")]
+    #[error("{origin}: {}", escape(.message))]
     Invalid { origin: Origin, message: String },
     #[error("no command given")]
     NoCommand,
-    #[error("{0}")]
+    #[error("{}", escape(.0))]
     Other(String),
 }
 

@@ -1,9 +1,12 @@
 //! The HTTP side of the proxy: `CONNECT host:port` tunnels and plain `GET http://…` requests,
-//! one request per connection (`Connection: close`), so every request is checked.
+//! one request per connection (`Connection: close`), so every request is checked: the server
+//! is sent the request that was checked, with the Host it was checked for, and nothing after
+//! it.
 
-use std::io::{self, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 
+use super::request::{self, Head};
 use super::{Allowlist, Decision, Shared, connect, read_head, splice};
 
 fn respond(client: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
@@ -33,23 +36,58 @@ pub(super) fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
     .filter(|(h, _)| !h.is_empty())
 }
 
+/// What the server is sent: the request in origin form, a Host header naming the destination
+/// that was checked (a proxy replaces the client's, RFC 9112 section 3.2.2: otherwise a request
+/// checked for one name reaches another site on the same server), the client's headers less
+/// the proxy's and the connection's own, and `Connection: close`.
+fn forwarded_head(req: &Head, path: &str, host: &str, port: u16) -> Vec<u8> {
+    let mut out = format!("{} {path} {}\r\n", req.method, req.version).into_bytes();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    match port {
+        80 => out.extend_from_slice(format!("Host: {host}\r\n").as_bytes()),
+        _ => out.extend_from_slice(format!("Host: {host}:{port}\r\n").as_bytes()),
+    }
+    for h in &req.headers {
+        let n = h.name.as_str();
+        if n == "host" || n.starts_with("proxy-") || n == "connection" || n == "keep-alive" {
+            continue;
+        }
+        out.extend_from_slice(h.line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out
+}
+
+/// Splits an absolute URI's rest (after `http://`) into its authority and the origin-form
+/// target; None when it names a user (`user@host`), which the allowlist does not see.
+fn split_uri(after: &str) -> Option<(&str, String)> {
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    if authority.contains('@') {
+        return None;
+    }
+    let rest = rest.split('#').next().unwrap_or_default();
+    let path = match rest.starts_with('/') {
+        true => rest.to_string(),
+        false => format!("/{rest}"),
+    };
+    Some((authority, path))
+}
+
 pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -> io::Result<()> {
     let (head, rest) = read_head(&mut client)?;
-    let text = String::from_utf8_lossy(&head);
-    let mut lines = text.split("\r\n");
-    let request = lines.next().unwrap_or_default();
-    let mut parts = request.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return respond(
-            &mut client,
-            "400 Bad Request",
-            "sbx proxy: malformed request line\n",
-        );
+    let req = match request::parse(&head) {
+        Ok(r) => r,
+        Err(r) => return respond(&mut client, r.status, &format!("sbx proxy: {}\n", r.why)),
     };
 
-    if method.eq_ignore_ascii_case("CONNECT") {
-        let Some((host, port)) = split_host_port(target, 443) else {
+    if req.method.eq_ignore_ascii_case("CONNECT") {
+        let Some((host, port)) = split_host_port(req.target, 443) else {
             return respond(
                 &mut client,
                 "400 Bad Request",
@@ -66,7 +104,10 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
                 Ok(server) => {
                     shared.allow(&what);
                     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
-                    splice(client, server, &rest, shared)
+                    splice(client, server, shared, move |client, server| {
+                        server.write_all(&rest)?;
+                        io::copy(client, server).map(drop)
+                    })
                 }
                 Err(e) => respond(
                     &mut client,
@@ -78,18 +119,17 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
     }
 
     // Plain HTTP through a proxy uses an absolute URI: http://host[:port]/path.
-    let Some(after) = target.strip_prefix("http://") else {
+    let Some(after) = req.target.strip_prefix("http://") else {
         return respond(
             &mut client,
             "400 Bad Request",
             "sbx proxy: expected CONNECT or an http:// absolute URI\n",
         );
     };
-    let (authority, path) = match after.find('/') {
-        Some(i) => (&after[..i], &after[i..]),
-        None => (after, "/"),
-    };
-    let Some((host, port)) = split_host_port(authority, 80) else {
+    let Some((host, port, path)) = split_uri(after)
+        .and_then(|(authority, path)| Some((split_host_port(authority, 80)?, path)))
+        .map(|((host, port), path)| (host, port, path))
+    else {
         return respond(
             &mut client,
             "400 Bad Request",
@@ -115,29 +155,29 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
         }
     };
     shared.allow(&what);
-    let mut out = format!("{method} {path} {version}\r\n");
-    for line in lines.filter(|l| !l.is_empty()) {
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if name.starts_with("proxy-") || name == "connection" || name == "keep-alive" {
-            continue;
+    let head = forwarded_head(&req, &path, &host, port);
+    let framing = req.framing;
+    splice(client, server, shared, move |client, server| {
+        server.write_all(&head)?;
+        let mut from = BufReader::new(io::Cursor::new(rest).chain(client));
+        request::forward_body(framing, &mut from, server)?;
+        // Only this request was checked: whatever the client sends after it (a pipelined
+        // request, perhaps for another host) is dropped, up to the client's end.
+        let dropped = io::copy(&mut from, &mut io::sink())?;
+        if dropped > 0 {
+            tracing::info!(
+                "proxy: {}: dropped {dropped} bytes sent after the first request (one request \
+                 per connection)",
+                crate::text::escape(&what)
+            );
         }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    let mut early = out.into_bytes();
-    early.extend_from_slice(&rest);
-    splice(client, server, &early, shared)
+        Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{split_host_port, split_uri};
 
     #[test]
     fn host_port_forms() {
@@ -147,5 +187,20 @@ mod tests {
         assert_eq!(split_host_port("[::1]", 80), Some(("::1".into(), 80)));
         assert_eq!(split_host_port(":80", 80), None);
         assert_eq!(split_host_port("a:b", 80), None);
+    }
+
+    #[test]
+    fn absolute_uris() {
+        let split = |s| split_uri(s).map(|(a, p)| (a.to_string(), p));
+        assert_eq!(
+            split("a.b:8080/x?y"),
+            Some(("a.b:8080".into(), "/x?y".into()))
+        );
+        assert_eq!(split("a.b"), Some(("a.b".into(), "/".into())));
+        assert_eq!(split("a.b?q=1"), Some(("a.b".into(), "/?q=1".into())));
+        assert_eq!(split("a.b/p#frag"), Some(("a.b".into(), "/p".into())));
+        assert_eq!(split("[::1]:80/"), Some(("[::1]:80".into(), "/".into())));
+        // A user name before the host would be read as part of the host.
+        assert_eq!(split("user@a.b/"), None);
     }
 }

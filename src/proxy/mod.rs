@@ -10,10 +10,11 @@
 
 pub mod allow;
 mod http;
+mod request;
 mod socks;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use allow::{Allowlist, Decision, Rule, RuleError};
+
+use crate::text::escape;
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,9 +51,10 @@ struct Shared {
 }
 
 impl Shared {
+    // The host names come from the sandbox: escaped, a name cannot forge a line of the log.
     fn deny(&self, what: &str, why: &str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: denied {what}: {why}");
+        tracing::info!("proxy: denied {}: {}", escape(what), escape(why));
         let mut hosts = self.denied_hosts.lock().unwrap_or_else(|e| e.into_inner());
         if hosts.len() < 100 {
             hosts.push(what.to_string());
@@ -59,7 +63,7 @@ impl Shared {
 
     fn allow(&self, what: &str) {
         self.allowed.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: allowed {what}");
+        tracing::info!("proxy: allowed {}", escape(what));
     }
 
     /// Registers a socket for shutdown at the end; returns its key.
@@ -192,17 +196,24 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// Copies both ways until both sides are done; `early` is sent to the server first.
-fn splice(client: TcpStream, server: TcpStream, early: &[u8], shared: &Shared) -> io::Result<()> {
+/// Copies the server's answer to the client while `upstream` sends the client's side to the
+/// server, until both are done.
+fn splice(
+    client: TcpStream,
+    server: TcpStream,
+    shared: &Shared,
+    upstream: impl FnOnce(&mut TcpStream, &mut TcpStream) -> io::Result<()> + Send + 'static,
+) -> io::Result<()> {
     let _ = client.set_read_timeout(None);
     let id = shared.track(&server);
     let mut up_server = server.try_clone()?;
-    up_server.write_all(early)?;
     let mut up_client = client.try_clone()?;
     let upstream = std::thread::Builder::new()
         .name("sbx-proxy-up".into())
         .spawn(move || {
-            let _ = io::copy(&mut up_client, &mut up_server);
+            if let Err(e) = upstream(&mut up_client, &mut up_server) {
+                tracing::debug!("proxy: client to server: {e}");
+            }
             let _ = up_server.shutdown(Shutdown::Write);
         })?;
     let (mut down_server, mut down_client) = (server, client);

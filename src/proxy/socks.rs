@@ -63,7 +63,9 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
             Ok(server) => {
                 shared.allow(&what);
                 reply(&mut client, 0)?;
-                splice(client, server, &[], shared)
+                splice(client, server, shared, |client, server| {
+                    io::copy(client, server).map(drop)
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => reply(&mut client, REFUSED),
             Err(_) => reply(&mut client, HOST_UNREACHABLE),

@@ -7,7 +7,6 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
@@ -105,7 +104,7 @@ impl Guard {
             if now.is_some() && changed && moved_to.is_none() {
                 tracing::error!(
                     "cannot move {} aside: host tools may use it",
-                    String::from_utf8_lossy(g.dir.join(&g.name).as_os_str().as_bytes())
+                    crate::text::escape_path(&g.dir.join(&g.name))
                 );
             }
             out.push(Tripped {

@@ -1,12 +1,14 @@
 //! The supervisor: the sbx process itself, in the host's namespaces. It starts the sandbox,
 //! relays signals, enforces the wall-clock limit, waits (`wait`), and turns what happened into
 //! the facts for the exit code, the message and the run report (`outcome`). With a pty it
-//! relays the terminal (`terminal`).
+//! relays the terminal (`terminal`); without one, it puts back the terminal modes the command
+//! changed (`tty_modes`).
 
 pub mod guard;
 pub mod janitor;
 mod outcome;
 pub mod terminal;
+mod tty_modes;
 mod wait;
 pub mod watchdog;
 
@@ -27,6 +29,7 @@ use crate::sandbox::{self, SpawnOptions};
 use crate::sys;
 use outcome::Records;
 use terminal::Pending;
+use tty_modes::TtyModes;
 use wait::{Channel, Clock, Helper, Watch};
 
 /// How the supervisor treats the calling process.
@@ -156,6 +159,8 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     });
     // The protected paths' directories, opened before the sandbox can change them.
     let guard = guard::Guard::new(&plan.protect)?;
+    // Read before the sandbox can change them; put back once it is gone, or on any error path.
+    let mut tty = TtyModes::take();
     let terminal = match plan.pty {
         true => Pending::take().map_err(|errno| Error::Supervisor {
             what: "read the terminal's settings",
@@ -250,6 +255,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     if let Some(r) = relay {
         r.finish();
     }
+    tty.restore();
     let proxy = proxy.map(Proxy::stop);
     let cgroup = cgroup.map(|cg| {
         let stats = cg.stats();

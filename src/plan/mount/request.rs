@@ -267,7 +267,10 @@ fn bind_request(
     let canonical = match std::fs::canonicalize(&src) {
         Ok(p) => p,
         Err(_) if spec.optional => {
-            tracing::debug!("skipping optional bind {src}: missing");
+            tracing::debug!(
+                "skipping optional bind {}: missing",
+                crate::text::escape(&src)
+            );
             return Ok(None);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
