@@ -10,7 +10,10 @@ mod spec;
 mod units;
 mod vars;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+
+use crate::text;
 
 pub use builtin::BUILTIN;
 pub use limit::{LimitError, set_limit, split_assignment};
@@ -25,34 +28,41 @@ pub use spec::{BindSpec, destination_of};
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;
 
+/// Why profiles could not be loaded. Everything a profile wrote (names, paths, keys, values)
+/// is shown escaped: a profile must not put escape sequences or line breaks on the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("unknown profile `{name}` (not a built-in; looked in {})", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("unknown profile `{}` (not a built-in; looked in {})", text::escape(name), searched.iter().map(|p| text::escape_path(p)).collect::<Vec<_>>().join(", "))]
     NotFound {
         name: String,
         searched: Vec<PathBuf>,
     },
-    #[error("cannot read profile {}: {source}", path.display())]
+    #[error("cannot read profile {}: {source}", text::escape_path(path))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{col}: {message}")]
+    #[error("{}:{line}:{col}: {}", text::escape(file), shown(message))]
     Parse {
         file: String,
         line: usize,
         col: usize,
         message: String,
     },
-    #[error("cyclic `extends`: {chain}")]
+    #[error("cyclic `extends`: {}", text::escape(chain))]
     Cycle { chain: String },
-    #[error("profile {profile}, key {key}: {message}")]
+    #[error(
+        "profile {}, key {}: {}",
+        text::escape(profile),
+        text::escape(key),
+        shown(message)
+    )]
     Var {
         profile: String,
         key: String,
         message: String,
     },
-    #[error("profile {profile}, key {key}: {message}")]
+    #[error("profile {}, key {key}: {}", text::escape(profile), shown(message))]
     Limit {
         profile: String,
         key: &'static str,
@@ -60,6 +70,17 @@ pub enum ProfileError {
     },
     #[error("cannot determine the working directory: {source}")]
     Cwd { source: std::io::Error },
+}
+
+/// A message that quotes a profile's text, for the terminal: as written when it holds nothing
+/// a terminal acts on (so that a `\\` it quotes stays one), else escaped whole.
+pub(crate) fn shown(message: &str) -> Cow<'_, str> {
+    let bare = message.replace('\\', "");
+    if text::escape(&bare) == bare {
+        Cow::Borrowed(message)
+    } else {
+        Cow::Owned(text::escape(message))
+    }
 }
 
 impl ProfileError {

@@ -18,7 +18,9 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (key {})", self.profile, self.key)
+        // A profile's name is its path, which may hold anything a file name can.
+        let profile = crate::text::Escaped(self.profile.as_bytes());
+        write!(f, "{profile} (key {})", self.key)
     }
 }
 
