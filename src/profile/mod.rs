@@ -7,6 +7,7 @@ mod load;
 mod merge;
 mod model;
 mod spec;
+mod trust;
 mod units;
 mod vars;
 
@@ -17,7 +18,7 @@ use crate::text;
 
 pub use builtin::BUILTIN;
 pub use limit::{LimitError, set_limit, split_assignment};
-pub use load::Loader;
+pub use load::{Loader, MAX_EXTENDS_DEPTH, MAX_PROFILES_READ};
 pub use merge::merge;
 pub use model::{
     Count, DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin,
@@ -25,6 +26,7 @@ pub use model::{
     Sourced,
 };
 pub use spec::{BindSpec, destination_of};
+pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;
 
@@ -42,6 +44,15 @@ pub enum ProfileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "refusing profile {}: {} {why}; a profile decides what the sandbox may do, so sbx reads \
+         one only if it and the directories above it are owned by you or root and writable by \
+         no one else\n  hint: {}",
+        text::escape_path(path),
+        culprit(path, why),
+        why.fix()
+    )]
+    Untrusted { path: PathBuf, why: Distrust },
     #[error("{}:{line}:{col}: {}", text::escape(file), shown(message))]
     Parse {
         file: String,
@@ -51,6 +62,16 @@ pub enum ProfileError {
     },
     #[error("cyclic `extends`: {}", text::escape(chain))]
     Cycle { chain: String },
+    #[error(
+        "profile {}: `extends` nests more than {depth} profiles deep, or reads more than {files} \
+         profile files; flatten the chain",
+        text::escape(profile)
+    )]
+    TooDeep {
+        profile: String,
+        depth: usize,
+        files: usize,
+    },
     #[error(
         "profile {}, key {}: {}",
         text::escape(profile),
@@ -70,6 +91,16 @@ pub enum ProfileError {
     },
     #[error("cannot determine the working directory: {source}")]
     Cwd { source: std::io::Error },
+}
+
+/// The file or directory at fault, named relative to the profile the user gave.
+fn culprit(profile: &std::path::Path, why: &Distrust) -> String {
+    let at = why.path();
+    if profile.canonicalize().is_ok_and(|p| p == at) {
+        "the file".into()
+    } else {
+        text::escape_path(at)
+    }
 }
 
 /// A message that quotes a profile's text, for the terminal: as written when it holds nothing
