@@ -82,7 +82,12 @@ pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, Pl
             ));
         }
         let path = clean_absolute(&entry.value, &origin, "hidden path")?;
-        // Missing, or unreadable to the caller (and so to the sandbox): nothing to hide.
+        // Missing, or unreadable to the caller (and so to the sandbox): nothing to hide. Most
+        // entries are missing on any one host, and every run plans them: one lstat says so
+        // before realpath walks the components.
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
         let Ok(host) = std::fs::canonicalize(&path) else {
             continue;
         };
