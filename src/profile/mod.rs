@@ -45,9 +45,9 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     #[error(
-        "refusing profile {}: {} {why}; a profile decides what the sandbox may do, so sbx reads \
-         one only if it and the directories above it are owned by you or root and writable by \
-         no one else\n  hint: {}",
+        "refusing profile {}: {} {why} ({}): a profile decides what the sandbox may do, so sbx \
+         reads one only if it and the directories above it are owned by you or root and \
+         writable by no one else",
         text::escape_path(path),
         culprit(path, why),
         why.fix()

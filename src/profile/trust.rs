@@ -45,9 +45,10 @@ impl Distrust {
     pub fn fix(&self) -> String {
         use crate::text::escape_path as esc;
         match self {
-            Distrust::Owner { .. } => "if you trust what it says, copy it into a directory of \
-                                        your own and name the copy"
-                .into(),
+            Distrust::Owner { .. } => {
+                "if you trust the profile, copy it into a directory of your own and name the copy"
+                    .into()
+            }
             Distrust::Writable { path, .. } => format!("chmod go-w {}", esc(path)),
             Distrust::NotAFile { .. } => "name a TOML file".into(),
         }
