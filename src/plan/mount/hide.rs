@@ -20,6 +20,8 @@ use super::request::{Kind, Request};
 use super::tree::Builder;
 use crate::plan::error::PlanError;
 use crate::profile::{Filesystem, Sourced};
+// Messages quote profile values and host paths: escaped, so they cannot drive the terminal.
+use crate::text::{escape, escape_path};
 
 /// The stand-ins, made once in the scratch tmpfs that holds the new root while it is built
 /// (like an overlay's empty layer); the binds of them outlive it.
@@ -76,8 +78,8 @@ pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, Pl
             return Err(PlanError::invalid(
                 &entry.origin,
                 format!(
-                    "{:?}: a hidden path that is missing needs nothing, so no `?`",
-                    entry.value
+                    "`{}`: a hidden path that is missing needs nothing, so no `?`",
+                    escape(&entry.value)
                 ),
             ));
         }
@@ -106,10 +108,10 @@ pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, Pl
                         format!(
                             "{} shows through the overlay at {} from its lower layer {}, where \
                              sbx cannot place a stand-in; lift it with `!{}`",
-                            host.display(),
-                            r.dst,
-                            src.display(),
-                            entry.value
+                            escape_path(&host),
+                            escape(&r.dst),
+                            escape_path(src),
+                            escape(&entry.value)
                         ),
                     ));
                 }
@@ -163,7 +165,9 @@ fn refuse_mounts_inside(
             message: format!(
                 "{} lies inside {}, which filesystem.hide covers with an empty directory; lift \
                  it with `!{}` to mount inside it",
-                r.dst, hidden.dst, entry.value
+                escape(&r.dst),
+                escape(&hidden.dst),
+                escape(&entry.value)
             ),
         }),
         None => Ok(()),
