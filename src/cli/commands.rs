@@ -163,10 +163,12 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned();
+                    // A user's file: its name and description are shown escaped.
                     let d = match loader.load(&path.display().to_string()) {
-                        Ok(p) => p.description.unwrap_or_default(),
+                        Ok(p) => crate::text::escape(&p.description.unwrap_or_default()),
                         Err(e) => format!("(invalid: {e})"),
                     };
+                    let name = crate::text::escape(&name);
                     let _ = writeln!(out, "{name:<12} user      {d}");
                 }
             }

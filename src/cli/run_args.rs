@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// (repeatable)
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub protect: Vec<String>,
+    /// Hide the host path PATH (a credential file or directory) wherever a bind or overlay
+    /// shows it: an empty read-only stand-in covers it; `!PATH` lifts one the profile hides
+    /// (repeatable)
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub hide: Vec<String>,
     /// Let git inside the sandbox commit, branch and fetch: .git becomes writable, while its
     /// config, hooks, info and the other files host git runs code from stay protected
     #[arg(long = "git-writes")]
@@ -131,6 +136,10 @@ impl RunArgs {
         fs.ro = sourced(&self.ro_bind, "--ro-bind", &absolute);
         fs.tmpfs = sourced(&self.tmpfs, "--tmpfs", &|t| t.to_string());
         fs.protect = sourced(&self.protect, "--protect", &|t| t.to_string());
+        fs.hide = sourced(&self.hide, "--hide", &|h| match h.strip_prefix('!') {
+            Some(lifted) => format!("!{}", absolute(lifted)),
+            None => absolute(h),
+        });
         if self.git_writes {
             fs.protect
                 .push(Sourced::new("!.git", "the command line", "--git-writes"));

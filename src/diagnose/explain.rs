@@ -98,6 +98,22 @@ pub fn explain(plan: &Plan) -> String {
             s.push_str(&format!("  {} {how}\n", escape(&g.shown)));
         }
     }
+    let h = &plan.hide;
+    if !h.entries.is_empty() {
+        s.push_str(&format!(
+            "hidden (filesystem.hide, {} entries; missing or unseen ones need nothing):\n",
+            h.entries.len()
+        ));
+        for path in &h.hidden {
+            s.push_str(&format!(
+                "  {} empty, read-only\n",
+                crate::text::escape(path)
+            ));
+        }
+        if h.hidden.is_empty() {
+            s.push_str("  none is visible in this sandbox\n");
+        }
+    }
     s.push_str(&format!(
         "hostname: {}\n",
         plan.hostname

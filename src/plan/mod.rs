@@ -19,7 +19,7 @@ use std::ffi::{CString, OsString};
 
 pub use error::PlanError;
 pub use exec::ExecPlan;
-pub use mount::{Guard, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
+pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
 pub use namespaces::NamespaceSet;
 pub use network::{NetworkPlan, ProxyPlan};
 
@@ -60,6 +60,8 @@ pub struct Plan {
     pub overlays: Vec<crate::overlay::Layers>,
     /// The paths inside writable binds that host tools run or trust (`filesystem.protect`).
     pub protect: ProtectPlan,
+    /// The credentials covered by empty stand-ins (`filesystem.hide`).
+    pub hide: HidePlan,
     /// A sandbox path where the sandbox's tmpfs store is bound: what the supervisor measures
     /// the store's usage by (see `supervisor::watchdog`).
     pub store: Option<CString>,
@@ -126,6 +128,12 @@ impl Plan {
         for o in &mut layout.overlays {
             o.protected = protect.relative_to(&o.destination);
         }
+        let hide = HidePlan {
+            entries: (profile.filesystem.hidden().iter())
+                .map(|e| e.value.clone())
+                .collect(),
+            hidden: std::mem::take(&mut layout.hidden),
+        };
         Ok(Plan {
             namespaces,
             uid_map,
@@ -140,6 +148,7 @@ impl Plan {
             trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
             protect,
+            hide,
             store: layout
                 .store
                 .take()

@@ -3,7 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use super::model::ProfileFile;
+use super::trust::{self, ReadError};
 use super::{ProfileError, Vars, builtin, merge};
+
+/// The most profiles one `extends` chain may nest: far beyond any real layering, and well
+/// within the stack (each level is a recursive call).
+pub const MAX_EXTENDS_DEPTH: usize = 64;
+/// The most profile files one load may read: `extends = ["b", "b"]` at every level would
+/// otherwise read 2^depth files.
+pub const MAX_PROFILES_READ: usize = 512;
 
 /// Where a profile's text came from.
 struct Source {
@@ -20,6 +28,15 @@ pub struct Loader {
     /// `$XDG_CONFIG_HOME/sbx/profiles` (or `~/.config/sbx/profiles`).
     pub user_dir: Option<PathBuf>,
     pub vars: Vars,
+    /// Whose profile files are trusted (besides root's): the user sbx runs as.
+    pub uid: u32,
+}
+
+/// The `extends` chain being loaded: for cycles, depth and the number of files read.
+#[derive(Default)]
+struct Walk {
+    stack: Vec<String>,
+    read: usize,
 }
 
 impl Loader {
@@ -31,7 +48,11 @@ impl Loader {
             .map(PathBuf::from)
             .or_else(|| Some(Path::new(&vars.home).join(".config")))
             .map(|d| d.join("sbx").join("profiles"));
-        Loader { user_dir, vars }
+        Loader {
+            user_dir,
+            vars,
+            uid: nix::unistd::geteuid().as_raw(),
+        }
     }
 
     /// Loads and merges the named profiles in order (later wins).
@@ -46,7 +67,7 @@ impl Loader {
 
     /// Loads one profile with its `extends` chain folded in.
     pub fn load(&self, name: &str) -> Result<ProfileFile, ProfileError> {
-        self.load_inner(name, None, &mut Vec::new())
+        self.load_inner(name, None, &mut Walk::default())
     }
 
     /// Parses `text` as a profile called `display` without resolving `extends`: used by
@@ -62,14 +83,23 @@ impl Loader {
         &self,
         name: &str,
         from: Option<&Path>,
-        stack: &mut Vec<String>,
+        walk: &mut Walk,
     ) -> Result<ProfileFile, ProfileError> {
         let src = self.locate(name, from)?;
+        let stack = &walk.stack;
         if let Some(pos) = stack.iter().position(|id| *id == src.id) {
             let mut chain: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
             chain.push(&src.id);
             return Err(ProfileError::Cycle {
                 chain: chain.join(" -> "),
+            });
+        }
+        walk.read += 1;
+        if stack.len() >= MAX_EXTENDS_DEPTH || walk.read > MAX_PROFILES_READ {
+            return Err(ProfileError::TooDeep {
+                profile: src.display,
+                depth: MAX_EXTENDS_DEPTH,
+                files: MAX_PROFILES_READ,
             });
         }
         let mut this = Self::parse(&src.display, &src.text)?;
@@ -81,13 +111,13 @@ impl Loader {
                 key,
                 message,
             })?;
-        stack.push(src.id.clone());
+        walk.stack.push(src.id.clone());
         let mut base = ProfileFile::default();
         for parent in std::mem::take(&mut this.extends) {
-            let p = self.load_inner(&parent, src.dir.as_deref(), stack)?;
+            let p = self.load_inner(&parent, src.dir.as_deref(), walk)?;
             base = merge(base, p);
         }
-        stack.pop();
+        walk.stack.pop();
         Ok(merge(base, this))
     }
 
@@ -99,13 +129,14 @@ impl Loader {
                 Some(dir) if !name.starts_with('/') => dir.join(name),
                 _ => PathBuf::from(name),
             };
-            return read_file(&path);
+            return self.read_file(&path, None);
         }
         let mut searched = Vec::new();
         if let Some(dir) = &self.user_dir {
             let path = dir.join(format!("{name}.toml"));
             if path.exists() {
-                return read_file(&path);
+                // Trusted up to the configuration root, `sbx/` above `profiles/`.
+                return self.read_file(&path, dir.parent());
             }
             searched.push(path);
         }
@@ -122,21 +153,26 @@ impl Loader {
             searched,
         })
     }
-}
 
-fn read_file(path: &Path) -> Result<Source, ProfileError> {
-    let io = |source| ProfileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let canonical = path.canonicalize().map_err(io)?;
-    let text = std::fs::read_to_string(&canonical).map_err(io)?;
-    Ok(Source {
-        id: canonical.display().to_string(),
-        display: path.display().to_string(),
-        text,
-        dir: canonical.parent().map(Path::to_path_buf),
-    })
+    /// Reads a profile file that passes the ownership checks (see `trust`) up to `stop`.
+    fn read_file(&self, path: &Path, stop: Option<&Path>) -> Result<Source, ProfileError> {
+        let t = trust::read(path, stop, self.uid).map_err(|e| match e {
+            ReadError::Io(source) => ProfileError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::Untrusted(why) => ProfileError::Untrusted {
+                path: path.to_path_buf(),
+                why,
+            },
+        })?;
+        Ok(Source {
+            id: t.canonical.display().to_string(),
+            display: path.display().to_string(),
+            text: t.text,
+            dir: t.canonical.parent().map(Path::to_path_buf),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +183,7 @@ mod tests {
     fn loader(dir: &Path) -> Loader {
         Loader {
             user_dir: Some(dir.to_path_buf()),
+            uid: nix::unistd::geteuid().as_raw(),
             vars: Vars {
                 home: "/home/u".into(),
                 cwd: "/work/p".into(),
@@ -227,6 +264,40 @@ mod tests {
         let e = loader(dir.path()).load("a").unwrap_err();
         assert!(matches!(e, ProfileError::Cycle { .. }), "{e}");
         assert!(e.to_string().contains("a.toml -> "), "{e}");
+    }
+
+    #[test]
+    fn extends_deeper_than_the_bound_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = |n: usize| {
+            for i in 0..n {
+                let next = if i + 1 < n {
+                    format!("extends = [\"c{}\"]\n", i + 1)
+                } else {
+                    String::new()
+                };
+                std::fs::write(dir.path().join(format!("c{i}.toml")), next).unwrap();
+            }
+        };
+        chain(MAX_EXTENDS_DEPTH);
+        loader(dir.path()).load("c0").unwrap();
+        chain(MAX_EXTENDS_DEPTH + 1);
+        let e = loader(dir.path()).load("c0").unwrap_err();
+        assert!(matches!(e, ProfileError::TooDeep { .. }), "{e}");
+        assert!(e.to_string().contains("64"), "{e}");
+    }
+
+    #[test]
+    fn a_diamond_of_extends_reads_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // d0 extends d1 twice, d1 extends d2 twice...: 2^30 reads without a bound.
+        for i in 0..30 {
+            let next = format!("extends = [\"d{0}\", \"d{0}\"]\n", i + 1);
+            std::fs::write(dir.path().join(format!("d{i}.toml")), next).unwrap();
+        }
+        std::fs::write(dir.path().join("d30.toml"), "").unwrap();
+        let e = loader(dir.path()).load("d0").unwrap_err();
+        assert!(matches!(e, ProfileError::TooDeep { .. }), "{e}");
     }
 
     #[test]

@@ -156,13 +156,8 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
             dirs.push(d);
         }
     }
-    // The last word on each path wins: `!x` lifts an earlier `x`, and `x` restores it.
-    let mut protect: Vec<Sourced> = base.protect;
-    for e in over.protect {
-        let path = e.value.trim_start_matches('!');
-        protect.retain(|p| p.value.trim_start_matches('!') != path);
-        protect.push(e);
-    }
+    let protect = merge_liftable(base.protect, over.protect);
+    let hide = merge_liftable(base.hide, over.hide);
     let mut symlinks = base.symlinks;
     symlinks.extend(over.symlinks);
     let mut files = base.files;
@@ -173,6 +168,7 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         tmpfs,
         dirs,
         protect,
+        hide,
         symlinks,
         files,
         dev: over.dev.or(base.dev),
@@ -180,6 +176,18 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         changes: over.changes.or(base.changes),
         overlay,
     }
+}
+
+/// A list whose entries a later layer lifts with `!PATH` (`protect`, `hide`): the last word on
+/// each path wins, so `!x` lifts an earlier `x` and `x` restores it.
+fn merge_liftable(base: Vec<Sourced>, over: Vec<Sourced>) -> Vec<Sourced> {
+    let mut out = base;
+    for e in over {
+        let path = e.value.trim_start_matches('!');
+        out.retain(|p| p.value.trim_start_matches('!') != path);
+        out.push(e);
+    }
+    out
 }
 
 fn merge_env(base: Env, over: Env) -> Env {
@@ -261,6 +269,26 @@ mod tests {
             .map(|e| e.value.as_str())
             .collect();
         assert_eq!(eff, [".envrc", ".git"]);
+    }
+
+    #[test]
+    fn a_later_layer_lifts_or_restores_a_hidden_path() {
+        let layer = |v: &[&str]| {
+            let mut p = ProfileFile::default();
+            p.filesystem.hide = v.iter().map(|x| Sourced::new(*x, "t", "k")).collect();
+            p
+        };
+        let eff = |m: &ProfileFile| -> Vec<String> {
+            m.filesystem
+                .hidden()
+                .iter()
+                .map(|e| e.value.clone())
+                .collect()
+        };
+        let m = merge(layer(&["/h/.netrc", "/h/.ssh"]), layer(&["!/h/.ssh"]));
+        assert_eq!(eff(&m), ["/h/.netrc"]);
+        let m = merge(m, layer(&["/h/.ssh", "/h/.aws"]));
+        assert_eq!(eff(&m), ["/h/.netrc", "/h/.ssh", "/h/.aws"]);
     }
 
     #[test]

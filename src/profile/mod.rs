@@ -7,14 +7,18 @@ mod load;
 mod merge;
 mod model;
 mod spec;
+mod trust;
 mod units;
 mod vars;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+
+use crate::text;
 
 pub use builtin::BUILTIN;
 pub use limit::{LimitError, set_limit, split_assignment};
-pub use load::Loader;
+pub use load::{Loader, MAX_EXTENDS_DEPTH, MAX_PROFILES_READ};
 pub use merge::merge;
 pub use model::{
     Count, DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin,
@@ -22,37 +26,64 @@ pub use model::{
     Sourced,
 };
 pub use spec::{BindSpec, destination_of};
+pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;
 
+/// Why profiles could not be loaded. Everything a profile wrote (names, paths, keys, values)
+/// is shown escaped: a profile must not put escape sequences or line breaks on the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("unknown profile `{name}` (not a built-in; looked in {})", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("unknown profile `{}` (not a built-in; looked in {})", text::escape(name), searched.iter().map(|p| text::escape_path(p)).collect::<Vec<_>>().join(", "))]
     NotFound {
         name: String,
         searched: Vec<PathBuf>,
     },
-    #[error("cannot read profile {}: {source}", path.display())]
+    #[error("cannot read profile {}: {source}", text::escape_path(path))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{col}: {message}")]
+    #[error(
+        "refusing profile {}: {} {why} ({}): a profile decides what the sandbox may do, so sbx \
+         reads one only if it and the directories above it are owned by you or root and \
+         writable by no one else",
+        text::escape_path(path),
+        culprit(path, why),
+        why.fix()
+    )]
+    Untrusted { path: PathBuf, why: Distrust },
+    #[error("{}:{line}:{col}: {}", text::escape(file), shown(message))]
     Parse {
         file: String,
         line: usize,
         col: usize,
         message: String,
     },
-    #[error("cyclic `extends`: {chain}")]
+    #[error("cyclic `extends`: {}", text::escape(chain))]
     Cycle { chain: String },
-    #[error("profile {profile}, key {key}: {message}")]
+    #[error(
+        "profile {}: `extends` nests more than {depth} profiles deep, or reads more than {files} \
+         profile files; flatten the chain",
+        text::escape(profile)
+    )]
+    TooDeep {
+        profile: String,
+        depth: usize,
+        files: usize,
+    },
+    #[error(
+        "profile {}, key {}: {}",
+        text::escape(profile),
+        text::escape(key),
+        shown(message)
+    )]
     Var {
         profile: String,
         key: String,
         message: String,
     },
-    #[error("profile {profile}, key {key}: {message}")]
+    #[error("profile {}, key {key}: {}", text::escape(profile), shown(message))]
     Limit {
         profile: String,
         key: &'static str,
@@ -60,6 +91,27 @@ pub enum ProfileError {
     },
     #[error("cannot determine the working directory: {source}")]
     Cwd { source: std::io::Error },
+}
+
+/// The file or directory at fault, named relative to the profile the user gave.
+fn culprit(profile: &std::path::Path, why: &Distrust) -> String {
+    let at = why.path();
+    if profile.canonicalize().is_ok_and(|p| p == at) {
+        "the file".into()
+    } else {
+        text::escape_path(at)
+    }
+}
+
+/// A message that quotes a profile's text, for the terminal: as written when it holds nothing
+/// a terminal acts on (so that a `\\` it quotes stays one), else escaped whole.
+pub(crate) fn shown(message: &str) -> Cow<'_, str> {
+    let bare = message.replace('\\', "");
+    if text::escape(&bare) == bare {
+        Cow::Borrowed(message)
+    } else {
+        Cow::Owned(text::escape(message))
+    }
 }
 
 impl ProfileError {

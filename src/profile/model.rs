@@ -18,7 +18,9 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (key {})", self.profile, self.key)
+        // A profile's name is its path, which may hold anything a file name can.
+        let profile = crate::text::Escaped(self.profile.as_bytes());
+        write!(f, "{profile} (key {})", self.key)
     }
 }
 
@@ -291,6 +293,11 @@ pub struct Filesystem {
     /// an earlier layer made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protect: Vec<Sourced>,
+    /// Host paths that hold credentials (`${HOME}/.netrc`, `${HOME}/.ssh`, ...): wherever a
+    /// bind or overlay makes one visible, an empty read-only file or directory covers it.
+    /// Absolute host paths; `!PATH` lifts an entry an earlier layer made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<Sourced>,
     /// Symlinks: path in the sandbox = target.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub symlinks: BTreeMap<String, String>,
@@ -475,23 +482,32 @@ pub struct Seccomp {
 impl Filesystem {
     /// The lists of path entries, with their keys: the one table that origin stamping and
     /// variable expansion both walk.
-    pub fn path_lists_mut(&mut self) -> [(&mut Vec<Sourced>, &'static str); 5] {
+    pub fn path_lists_mut(&mut self) -> [(&mut Vec<Sourced>, &'static str); 6] {
         [
             (&mut self.ro, "filesystem.ro"),
             (&mut self.rw, "filesystem.rw"),
             (&mut self.tmpfs, "filesystem.tmpfs"),
             (&mut self.dirs, "filesystem.dirs"),
             (&mut self.protect, "filesystem.protect"),
+            (&mut self.hide, "filesystem.hide"),
         ]
     }
 
     /// The protected paths in effect: the entries no later `!PATH` lifted.
     pub fn protected(&self) -> Vec<&Sourced> {
-        self.protect
-            .iter()
-            .filter(|e| !e.value.starts_with('!'))
-            .collect()
+        in_effect(&self.protect)
     }
+
+    /// The hidden paths in effect: the entries no later `!PATH` lifted.
+    pub fn hidden(&self) -> Vec<&Sourced> {
+        in_effect(&self.hide)
+    }
+}
+
+/// The entries of a list that `!PATH` entries can lift which are in effect (after merging,
+/// a lifted path is only there as its `!PATH`).
+fn in_effect(list: &[Sourced]) -> Vec<&Sourced> {
+    list.iter().filter(|e| !e.value.starts_with('!')).collect()
 }
 
 impl ProfileFile {

@@ -88,7 +88,7 @@ impl Vars {
                 let end = body.find('}').ok_or_else(|| ProfileError::Var {
                     profile: profile.to_string(),
                     key: key.to_string(),
-                    message: format!("unterminated `${{` in {input:?}"),
+                    message: format!("unterminated `${{` in `{input}`"),
                 })?;
                 let name = &body[..end];
                 let value = self.lookup(name).ok_or_else(|| ProfileError::Var {

@@ -2,8 +2,8 @@
 //! the error alone when the run never started.
 
 use super::{
-    LandlockStatus, LimitStatus, NetworkStatus, ProtectStatus, ProtectedCreated, Reason, RunStatus,
-    SCHEMA, SeccompStatus, WatchdogStatus,
+    HideStatus, LandlockStatus, LimitStatus, NetworkStatus, ProtectStatus, ProtectedCreated,
+    Reason, RunStatus, SCHEMA, SeccompStatus, WatchdogStatus,
 };
 use crate::exit::{EXIT_SBX_FAILED, Ending};
 use crate::plan::Plan;
@@ -110,6 +110,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
             proxy: None,
         },
         protect: ProtectStatus::default(),
+        hide: HideStatus::default(),
         watchdog: None,
         degradations: Vec::new(),
     }
@@ -187,6 +188,10 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
                     moved_to: t.moved_to.clone(),
                 })
                 .collect(),
+        },
+        hide: HideStatus {
+            entries: plan.hide.entries.clone(),
+            hidden: plan.hide.hidden.clone(),
         },
         watchdog: outcome.watchdog.map(|w| WatchdogStatus {
             peak_memory_bytes: w.memory,

@@ -79,6 +79,8 @@ pub struct RunStatus {
     pub network: NetworkStatus,
     /// The paths host tools run or trust, and what the command did to them.
     pub protect: ProtectStatus,
+    /// The credentials hidden from the command (`filesystem.hide`).
+    pub hide: HideStatus,
     /// When sbx's watchdog held the whole-sandbox limits (no cgroup): the largest it measured.
     pub watchdog: Option<WatchdogStatus>,
     /// What the command changed under each writable overlay.
@@ -96,6 +98,14 @@ pub struct ProtectStatus {
     pub watched: Vec<String>,
     /// Protected paths the command created, and where sbx moved them.
     pub created: Vec<ProtectedCreated>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HideStatus {
+    /// `filesystem.hide` in effect (host paths).
+    pub entries: Vec<String>,
+    /// The sandbox paths covered by an empty read-only stand-in.
+    pub hidden: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -6,6 +6,7 @@
 //! `request` reads the profile into requests, `tree` places them in order (with `overlay` for
 //! overlayfs mounts), `op` is the language the sandbox replays, `path` the path rules.
 
+mod hide;
 mod op;
 mod overlay;
 mod path;
@@ -15,6 +16,7 @@ mod tree;
 
 use std::path::{Path, PathBuf};
 
+pub use hide::HidePlan;
 pub use op::{MountAttrs, Op, OpInfo};
 pub use protect::{Guard, MAX_GUARDS, ProtectPlan};
 pub use tree::{Grant, GrantRule};
@@ -46,6 +48,8 @@ pub struct Layout {
     pub guards: Vec<Guard>,
     /// Protected paths covered by a read-only bind, as the sandbox names them.
     pub protected: Vec<String>,
+    /// Hidden paths covered by an empty stand-in, as the sandbox names them.
+    pub hidden: Vec<String>,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
     binds: Vec<(String, PathBuf)>,
     /// Every mount destination, for telling which mount covers a path.
@@ -101,6 +105,7 @@ pub fn build(
         store: b.store_seen_at,
         guards,
         protected: b.protected,
+        hidden: b.hidden,
         binds: b.binds,
         mount_points: b.mount_points,
     })

@@ -38,6 +38,10 @@ pub enum Kind {
     Dir,
     Symlink(String),
     File(String),
+    /// An empty read-only stand-in over a hidden path (see `hide`).
+    Hide {
+        is_dir: bool,
+    },
 }
 
 /// A bind of host data: never setuid, never device nodes.
@@ -73,6 +77,8 @@ pub fn requests(
     let mut requests = bind_requests(fs, warnings)?;
     let protections = super::protect::protections(fs, &requests)?;
     requests.extend(protections.binds);
+    let hidden = super::hide::hidings(fs, &requests)?;
+    requests.extend(hidden);
     let reserved = |requests: &[Request], dst: &str, owner: &str| -> Result<(), PlanError> {
         match requests.iter().find(|r| r.dst == dst) {
             Some(r) => Err(PlanError::Invalid {

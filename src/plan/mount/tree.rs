@@ -75,6 +75,8 @@ pub(super) struct Builder {
     pub(super) store_seen_at: Option<String>,
     /// The protected paths placed as read-only binds.
     pub(super) protected: Vec<String>,
+    /// The hidden paths covered by an empty stand-in.
+    pub(super) hidden: Vec<String>,
     /// Where writable overlays keep their layers on the host.
     pub(super) overlay_root: Option<PathBuf>,
     pub(super) layers: Vec<Layers>,
@@ -189,7 +191,7 @@ impl Builder {
         let exists = self.nodes.contains_key(&r.dst);
         let is_mount = !matches!(r.kind, Kind::Dir | Kind::Symlink(_) | Kind::File(_));
         let wants_dir = match &r.kind {
-            Kind::Bind { is_dir, .. } => *is_dir,
+            Kind::Bind { is_dir, .. } | Kind::Hide { is_dir } => *is_dir,
             Kind::Symlink(_) | Kind::File(_) => false,
             _ => true,
         };
@@ -291,6 +293,11 @@ impl Builder {
                 self.mounted(&r.dst, Node::OwnDir);
             }
             Kind::Overlay { lowers, mode } => self.overlay(&r, dst, lowers, mode)?,
+            Kind::Hide { is_dir } => {
+                self.hide(&r, dst, is_dir);
+                let what = "path hidden by filesystem.hide (`!PATH` lifts it)";
+                self.mounted(&r.dst, Node::Leaf(what));
+            }
             Kind::Proc => {
                 self.push(Op::Proc { dst, attrs: PROC }, "proc", &r, None);
                 self.grant(&r.dst, Grant::Proc, true);
