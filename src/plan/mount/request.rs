@@ -210,7 +210,7 @@ fn overlay_request(o: &Overlay) -> Result<Option<Request>, PlanError> {
         return Ok(None);
     }
     let fail = |m: String| PlanError::invalid(&o.src.origin, m);
-    let dst = clean_absolute(o.destination(), &origin, "overlay destination")?;
+    let dst = clean_absolute(&o.destination(), &origin, "overlay destination")?;
     if dst == "/" {
         return Err(fail("an overlay cannot replace the sandbox's root".into()));
     }
