@@ -3,14 +3,16 @@
 //! a tmpfs that sbx itself mounted (sbx never creates anything on the host), and decides every
 //! mount's attributes; the sandbox only replays the ops.
 //!
-//! `request` reads the profile into requests, `tree` places them in order (with `overlay` for
-//! overlayfs mounts), `op` is the language the sandbox replays, `path` the path rules.
+//! `request` reads the profile into requests (`source` decides where a host directory is
+//! mounted), `tree` places them in order (with `overlay` for overlayfs mounts), `op` is the
+//! language the sandbox replays, `path` the path rules.
 
 mod op;
 mod overlay;
 mod path;
 mod protect;
 mod request;
+mod source;
 mod tree;
 
 use std::path::{Path, PathBuf};
