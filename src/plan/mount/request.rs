@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::op::MountAttrs;
+use super::overlaid;
 use super::path::{clean_absolute, depth};
 use super::source::{self, Claim};
 use crate::plan::error::PlanError;
@@ -214,7 +215,7 @@ fn bind_requests(
         }
     }
     let requests = by_dst.into_values().map(|c| c.request).collect();
-    Ok((requests, aliases))
+    Ok((overlaid::cover(requests, warnings), aliases))
 }
 
 /// A resolved bind or overlay, and the symlink from the spelling it was given, if any.

@@ -295,3 +295,62 @@ fn a_bind_through_a_symlink_is_the_same_place_as_its_directory() {
     let l = build(&fs, true, None, None).unwrap();
     assert!(mounts(&l).contains(&"bind /mnt/app".to_string()));
 }
+
+#[test]
+fn no_writable_bind_reaches_an_overlaid_directory() {
+    let h = host();
+    let app = format!("{}/real/app", h.root);
+    let sub = format!("{app}/sub");
+    let layout = |rw: &str, o: Overlay| {
+        let fs = fs_with(&[rw.to_string()], &[], vec![o]);
+        build(&fs, true, None, Some(&h.layers)).unwrap()
+    };
+    // The working directory inside the overlaid one: the overlay shows it, no bind.
+    let l = layout(&sub, overlay(&app, None));
+    assert_eq!(mounts(&l), [format!("overlay {app}")]);
+    assert_eq!(l.sandbox_path_of(&sub), Some(sub.clone()));
+    // The overlaid directory inside the working directory: mounted on top of the bind.
+    let l = layout(&app, overlay(&sub, None));
+    assert_eq!(
+        mounts(&l),
+        [format!("bind {app}"), format!("overlay {sub}")]
+    );
+    assert_eq!(l.sandbox_path_of(&app), Some(app.clone()));
+    // Overlaid elsewhere: the writable binds show it read-only, and the command starts in
+    // the overlay when it is there.
+    let l = layout(&sub, overlay(&app, Some("/view")));
+    assert_eq!(
+        mounts(&l),
+        ["overlay /view".to_string(), format!("read-only bind {sub}")]
+    );
+    assert_eq!(l.sandbox_path_of(&sub), Some("/view/sub".into()));
+    assert!(l.warnings.iter().any(|w| w.contains("is read-only")));
+    let l = layout(&app, overlay(&sub, Some("/view")));
+    assert_eq!(
+        mounts(&l),
+        [
+            "overlay /view".to_string(),
+            format!("bind {app}"),
+            format!("read-only bind {sub}")
+        ]
+    );
+    assert!(l.warnings.iter().any(|w| w.contains("is read-only")));
+    // Of two overlays holding it, the one that shows it in place decides.
+    let fs = fs_with(
+        std::slice::from_ref(&sub),
+        &[],
+        vec![overlay(&sub, Some("/view")), overlay(&app, None)],
+    );
+    let l = build(&fs, true, None, Some(&h.layers)).unwrap();
+    assert_eq!(
+        mounts(&l),
+        ["overlay /view".to_string(), format!("overlay {app}")]
+    );
+    // A read-only bind inside an overlay is left as it is.
+    let fs = fs_with(&[], std::slice::from_ref(&sub), vec![overlay(&app, None)]);
+    let l = build(&fs, true, None, Some(&h.layers)).unwrap();
+    assert_eq!(
+        mounts(&l),
+        [format!("overlay {app}"), format!("read-only bind {sub}")]
+    );
+}

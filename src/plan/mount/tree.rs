@@ -84,6 +84,8 @@ pub(super) struct Builder {
     pub(super) grants: Vec<GrantRule>,
     pub(super) info: Vec<OpInfo>,
     pub(super) binds: Vec<(String, PathBuf)>,
+    /// The destinations of overlays among `binds`.
+    pub(super) overlaid: Vec<String>,
     pub(super) mount_points: Vec<String>,
     /// Mounts to make read-only once everything is placed.
     sealed: Vec<Request>,
@@ -406,9 +408,10 @@ impl Builder {
         });
     }
 
-    /// Records a mount at `dst`: whatever was placed beneath it is hidden now.
+    /// Records an overlay of host `src` at `dst`: whatever was placed beneath it is hidden now.
     pub(super) fn mounted_host_dir(&mut self, dst: &str, src: PathBuf) {
         self.binds.push((dst.to_string(), src.clone()));
+        self.overlaid.push(dst.to_string());
         self.mounted(dst, Node::HostDir(src));
     }
 
