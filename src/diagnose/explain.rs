@@ -214,5 +214,13 @@ pub fn explain(plan: &Plan) -> String {
         shown(&plan.exec.cwd),
         if plan.as_pid_1 { ", as PID 1" } else { "" }
     ));
+    // What a run prints as warnings, e.g. a source reached through a symlink, or a writable
+    // bind made read-only because an overlay shows that directory.
+    if !plan.warnings.is_empty() {
+        s.push_str("warnings:\n");
+        for w in &plan.warnings {
+            s.push_str(&format!("  {w}\n"));
+        }
+    }
     s
 }

@@ -123,26 +123,27 @@ fn merge_seccomp(base: Seccomp, over: Seccomp) -> Seccomp {
 
 /// A destination named by the later layer in any of `ro`, `rw`, `tmpfs` or `overlay` replaces
 /// every earlier mount of that destination, so `--ro-bind $PWD` overrides a profile's
-/// `rw = [$PWD]` and `--overlay $PWD` overrides both.
+/// `rw = [$PWD]` and `--overlay $PWD` overrides both. Destinations compare as written, up to
+/// `.` and `/` (`--ro-bind .` is `$PWD`); spellings through a symlink are the plan's to settle.
 fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
     let taken: Vec<String> = over
         .ro
         .iter()
         .chain(&over.rw)
         .chain(&over.tmpfs)
-        .map(|e| destination_of(&e.value).to_string())
-        .chain(over.overlay.iter().map(|o| o.destination().to_string()))
+        .map(|e| destination_of(&e.value))
+        .chain(over.overlay.iter().map(|o| o.destination()))
         .collect();
     let mut overlay: Vec<_> = base
         .overlay
         .into_iter()
-        .filter(|o| !taken.iter().any(|t| t == o.destination()))
+        .filter(|o| !taken.contains(&o.destination()))
         .collect();
     overlay.extend(over.overlay);
     let keep = |list: Vec<Sourced>, add: Vec<Sourced>| -> Vec<Sourced> {
         let mut out: Vec<Sourced> = list
             .into_iter()
-            .filter(|e| !taken.iter().any(|t| t == destination_of(&e.value)))
+            .filter(|e| !taken.contains(&destination_of(&e.value)))
             .collect();
         out.extend(add);
         out
@@ -244,6 +245,14 @@ mod tests {
         let m = merge(fs(&[], &["/host/a:/a"], &[]), fs(&["/other:/a?"], &[], &[]));
         assert!(m.filesystem.rw.is_empty());
         assert_eq!(m.filesystem.ro.len(), 1);
+    }
+
+    #[test]
+    fn dot_and_slash_spellings_are_one_destination() {
+        for later in ["/w/.", "/w/", "/w//", "/./w"] {
+            let m = merge(fs(&[], &["/w"], &[]), fs(&[later], &[], &[]));
+            assert!(m.filesystem.rw.is_empty(), "{later}");
+        }
     }
 
     #[test]

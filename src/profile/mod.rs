@@ -25,7 +25,7 @@ pub use model::{
     Overlay, OverlayMode, Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security,
     Sourced,
 };
-pub use spec::{BindSpec, destination_of};
+pub use spec::{BindSpec, destination_of, lexical};
 pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;

@@ -344,12 +344,14 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Where it is mounted: `dst`, else the source (without its optional mark `?`).
-    pub fn destination(&self) -> &str {
-        self.dst
-            .as_deref()
-            .unwrap_or_else(|| self.src.value.trim_end_matches('?'))
-            .trim_end_matches('/')
+    /// Where it is asked to be mounted, as written: `dst`, else the source (without its
+    /// optional mark `?`). The plan mounts a default destination where the source really is.
+    pub fn destination(&self) -> String {
+        super::spec::lexical(
+            self.dst
+                .as_deref()
+                .unwrap_or_else(|| self.src.value.trim_end_matches('?')),
+        )
     }
 }
 

@@ -20,9 +20,25 @@ impl<'a> BindSpec<'a> {
     }
 }
 
-/// The sandbox path an `ro`, `rw` or `tmpfs` entry mounts on.
-pub fn destination_of(entry: &str) -> &str {
-    BindSpec::parse(entry).dst.trim_end_matches('/')
+/// The sandbox path an `ro`, `rw` or `tmpfs` entry mounts on, as written ([`lexical`]).
+pub fn destination_of(entry: &str) -> String {
+    lexical(BindSpec::parse(entry).dst)
+}
+
+/// `path` with its spelling evened out: no `.`, repeated or trailing `/`, so that `$PWD/.`,
+/// `$PWD/` and `$PWD` name one destination when layers are merged. Symlinks and `..` are left
+/// for the plan, which resolves sources on the host.
+pub fn lexical(path: &str) -> String {
+    let mut out = String::new();
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        out.push('/');
+        out.push_str(c);
+    }
+    match (path.starts_with('/'), out.is_empty()) {
+        (true, true) => "/".into(),
+        (true, false) => out,
+        (false, _) => out.trim_start_matches('/').to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -48,5 +64,10 @@ mod tests {
             }
         );
         assert_eq!(destination_of("/opt/?"), "/opt");
+        for same in ["/w/p", "/w/p/", "/w/./p/.", "//w//p", "/x:/w/p/./"] {
+            assert_eq!(destination_of(same), "/w/p", "{same}");
+        }
+        assert_eq!(destination_of("/"), "/");
+        assert_eq!(destination_of("/w/../p"), "/w/../p");
     }
 }

@@ -3,15 +3,19 @@
 //! a tmpfs that sbx itself mounted (sbx never creates anything on the host), and decides every
 //! mount's attributes; the sandbox only replays the ops.
 //!
-//! `request` reads the profile into requests, `tree` places them in order (with `overlay` for
-//! overlayfs mounts), `op` is the language the sandbox replays, `path` the path rules.
+//! `request` reads the profile into requests (`source` decides where a host directory is
+//! mounted, `overlaid` keeps writable binds off what overlays show), `tree` places them in
+//! order (with `overlay` for overlayfs mounts), `op` is the language the sandbox replays,
+//! `path` the path rules.
 
 mod hide;
 mod op;
+mod overlaid;
 mod overlay;
 mod path;
 mod protect;
 mod request;
+mod source;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -52,32 +56,42 @@ pub struct Layout {
     pub hidden: Vec<String>,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
     binds: Vec<(String, PathBuf)>,
+    /// The destinations of overlays among `binds`.
+    overlaid: Vec<String>,
     /// Every mount destination, for telling which mount covers a path.
     mount_points: Vec<String>,
 }
 
 impl Layout {
-    /// The sandbox path at which the host directory `host` is visible, if it is.
+    /// The sandbox path at which the host directory `host` is visible, if it is: through an
+    /// overlay first (where the command's writes are seen), else through the bind of the
+    /// deepest source that shows it.
     pub fn sandbox_path_of(&self, host: &str) -> Option<String> {
         let host = Path::new(host);
-        let (dst, src) = self
+        let mut shown: Vec<&(String, PathBuf)> = self
             .binds
             .iter()
             .filter(|(_, src)| host.starts_with(src))
-            .max_by_key(|(_, src)| src.components().count())?;
-        let rest = host.strip_prefix(src).ok()?;
-        let inside = if rest.as_os_str().is_empty() {
-            dst.clone()
-        } else {
-            Path::new(dst).join(rest).to_string_lossy().into_owned()
-        };
-        // Another mount deeper than the bind but above the path would hide it.
-        let covering = self
-            .mount_points
-            .iter()
-            .filter(|m| is_within(&inside, m))
-            .max_by_key(|m| m.len())?;
-        (covering == dst).then_some(inside)
+            .collect();
+        shown.sort_by_key(|(dst, src)| {
+            let overlay = self.overlaid.contains(dst);
+            std::cmp::Reverse((overlay, src.components().count()))
+        });
+        shown.into_iter().find_map(|(dst, src)| {
+            let rest = host.strip_prefix(src).ok()?;
+            let inside = if rest.as_os_str().is_empty() {
+                dst.clone()
+            } else {
+                Path::new(dst).join(rest).to_string_lossy().into_owned()
+            };
+            // Another mount deeper than this one but above the path would hide it.
+            let covering = self
+                .mount_points
+                .iter()
+                .filter(|m| is_within(&inside, m))
+                .max_by_key(|m| m.len())?;
+            (covering == dst).then_some(inside)
+        })
     }
 }
 
@@ -107,6 +121,7 @@ pub fn build(
         protected: b.protected,
         hidden: b.hidden,
         binds: b.binds,
+        overlaid: b.overlaid,
         mount_points: b.mount_points,
     })
 }

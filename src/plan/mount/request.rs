@@ -2,12 +2,17 @@
 //! are ordered and placed (see `tree`). Bind sources are resolved on the host here.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::op::MountAttrs;
+use super::overlaid;
 use super::path::{clean_absolute, depth};
+use super::source::{self, Claim};
 use crate::plan::error::PlanError;
-use crate::profile::{BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, Sourced};
+use crate::profile::{
+    BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, Sourced, lexical,
+};
+use crate::text::{escape, escape_path};
 
 /// A mount, directory, link or file wanted at `dst`, before ordering.
 #[derive(Clone, Debug)]
@@ -42,6 +47,9 @@ pub enum Kind {
     Hide {
         is_dir: bool,
     },
+    /// A symlink to where a source was mounted, from the spelling an entry used for it (see
+    /// `source`); placed last, and only in sbx's own tmpfs.
+    Alias(String),
 }
 
 /// A bind of host data: never setuid, never device nodes.
@@ -74,7 +82,7 @@ pub fn requests(
     pid_ns: bool,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<Request>, Vec<super::protect::Guard>), PlanError> {
-    let mut requests = bind_requests(fs, warnings)?;
+    let (mut requests, aliases) = bind_requests(fs, warnings)?;
     let protections = super::protect::protections(fs, &requests)?;
     requests.extend(protections.binds);
     let hidden = super::hide::hidings(fs, &requests)?;
@@ -166,14 +174,20 @@ pub fn requests(
             });
         }
     }
+    requests.extend(aliases);
     Ok((requests, protections.guards))
 }
 
-/// Reads the bind lists, resolving sources on the host.
-fn bind_requests(fs: &Filesystem, warnings: &mut Vec<String>) -> Result<Vec<Request>, PlanError> {
+/// Reads the bind lists, resolving sources on the host: the requests, and the symlinks from
+/// the spellings of sources to where they are mounted.
+fn bind_requests(
+    fs: &Filesystem,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Request>, Vec<Request>), PlanError> {
     // Within one layer a destination in several lists resolves rw > ro > tmpfs: the entry
     // asking for host data wins over an empty tmpfs (e.g. `${CWD}` = `${HOME}`).
-    let mut by_dst: BTreeMap<String, Request> = BTreeMap::new();
+    let mut by_dst: BTreeMap<String, Claim> = BTreeMap::new();
+    let mut aliases = Vec::new();
     for entry in &fs.tmpfs {
         let origin = Some(entry.origin.clone());
         if entry.value.contains(':') || entry.value.ends_with('?') {
@@ -188,25 +202,33 @@ fn bind_requests(fs: &Filesystem, warnings: &mut Vec<String>) -> Result<Vec<Requ
             mode: if sticky { 0o1777 } else { 0o755 },
             attrs: TMPFS,
         };
-        by_dst.insert(dst.clone(), Request { dst, kind, origin });
+        let asked = dst.clone();
+        let request = Request { dst, kind, origin };
+        source::claim(&mut by_dst, Claim { request, asked });
     }
     for (list, readonly) in [(&fs.ro, true), (&fs.rw, false)] {
         for entry in list {
-            if let Some(r) = bind_request(entry, readonly, warnings)? {
-                by_dst.insert(r.dst.clone(), r);
+            if let Some((c, alias)) = bind_request(entry, readonly, warnings)? {
+                source::claim(&mut by_dst, c);
+                aliases.extend(alias);
             }
         }
     }
     for o in &fs.overlay {
-        if let Some(r) = overlay_request(o)? {
-            by_dst.insert(r.dst.clone(), r);
+        if let Some((c, alias)) = overlay_request(o, warnings)? {
+            source::claim(&mut by_dst, c);
+            aliases.extend(alias);
         }
     }
-    Ok(by_dst.into_values().collect())
+    let requests = by_dst.into_values().map(|c| c.request).collect();
+    Ok((overlaid::cover(requests, warnings), aliases))
 }
 
+/// A resolved bind or overlay, and the symlink from the spelling it was given, if any.
+type Resolved = Option<(Claim, Option<Request>)>;
+
 /// An overlay's request; None when its source is optional (`src = "…?"`) and missing.
-fn overlay_request(o: &Overlay) -> Result<Option<Request>, PlanError> {
+fn overlay_request(o: &Overlay, warnings: &mut Vec<String>) -> Result<Resolved, PlanError> {
     let origin = Some(o.src.origin.clone());
     let (first, optional) = match o.src.value.strip_suffix('?') {
         Some(s) => (s, true),
@@ -216,10 +238,13 @@ fn overlay_request(o: &Overlay) -> Result<Option<Request>, PlanError> {
         return Ok(None);
     }
     let fail = |m: String| PlanError::invalid(&o.src.origin, m);
-    let dst = clean_absolute(o.destination(), &origin, "overlay destination")?;
-    if dst == "/" {
-        return Err(fail("an overlay cannot replace the sandbox's root".into()));
+    let asked = clean_absolute(&o.destination(), &origin, "overlay destination")?;
+    let own_destination = o.destination() != lexical(first);
+    let root = || fail("an overlay cannot replace the sandbox's root".into());
+    if asked == "/" {
+        return Err(root());
     }
+    let top = clean_absolute(first, &origin, "overlay source")?;
     let mut lowers = Vec::new();
     for src in std::iter::once(first).chain(o.lower.iter().map(String::as_str)) {
         let clean = clean_absolute(src, &origin, "overlay source")?;
@@ -241,34 +266,60 @@ fn overlay_request(o: &Overlay) -> Result<Option<Request>, PlanError> {
         }
         lowers.push(canonical);
     }
-    Ok(Some(Request {
+    let (dst, alias) = source::destination(&asked, own_destination, &lowers[0], &o.src.origin)?;
+    if dst == "/" {
+        return Err(root());
+    }
+    if lowers[0] != Path::new(&top) {
+        warnings.push(resolved("overlay source", &top, &lowers[0], &dst));
+    }
+    let request = Request {
         dst,
         kind: Kind::Overlay {
             lowers,
             mode: o.mode.unwrap_or(OverlayMode::Rw),
         },
         origin,
-    }))
+    };
+    Ok(Some((Claim { request, asked }, alias)))
+}
+
+/// The note that a source was reached through a symlink, and where it is mounted.
+fn resolved(what: &str, asked: &str, canonical: &Path, dst: &str) -> String {
+    let at = if Path::new(dst) == canonical {
+        String::new()
+    } else {
+        format!(" at {}", escape(dst))
+    };
+    format!(
+        "{what} {} resolves to {}; mounting that{at}",
+        escape(asked),
+        escape_path(canonical)
+    )
 }
 
 fn bind_request(
     entry: &Sourced,
     readonly: bool,
     warnings: &mut Vec<String>,
-) -> Result<Option<Request>, PlanError> {
+) -> Result<Resolved, PlanError> {
     let spec = BindSpec::parse(&entry.value);
     let origin = Some(entry.origin.clone());
     let src = clean_absolute(spec.src, &origin, "bind source")?;
-    let dst = clean_absolute(spec.dst, &origin, "bind destination")?;
-    if dst == "/" {
-        return Err(PlanError::invalid(
+    let asked = clean_absolute(spec.dst, &origin, "bind destination")?;
+    let own_destination = lexical(spec.dst) != lexical(spec.src);
+    let root = || {
+        PlanError::invalid(
             &entry.origin,
             format!(
                 "{:?} would bind over the sandbox's root and expose the whole host; \
                  run sbx from a project directory or give a destination",
                 entry.value
             ),
-        ));
+        )
+    };
+    if asked == "/" {
+        return Err(root());
     }
     let canonical = match std::fs::canonicalize(&src) {
         Ok(p) => p,
@@ -294,13 +345,14 @@ fn bind_request(
     };
     let meta = std::fs::metadata(&canonical)
         .map_err(|e| PlanError::invalid(&entry.origin, format!("bind source {src}: {e}")))?;
-    if canonical != std::path::Path::new(&src) {
-        warnings.push(format!(
-            "bind source {src} resolves to {}; binding that",
-            canonical.display()
-        ));
+    let (dst, alias) = source::destination(&asked, own_destination, &canonical, &entry.origin)?;
+    if dst == "/" {
+        return Err(root());
     }
-    Ok(Some(Request {
+    if canonical != Path::new(&src) {
+        warnings.push(resolved("bind source", &src, &canonical, &dst));
+    }
+    let request = Request {
         dst,
         kind: Kind::Bind {
             src: canonical,
@@ -308,7 +360,8 @@ fn bind_request(
             attrs: bind_attrs(readonly),
         },
         origin,
-    }))
+    };
+    Ok(Some((Claim { request, asked }, alias)))
 }
 
 /// The minimal /dev: a tmpfs with the safe host nodes bound onto empty files, a private

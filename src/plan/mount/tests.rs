@@ -163,3 +163,194 @@ fn symlinks_block_paths_through_them() {
     let e = build(&fs, true, None, None).err().unwrap().to_string();
     assert!(e.contains("/bin is a symlink"), "{e}");
 }
+
+// ---- sources resolved to the directory they name (issue #21) ----
+
+use crate::profile::{Overlay, OverlayMode};
+
+fn overlay(src: &str, dst: Option<&str>) -> Overlay {
+    Overlay {
+        src: entry(src, "filesystem.overlay"),
+        dst: dst.map(str::to_string),
+        mode: Some(OverlayMode::Rw),
+        lower: Vec::new(),
+    }
+}
+
+/// A host tree `real/app/sub` with `link -> real`, and a directory for overlay layers.
+struct Host {
+    _dir: tempfile::TempDir,
+    root: String,
+    layers: std::path::PathBuf,
+}
+
+fn host() -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir_all(root.join("real/app/sub")).unwrap();
+    std::fs::create_dir(root.join("layers")).unwrap();
+    std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("real/app", root.join("applink")).unwrap();
+    Host {
+        layers: root.join("layers"),
+        root: root.display().to_string(),
+        _dir: dir,
+    }
+}
+
+fn fs_with(rw: &[String], ro: &[String], overlays: Vec<Overlay>) -> Filesystem {
+    Filesystem {
+        rw: rw.iter().map(|p| entry(p, "filesystem.rw")).collect(),
+        ro: ro.iter().map(|p| entry(p, "filesystem.ro")).collect(),
+        overlay: overlays,
+        dev: Some(DevMode::None),
+        proc: Some(false),
+        ..Default::default()
+    }
+}
+
+/// The mounts of a layout (no directories), as "what path".
+fn mounts(l: &Layout) -> Vec<String> {
+    paths(l)
+        .into_iter()
+        .filter(|p| !p.starts_with("create "))
+        .collect()
+}
+
+#[test]
+fn every_spelling_of_a_directory_overlays_it_where_it_is() {
+    let h = host();
+    let real = format!("{}/real/app", h.root);
+    for spelling in [
+        real.clone(),
+        format!("{}/link/app", h.root),
+        format!("{}/applink", h.root),
+        format!("{real}/"),
+        format!("{}/./real/./app/.", h.root),
+        format!("{}/link/app/", h.root),
+    ] {
+        // The default profile's `${CWD}`, canonical, beside `--overlay SPELLING`.
+        let fs = fs_with(
+            std::slice::from_ref(&real),
+            &[],
+            vec![overlay(&spelling, None)],
+        );
+        let l = build(&fs, true, None, Some(&h.layers)).unwrap();
+        let m = mounts(&l);
+        let at_real: Vec<_> = m.iter().filter(|p| p.ends_with(&real)).collect();
+        assert_eq!(at_real, [&format!("overlay {real}")], "{spelling}: {m:?}");
+        assert!(
+            !m.iter().any(|p| p.starts_with("bind ")),
+            "{spelling}: {m:?}"
+        );
+        assert_eq!(l.overlays.len(), 1);
+        assert_eq!(l.overlays[0].destination, real, "{spelling}");
+        assert_eq!(l.sandbox_path_of(&real), Some(real.clone()), "{spelling}");
+        assert_eq!(
+            l.sandbox_path_of(&format!("{real}/sub")),
+            Some(format!("{real}/sub"))
+        );
+        // The spelling used still leads there, through a symlink in sbx's own tmpfs.
+        let logical = spelling.trim_end_matches('/').replace("/./", "/");
+        let logical = logical.trim_end_matches("/.");
+        if logical != real {
+            assert!(
+                m.contains(&format!("symlink to the resolved source {logical}")),
+                "{spelling}: {m:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bind_through_a_symlink_is_the_same_place_as_its_directory() {
+    let h = host();
+    let real = format!("{}/real/app", h.root);
+    let logical = format!("{}/link/app", h.root);
+    // `--ro-bind $PWD` reached through a symlink over the profile's writable `${CWD}`: the
+    // read-only bind is what is left there, whatever order the layers came in.
+    for (rw, ro) in [(&real, &logical), (&logical, &real)] {
+        let fs = fs_with(std::slice::from_ref(rw), std::slice::from_ref(ro), vec![]);
+        let l = build(&fs, true, None, None).unwrap();
+        let m = mounts(&l);
+        let binds: Vec<_> = m.iter().filter(|p| p.contains(" bind ")).collect();
+        assert_eq!(binds, [&format!("read-only bind {real}")], "{m:?}");
+        assert!(!m.contains(&format!("bind {real}")), "{m:?}");
+    }
+    // One writable bind through the symlink: mounted where the directory is, warned about.
+    let fs = fs_with(std::slice::from_ref(&logical), &[], vec![]);
+    let l = build(&fs, true, None, None).unwrap();
+    assert!(
+        mounts(&l).contains(&format!("bind {real}")),
+        "{:?}",
+        mounts(&l)
+    );
+    assert!(
+        l.warnings.iter().any(|w| w.contains("resolves to")),
+        "{:?}",
+        l.warnings
+    );
+    // A destination of its own is kept as given.
+    let fs = fs_with(&[format!("{logical}:/mnt/app")], &[], vec![]);
+    let l = build(&fs, true, None, None).unwrap();
+    assert!(mounts(&l).contains(&"bind /mnt/app".to_string()));
+}
+
+#[test]
+fn no_writable_bind_reaches_an_overlaid_directory() {
+    let h = host();
+    let app = format!("{}/real/app", h.root);
+    let sub = format!("{app}/sub");
+    let layout = |rw: &str, o: Overlay| {
+        let fs = fs_with(&[rw.to_string()], &[], vec![o]);
+        build(&fs, true, None, Some(&h.layers)).unwrap()
+    };
+    // The working directory inside the overlaid one: the overlay shows it, no bind.
+    let l = layout(&sub, overlay(&app, None));
+    assert_eq!(mounts(&l), [format!("overlay {app}")]);
+    assert_eq!(l.sandbox_path_of(&sub), Some(sub.clone()));
+    // The overlaid directory inside the working directory: mounted on top of the bind.
+    let l = layout(&app, overlay(&sub, None));
+    assert_eq!(
+        mounts(&l),
+        [format!("bind {app}"), format!("overlay {sub}")]
+    );
+    assert_eq!(l.sandbox_path_of(&app), Some(app.clone()));
+    // Overlaid elsewhere: the writable binds show it read-only, and the command starts in
+    // the overlay when it is there.
+    let l = layout(&sub, overlay(&app, Some("/view")));
+    assert_eq!(
+        mounts(&l),
+        ["overlay /view".to_string(), format!("read-only bind {sub}")]
+    );
+    assert_eq!(l.sandbox_path_of(&sub), Some("/view/sub".into()));
+    assert!(l.warnings.iter().any(|w| w.contains("is read-only")));
+    let l = layout(&app, overlay(&sub, Some("/view")));
+    assert_eq!(
+        mounts(&l),
+        [
+            "overlay /view".to_string(),
+            format!("bind {app}"),
+            format!("read-only bind {sub}")
+        ]
+    );
+    assert!(l.warnings.iter().any(|w| w.contains("is read-only")));
+    // Of two overlays holding it, the one that shows it in place decides.
+    let fs = fs_with(
+        std::slice::from_ref(&sub),
+        &[],
+        vec![overlay(&sub, Some("/view")), overlay(&app, None)],
+    );
+    let l = build(&fs, true, None, Some(&h.layers)).unwrap();
+    assert_eq!(
+        mounts(&l),
+        ["overlay /view".to_string(), format!("overlay {app}")]
+    );
+    // A read-only bind inside an overlay is left as it is.
+    let fs = fs_with(&[], std::slice::from_ref(&sub), vec![overlay(&app, None)]);
+    let l = build(&fs, true, None, Some(&h.layers)).unwrap();
+    assert_eq!(
+        mounts(&l),
+        [format!("overlay {app}"), format!("read-only bind {sub}")]
+    );
+}

@@ -52,7 +52,7 @@ pub struct GrantRule {
 
 /// The sandbox's view of what it has already placed at a path.
 #[derive(Clone, Debug)]
-enum Node {
+pub(super) enum Node {
     /// A directory in a tmpfs that sbx mounted: children may be created.
     OwnDir,
     /// The root of a bind of this host directory: children must already exist on the host.
@@ -81,11 +81,13 @@ pub(super) struct Builder {
     pub(super) overlay_root: Option<PathBuf>,
     pub(super) layers: Vec<Layers>,
 
-    nodes: BTreeMap<String, Node>,
+    pub(super) nodes: BTreeMap<String, Node>,
     pub(super) ops: Vec<Op>,
     pub(super) grants: Vec<GrantRule>,
     pub(super) info: Vec<OpInfo>,
     pub(super) binds: Vec<(String, PathBuf)>,
+    /// The destinations of overlays among `binds`.
+    pub(super) overlaid: Vec<String>,
     pub(super) mount_points: Vec<String>,
     /// Mounts to make read-only once everything is placed.
     sealed: Vec<Request>,
@@ -122,7 +124,7 @@ impl Builder {
 
     /// Makes sure every ancestor of `r.dst` exists, creating those in sbx's tmpfs. Returns
     /// the host path of `r.dst` when it falls inside a bind, or None inside sbx's tmpfs.
-    fn parents(&mut self, r: &Request) -> Result<Option<PathBuf>, PlanError> {
+    pub(super) fn parents(&mut self, r: &Request) -> Result<Option<PathBuf>, PlanError> {
         let mut host: Option<PathBuf> = None;
         let mut cur = String::new();
         let comps: Vec<&str> = r.dst.split('/').filter(|c| !c.is_empty()).collect();
@@ -240,6 +242,10 @@ impl Builder {
     }
 
     pub(super) fn place(&mut self, r: Request) -> Result<(), PlanError> {
+        if let Kind::Alias(target) = &r.kind {
+            self.alias(&r, target);
+            return Ok(());
+        }
         let host_here = self.parents(&r)?;
         self.mount_point(&r, host_here.as_deref())?;
         let exists = self.nodes.contains_key(&r.dst);
@@ -334,6 +340,7 @@ impl Builder {
                 self.push(Op::Symlink { target, path: dst }, "symlink", &r, None);
                 self.nodes.insert(r.dst.clone(), Node::Leaf("symlink"));
             }
+            Kind::Alias(_) => {}
             Kind::File(content) => {
                 if exists {
                     return Err(Self::fail(&r, format!("{} already exists", r.dst)));
@@ -408,9 +415,10 @@ impl Builder {
         });
     }
 
-    /// Records a mount at `dst`: whatever was placed beneath it is hidden now.
+    /// Records an overlay of host `src` at `dst`: whatever was placed beneath it is hidden now.
     pub(super) fn mounted_host_dir(&mut self, dst: &str, src: PathBuf) {
         self.binds.push((dst.to_string(), src.clone()));
+        self.overlaid.push(dst.to_string());
         self.mounted(dst, Node::HostDir(src));
     }
 
