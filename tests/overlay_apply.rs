@@ -344,9 +344,16 @@ fn keep_changes_into_a_non_empty_directory_is_refused() {
 fn craft_kept(w: &Workdir, tree: &Path, upper: &str) -> (PathBuf, PathBuf) {
     let kept = w.path().join("kept");
     std::fs::create_dir_all(&kept).unwrap();
+    // As sbx records it when a run starts: which directory the tree is (device and inode).
+    let m = std::fs::metadata(tree).unwrap();
     let meta = serde_json::json!({
         "schema": 1,
-        "overlays": [{ "destination": canonical(tree), "source": canonical(tree), "upper": upper }],
+        "overlays": [{
+            "destination": canonical(tree),
+            "source": canonical(tree),
+            "upper": upper,
+            "source_id": { "dev": m.dev(), "ino": m.ino() },
+        }],
     });
     std::fs::write(kept.join("sbx-changes.json"), meta.to_string()).unwrap();
     let up = kept.join(upper);

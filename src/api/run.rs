@@ -47,7 +47,7 @@ impl Sandbox {
             .as_ref()
             .filter(|r| !r.kept)
             .and_then(|r| Janitor::start(std::slice::from_ref(&r.path), &[]));
-        let plan = Plan::build(
+        let mut plan = Plan::build(
             &self.profile,
             &self.vars,
             &RunOptions {
@@ -56,7 +56,7 @@ impl Sandbox {
                 overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
             },
         )?;
-        overlay::prepare(&plan.overlays).map_err(|source| Error::Overlay {
+        overlay::prepare(&mut plan.overlays).map_err(|source| Error::Overlay {
             path: layer_root
                 .as_ref()
                 .map(|r| r.path.clone())
@@ -88,14 +88,15 @@ impl Sandbox {
             outcome.usage.user,
             outcome.usage.system
         );
-        let changes = if plan.overlays.is_empty() {
-            Vec::new()
-        } else {
-            overlay::report(&plan.overlays).unwrap_or_else(|e| {
-                tracing::error!("cannot read the overlay's changes: {e}");
-                Vec::new()
-            })
-        };
+        let changes = overlay::report(&plan.overlays);
+        for set in &changes {
+            if let Some(why) = &set.incomplete {
+                tracing::error!(
+                    "the change report of {} is incomplete: {why}",
+                    crate::text::escape(&set.destination)
+                );
+            }
+        }
         if let Some(root) = layer_root.as_ref().filter(|r| r.kept) {
             match overlay::write_meta(root, &plan.overlays) {
                 Ok(()) => tracing::info!("kept the changes in {}", escape_path(&root.path)),

@@ -12,6 +12,7 @@ use crate::overlay;
 use crate::plan::{Plan, RunOptions};
 use crate::profile::{self, Loader, Vars};
 use crate::sys;
+use crate::text;
 
 /// Colours only on a terminal, and never with NO_COLOR set.
 pub fn use_color() -> bool {
@@ -34,24 +35,13 @@ fn kept(dir: &Path) -> Result<overlay::Meta, Error> {
     })
 }
 
+/// `sbx changes DIR`: what the command changed, read from the kept layers now. Every name
+/// and path is escaped for the terminal (the sandbox made them); `--json` keeps them exact.
+/// A report that could not be read whole is printed as far as it goes, says why, and makes
+/// the exit code 125.
 pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
     let meta = kept(dir)?;
-    let mut sets = Vec::new();
-    for o in &meta.overlays {
-        let changes = overlay::changes::collect(Path::new(&o.upper), Path::new(&o.source))
-            .map_err(|source| Error::Overlay {
-                path: PathBuf::from(&o.upper),
-                source,
-            })?;
-        sets.push(overlay::ChangeSet {
-            destination: o.destination.clone(),
-            source: o.source.clone(),
-            changes: changes
-                .into_iter()
-                .map(|c| c.marked(&o.protected))
-                .collect(),
-        });
-    }
+    let sets: Vec<overlay::ChangeSet> = meta.overlays.iter().map(|o| o.changes()).collect();
     let mut out = std::io::stdout().lock();
     if json {
         let _ = writeln!(
@@ -61,7 +51,16 @@ pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
         );
     } else {
         for set in &sets {
-            let _ = writeln!(out, "# {} (over {})", set.destination, set.source);
+            let _ = writeln!(
+                out,
+                "# {} (over {})",
+                text::escape(&set.destination),
+                text::escape(&set.source)
+            );
+            if let Some(why) = &set.incomplete {
+                // Built with escaped names already.
+                let _ = writeln!(out, "! incomplete: {why}");
+            }
             for c in &set.changes {
                 let mark = if c.protected { "  [protected]" } else { "" };
                 let _ = writeln!(
@@ -69,14 +68,38 @@ pub fn changes(dir: &Path, json: bool) -> Result<i32, Error> {
                     "{} {:>10}  {}{mark}",
                     kind_letter(c.kind),
                     c.size,
-                    c.path
+                    c.shown()
                 );
             }
         }
     }
-    Ok(0)
+    let _ = out.flush();
+    incomplete(dir, &sets)
 }
 
+/// Exit 0, or the error that says which report is incomplete and why.
+fn incomplete(dir: &Path, sets: &[overlay::ChangeSet]) -> Result<i32, Error> {
+    let why: Vec<String> = sets
+        .iter()
+        .filter_map(|s| {
+            let reason = s.incomplete.as_ref()?;
+            Some(format!(
+                "the change report of {} is incomplete: {reason}",
+                text::escape(&s.destination)
+            ))
+        })
+        .collect();
+    if why.is_empty() {
+        return Ok(0);
+    }
+    Err(Error::Overlay {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(why.join("; ")),
+    })
+}
+
+/// `sbx apply DIR`: each kept layer onto the directory it was taken from (see
+/// [`overlay::apply`]); names escaped for the terminal.
 pub fn apply(dir: &Path, dry_run: bool, allow_protected: bool) -> Result<i32, Error> {
     let meta = kept(dir)?;
     let mut out = std::io::stdout().lock();
@@ -86,23 +109,34 @@ pub fn apply(dir: &Path, dry_run: bool, allow_protected: bool) -> Result<i32, Er
         } else {
             &o.protected[..]
         };
-        let actions = overlay::apply::apply_with(
-            Path::new(&o.upper),
-            Path::new(&o.source),
-            dry_run,
+        let actions = overlay::apply::Apply {
+            upper: Path::new(&o.upper),
+            tree: Path::new(&o.source),
+            tree_id: o.source_id,
             protected,
-        )
+            dry_run,
+        }
+        .run()
         .map_err(|e| match e {
             e @ overlay::apply::ApplyError::Protected { .. } => Error::Hint {
                 error: Box::new(e.into()),
                 hint: "read them in the layer first; `sbx apply --protected` writes them",
             },
+            e @ overlay::apply::ApplyError::Replaced { .. } => Error::Hint {
+                error: Box::new(e.into()),
+                hint: "look at what is there now; the layer's files are in the kept directory",
+            },
             e => e.into(),
         })?;
         let verb = if dry_run { "would apply" } else { "applied" };
-        let _ = writeln!(out, "# {verb} onto {}", o.source);
+        let _ = writeln!(out, "# {verb} onto {}", text::escape(&o.source));
         for a in &actions {
-            let _ = writeln!(out, "{} {}", kind_letter(a.kind), a.path);
+            let dropped = if a.dropped.is_empty() {
+                String::new()
+            } else {
+                format!("  (dropped: {})", a.dropped.join(", "))
+            };
+            let _ = writeln!(out, "{} {}{dropped}", kind_letter(a.kind), a.shown());
         }
     }
     Ok(0)

@@ -1,23 +1,32 @@
-//! `sbx apply`: copies a kept upper layer onto the host tree, as an explicit second step. The
-//! whole layer is checked first and refused if anything in it could escape the tree (a symlink
-//! pointing outside, a device or socket); then every path is written through directory handles
-//! opened beneath the tree's root without following symlinks, so a symlink in the host tree
-//! cannot redirect a write elsewhere either.
+//! `sbx apply`: copies a kept upper layer onto the host tree, as an explicit second step, as a
+//! transaction over descriptors.
+//!
+//! 1. The tree's root is opened once and must be the directory the run overlaid (its device
+//!    and inode were recorded when the run started): a symlink or another directory put in its
+//!    place since is refused.
+//! 2. The layer is read once, through descriptors ([`super::layer`]); the files stay open and
+//!    are what is copied.
+//! 3. The whole layer is checked before anything is written: a layer (or change report) that
+//!    could not be read whole, a device, FIFO or socket, a symlink that would point outside the tree, or a
+//!    protected path refuses everything.
+//! 4. What to do is decided from the tree as it is before anything is written (so the dry run
+//!    and the real run list the same actions), then done beneath the root's descriptor one
+//!    name at a time without following symlinks. setuid and setgid bits and file capabilities
+//!    are dropped, and the actions say so; holes in sparse files stay holes.
 
-use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
-use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2, renameat};
-use nix::sys::stat::{Mode, mkdirat};
-use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
 
-use super::changes::{Kind, is_opaque, is_whiteout};
+use super::SourceId;
+use super::beneath::{self, AtError};
+use super::changes::Kind;
+use super::copy::{self, KEPT_BITS};
+use super::layer::{self, Content, Item, Layer};
+use crate::text;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -29,6 +38,16 @@ pub enum ApplyError {
         paths.join(", ")
     )]
     Protected { upper: String, paths: Vec<String> },
+    /// The tree is not the directory the run overlaid.
+    #[error("refusing to apply {upper}: {why}")]
+    Replaced { upper: String, why: String },
+    /// The record of an older sbx does not say which directory the tree was.
+    #[error(
+        "refusing to apply {upper}: the record does not say which directory {tree} was when the \
+         run started (it was written by an older sbx), so sbx cannot tell that it is still that \
+         directory"
+    )]
+    Unverified { upper: String, tree: String },
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -38,437 +57,244 @@ pub enum ApplyError {
 }
 
 /// One step `apply` takes (or would take, with `--dry-run`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Action {
     pub kind: Kind,
-    pub path: String,
+    /// Relative to the tree, `/`-separated, as bytes.
+    pub path: Vec<u8>,
     pub file_type: &'static str,
+    /// What of the layer's entry is not written: `setuid`, `setgid`, `file capabilities`.
+    pub dropped: Vec<&'static str>,
 }
 
-fn io_err<'a>(what: &'static str, path: &'a str) -> impl FnOnce(Errno) -> ApplyError + 'a {
-    move |e| ApplyError::Io {
-        what,
-        path: path.to_string(),
-        source: io::Error::from(e),
+impl Action {
+    /// The path escaped for a terminal.
+    pub fn shown(&self) -> String {
+        text::escape_bytes(&self.path)
     }
 }
 
-/// Resolves `target` as the kernel would from `dir` (components relative to the tree's root)
-/// in the merged view of the layer over the host tree, following symlinks of either; None when
-/// it leaves the tree, is absolute, or loops.
-fn resolve(
-    upper: &Path,
-    tree: &Path,
-    dir: &[OsString],
-    target: &Path,
-    depth: u32,
-) -> Option<Vec<OsString>> {
-    if depth > 40 || target.is_absolute() {
-        return None;
-    }
-    let mut cur = dir.to_vec();
-    for c in target.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                cur.pop()?;
+/// What to apply where.
+pub struct Apply<'a> {
+    /// The kept upper layer.
+    pub upper: &'a Path,
+    /// The host directory the run overlaid.
+    pub tree: &'a Path,
+    /// Which directory `tree` was when the run started; None refuses.
+    pub tree_id: Option<SourceId>,
+    /// Paths (relative to the tree) not to write, nor anything below them.
+    pub protected: &'a [String],
+    /// Only say what would be done.
+    pub dry_run: bool,
+}
+
+impl Apply<'_> {
+    /// Applies the layer; returns the actions taken (or, with `dry_run`, that would be).
+    pub fn run(&self) -> Result<Vec<Action>, ApplyError> {
+        let upper = text::escape_path(self.upper);
+        let tree = text::escape_path(self.tree);
+        let Some(id) = self.tree_id else {
+            return Err(ApplyError::Unverified { upper, tree });
+        };
+        let io_err = |what, path: &str| {
+            let path = path.to_string();
+            move |e: AtError| ApplyError::Io {
+                what,
+                path,
+                source: e.into(),
             }
-            Component::Normal(name) => {
-                let rel: PathBuf = cur
-                    .iter()
-                    .map(PathBuf::from)
-                    .chain(std::iter::once(PathBuf::from(name)))
-                    .collect();
-                // The layer hides the host: its entry (a whiteout included) decides.
-                let link = match fs::symlink_metadata(upper.join(&rel)) {
-                    Ok(m) if m.file_type().is_symlink() => fs::read_link(upper.join(&rel)).ok(),
-                    Ok(_) => None,
-                    Err(_) => match fs::symlink_metadata(tree.join(&rel)) {
-                        Ok(m) if m.file_type().is_symlink() => fs::read_link(tree.join(&rel)).ok(),
-                        _ => None,
-                    },
-                };
-                match link {
-                    Some(t) => cur = resolve(upper, tree, &cur, &t, depth + 1)?,
-                    None => cur.push(name.to_os_string()),
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
+        };
+        let root = beneath::open_dir_path(self.tree).map_err(io_err("open", &tree))?;
+        let now = SourceId::of_stat(&beneath::stat_fd(&root).map_err(io_err("open", &tree))?);
+        if now != id {
+            let why = super::replaced(self.tree, id, now);
+            return Err(ApplyError::Replaced { upper, why });
         }
-    }
-    Some(cur)
-}
-
-/// Whether a symlink at `rel` (in the layer) pointing to `target` stays inside the tree.
-fn stays_inside(upper: &Path, tree: &Path, rel: &Path, target: &Path) -> bool {
-    let dir: Vec<OsString> = rel
-        .parent()
-        .unwrap_or(Path::new(""))
-        .iter()
-        .map(|c| c.to_os_string())
-        .collect();
-    resolve(upper, tree, &dir, target, 0).is_some()
-}
-
-struct Entry {
-    rel: PathBuf,
-    meta: fs::Metadata,
-    full: PathBuf,
-}
-
-fn entries(upper: &Path) -> io::Result<Vec<Entry>> {
-    fn go(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> io::Result<()> {
-        let mut list: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        list.sort_by_key(|e| e.file_name());
-        for e in list {
-            let full = e.path();
-            let meta = fs::symlink_metadata(&full)?;
-            let rel = full.strip_prefix(root).unwrap_or(&full).to_path_buf();
-            let is_dir = meta.is_dir();
-            out.push(Entry {
-                rel,
-                meta,
-                full: full.clone(),
+        // What the report would say must be whole too: apply deletes and replaces what it
+        // lists, and cannot be all or nothing over a tree it cannot read.
+        if let (_, Some(why)) = super::changes::collect(self.upper, self.tree, Some(id)) {
+            let reasons = vec![format!("its change report is incomplete: {why}")];
+            return Err(ApplyError::Refused { upper, reasons });
+        }
+        let layer_root = beneath::open_dir_path(self.upper).map_err(io_err("read", &upper))?;
+        let layer = layer::read(layer_root);
+        let mut reasons = layer.problems.clone();
+        reasons.extend(layer::check(&layer, root.as_fd()));
+        if !reasons.is_empty() {
+            return Err(ApplyError::Refused { upper, reasons });
+        }
+        let steps = plan(&layer, root.as_fd());
+        let touched: Vec<String> = steps
+            .iter()
+            .flatten()
+            .filter(|a| super::is_protected(&a.path, self.protected))
+            .map(Action::shown)
+            .collect();
+        if !touched.is_empty() {
+            return Err(ApplyError::Protected {
+                upper,
+                paths: touched,
             });
-            if is_dir {
-                go(root, &full, out)?;
-            }
         }
-        Ok(())
+        if !self.dry_run {
+            write(&layer, &steps, root)?;
+        }
+        Ok(steps.into_iter().flatten().collect())
     }
+}
+
+/// The bits of `mode` apply does not write, by name.
+fn dropped_bits(mode: u32) -> Vec<&'static str> {
     let mut out = Vec::new();
-    go(upper, upper, &mut out)?;
-    Ok(out)
+    if mode & 0o4000 != 0 {
+        out.push("setuid");
+    }
+    if mode & 0o2000 != 0 {
+        out.push("setgid");
+    }
+    out
 }
 
-/// Checks the whole layer before anything is written, so that apply is all or nothing.
-fn check(upper: &Path, tree: &Path, list: &[Entry]) -> Result<(), ApplyError> {
-    let me = nix::unistd::geteuid().as_raw();
-    let mut reasons = Vec::new();
-    for e in list {
-        let shown = e.rel.display();
-        if e.rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            reasons.push(format!("{shown}: not a plain relative path"));
-        } else if e.meta.file_type().is_symlink() {
-            match fs::read_link(&e.full) {
-                Ok(t) if stays_inside(upper, tree, &e.rel, &t) => {}
-                Ok(t) => reasons.push(format!(
-                    "{shown}: symlink to {} points outside the tree",
-                    t.display()
-                )),
-                Err(err) => reasons.push(format!("{shown}: {err}")),
+/// What to do for each item of the layer (None: nothing, e.g. a directory that is already
+/// there), decided from the tree as it is now.
+fn plan(layer: &Layer, root: BorrowedFd<'_>) -> Vec<Option<Action>> {
+    // The host directory at each depth of the walk, where the host has one.
+    let mut host: Vec<Option<OwnedFd>> = Vec::new();
+    let mut steps = Vec::with_capacity(layer.items.len());
+    for it in &layer.items {
+        host.truncate(it.depth - 1);
+        let parent = match host.last() {
+            None => Some(root),
+            Some(d) => d.as_ref().map(|d| d.as_fd()),
+        };
+        let existing = parent.and_then(|p| beneath::stat_at(p, it.name()).ok());
+        let step = decide(it, existing.as_ref());
+        if let Content::Dir { .. } = it.content {
+            let below = match (parent, &existing) {
+                (Some(p), Some(st)) if beneath::is_dir(st) => {
+                    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+                    beneath::open_same(p, it.name(), st, flags).ok()
+                }
+                _ => None,
+            };
+            host.push(below);
+        }
+        steps.push(step);
+    }
+    steps
+}
+
+fn decide(it: &Item, existing: Option<&FileStat>) -> Option<Action> {
+    let exists = existing.is_some();
+    let is_dir = existing.is_some_and(beneath::is_dir);
+    let changed = if exists { Kind::Modified } else { Kind::Added };
+    let (kind, file_type, dropped) = match &it.content {
+        Content::Whiteout if exists => (Kind::Deleted, "any", Vec::new()),
+        Content::Whiteout => return None,
+        Content::Dir { opaque } if is_dir => {
+            if !opaque {
+                return None;
             }
-        } else if !(e.meta.is_file() || e.meta.is_dir() || is_whiteout(&e.meta)) {
-            reasons.push(format!(
-                "{shown}: devices, FIFOs and sockets are not applied"
-            ));
-        } else if e.meta.is_file() && e.meta.uid() != me && e.meta.mode() & 0o004 == 0 {
-            reasons.push(format!(
-                "{shown}: not readable by sbx (owned by uid {})",
-                e.meta.uid()
+            (Kind::Modified, "dir", Vec::new())
+        }
+        Content::Dir { .. } => (changed, "dir", dropped_bits(it.mode)),
+        Content::File { caps, .. } => {
+            let mut dropped = dropped_bits(it.mode);
+            if *caps {
+                dropped.push("file capabilities");
+            }
+            (changed, "file", dropped)
+        }
+        Content::Symlink(_) => (changed, "symlink", Vec::new()),
+        Content::Other(_) => return None,
+    };
+    Some(Action {
+        kind,
+        path: it.rel.clone(),
+        file_type,
+        dropped,
+    })
+}
+
+/// Does `steps`, beneath `root`.
+fn write(layer: &Layer, steps: &[Option<Action>], root: OwnedFd) -> Result<(), ApplyError> {
+    // The tree's directory at each depth of the walk, as it is once written.
+    let mut dirs: Vec<OwnedFd> = vec![root];
+    // Directories apply created, with the mode they get once everything inside is written.
+    let mut created: Vec<(OwnedFd, u32)> = Vec::new();
+    for (it, step) in layer.items.iter().zip(steps) {
+        let shown = it.shown();
+        let fail = |what: &'static str| {
+            let path = shown.clone();
+            move |e: io::Error| ApplyError::Io {
+                what,
+                path,
+                source: e,
+            }
+        };
+        let at = |e: AtError| io::Error::from(e);
+        if dirs.len() < it.depth {
+            // Its directory could not be entered: said when that failed.
+            return Err(fail("open the directory of")(
+                io::ErrorKind::NotFound.into(),
             ));
         }
-    }
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(ApplyError::Refused {
-            upper: upper.display().to_string(),
-            reasons,
-        })
-    }
-}
-
-/// Opens a directory beneath `root` without following symlinks.
-fn open_dir(root: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> {
-    let path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    openat2(
-        root.as_fd(),
-        path,
-        OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
-    )
-}
-
-/// Removes `name` in `dir`, recursively for a directory, never following symlinks.
-fn remove(dir: &OwnedFd, name: &OsStr) -> nix::Result<()> {
-    match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::EISDIR) => {
-            clear(dir, name)?;
-            unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir)
+        dirs.truncate(it.depth);
+        let dir = dirs.last().expect("the root").as_fd();
+        let name = it.name();
+        match (&it.content, step) {
+            (Content::Whiteout, Some(_)) => copy::remove_all(dir, name)
+                .map_err(at)
+                .map_err(fail("remove"))?,
+            (Content::Dir { .. }, step) => {
+                let opened = match step {
+                    None => open_dir(dir, name),
+                    Some(_) => {
+                        let existing = beneath::stat_at(dir, name).ok();
+                        if existing.as_ref().is_some_and(beneath::is_dir) {
+                            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+                            let d = beneath::open_at(dir, name, flags, Mode::empty())
+                                .map_err(at)
+                                .map_err(fail("open"))?;
+                            let to_clear = d.try_clone().map_err(fail("open"))?;
+                            copy::clear(to_clear).map_err(at).map_err(fail("empty"))?;
+                            Ok(d)
+                        } else {
+                            if existing.is_some() {
+                                copy::remove_all(dir, name)
+                                    .map_err(at)
+                                    .map_err(fail("replace"))?;
+                            }
+                            let d = copy::make_dir(dir, name)
+                                .map_err(at)
+                                .map_err(fail("create"))?;
+                            let keep = d.try_clone().map_err(fail("create"))?;
+                            created.push((keep, it.mode & KEPT_BITS));
+                            Ok(d)
+                        }
+                    }
+                };
+                dirs.push(opened.map_err(at).map_err(fail("open"))?);
+            }
+            (Content::File { file, .. }, Some(_)) => {
+                copy::install_file(dir, name, file, it.mode).map_err(fail("write"))?
+            }
+            (Content::Symlink(target), Some(_)) => copy::install_symlink(dir, name, target)
+                .map_err(at)
+                .map_err(fail("create"))?,
+            _ => {}
         }
-        Err(e) => Err(e),
     }
-}
-
-/// Removes everything inside the directory `name` of `dir`.
-fn clear(dir: &OwnedFd, name: &OsStr) -> nix::Result<()> {
-    let sub = openat2(
-        dir.as_fd(),
-        name,
-        OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS),
-    )?;
-    let names: Vec<Vec<u8>> = {
-        let mut d = nix::dir::Dir::from_fd(sub.try_clone().map_err(|_| Errno::EMFILE)?)?;
-        d.iter()
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_bytes().to_vec())
-            .filter(|n| n != b"." && n != b"..")
-            .collect()
-    };
-    for n in names {
-        remove(&sub, OsStr::from_bytes(&n))?;
+    // Deepest first: a directory apply made read-only is closed after what is inside it.
+    for (d, mode) in created.into_iter().rev() {
+        let _ = nix::sys::stat::fchmod(d.as_fd(), Mode::from_bits_truncate(mode));
     }
     Ok(())
 }
 
-fn copy_file(src: &Path, dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<()> {
-    let mut input = fs::File::open(src)?;
-    let mut tmp_name = b".sbx-apply-".to_vec();
-    tmp_name.extend_from_slice(name.as_bytes());
-    let tmp = OsStr::from_bytes(&tmp_name);
-    let _ = unlinkat(dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
-    let fd = nix::fcntl::openat(
-        dir.as_fd(),
-        tmp,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::from_bits_truncate(0o600),
-    )?;
-    let mut out = fs::File::from(fd);
-    let written = (|| {
-        io::copy(&mut input, &mut out)?;
-        out.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
-        out.sync_all()
-    })()
-    .and_then(|_| match renameat(dir.as_fd(), tmp, dir.as_fd(), name) {
-        Err(Errno::EISDIR | Errno::ENOTEMPTY | Errno::EEXIST) => {
-            remove(dir, name)?;
-            renameat(dir.as_fd(), tmp, dir.as_fd(), name).map_err(io::Error::from)
-        }
-        r => r.map_err(io::Error::from),
-    });
-    if written.is_err() {
-        let _ = unlinkat(dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
-    }
-    written
-}
-
-/// Applies `upper` onto `tree`. With `dry_run`, only says what it would do. Every decision
-/// is taken from the tree as it is before anything is written, so the dry run and the real
-/// run list the same actions.
-pub fn apply(upper: &Path, tree: &Path, dry_run: bool) -> Result<Vec<Action>, ApplyError> {
-    apply_with(upper, tree, dry_run, &[])
-}
-
-/// [`apply`], refusing to write any path in `protected` (relative to the tree) or below one.
-pub fn apply_with(
-    upper: &Path,
-    tree: &Path,
-    dry_run: bool,
-    protected: &[String],
-) -> Result<Vec<Action>, ApplyError> {
-    let read_err = |source| ApplyError::Io {
-        what: "read",
-        path: upper.display().to_string(),
-        source,
-    };
-    let _open = super::changes::OpenUp::new(upper).map_err(read_err)?;
-    let list = entries(upper).map_err(read_err)?;
-    check(upper, tree, &list)?;
-    let mut steps: Vec<(&Entry, Action)> = Vec::new();
-    for e in &list {
-        let existing = fs::symlink_metadata(tree.join(&e.rel)).ok();
-        let (kind, file_type) = if is_whiteout(&e.meta) {
-            if existing.is_none() {
-                continue;
-            }
-            (Kind::Deleted, "any")
-        } else if e.meta.is_dir() {
-            match &existing {
-                Some(m) if m.is_dir() && !is_opaque(&e.full) => continue,
-                Some(_) => (Kind::Modified, "dir"),
-                None => (Kind::Added, "dir"),
-            }
-        } else {
-            let t = if e.meta.file_type().is_symlink() {
-                "symlink"
-            } else {
-                "file"
-            };
-            (
-                if existing.is_some() {
-                    Kind::Modified
-                } else {
-                    Kind::Added
-                },
-                t,
-            )
-        };
-        let action = Action {
-            kind,
-            path: e.rel.display().to_string(),
-            file_type,
-        };
-        steps.push((e, action));
-    }
-    let touched: Vec<String> = steps
-        .iter()
-        .map(|(_, a)| a.path.clone())
-        .filter(|p| super::is_protected(p, protected))
-        .collect();
-    if !touched.is_empty() {
-        return Err(ApplyError::Protected {
-            upper: upper.display().to_string(),
-            paths: touched,
-        });
-    }
-    if !dry_run {
-        let tree_s = tree.display().to_string();
-        let root = nix::fcntl::open(
-            tree,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err("open", &tree_s))?;
-        for (e, action) in &steps {
-            execute(&root, e, &action.path)?;
-        }
-    }
-    Ok(steps.into_iter().map(|(_, a)| a).collect())
-}
-
-/// Writes one entry of the layer into the tree, looking at the tree as it is now.
-fn execute(root: &OwnedFd, e: &Entry, shown: &str) -> Result<(), ApplyError> {
-    let parent_rel = e.rel.parent().unwrap_or(Path::new(""));
-    let name = e.rel.file_name().unwrap_or_default();
-    let dir = open_dir(root, parent_rel).map_err(io_err("open the directory of", shown))?;
-    let existing =
-        nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok();
-    let is_dir = existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-    if is_whiteout(&e.meta) {
-        remove(&dir, name).map_err(io_err("remove", shown))
-    } else if e.meta.is_dir() {
-        match (existing, is_dir) {
-            (Some(_), true) => clear(&dir, name).map_err(io_err("empty", shown)),
-            (Some(_), false) => remove(&dir, name).map_err(io_err("replace", shown)),
-            (None, _) => Ok(()),
-        }?;
-        if !is_dir {
-            mkdirat(
-                dir.as_fd(),
-                name,
-                Mode::from_bits_truncate(e.meta.mode() & 0o7777),
-            )
-            .map_err(io_err("create", shown))?;
-        }
-        Ok(())
-    } else if e.meta.file_type().is_symlink() {
-        let target = fs::read_link(&e.full).map_err(|source| ApplyError::Io {
-            what: "read",
-            path: shown.to_string(),
-            source,
-        })?;
-        remove(&dir, name).map_err(io_err("replace", shown))?;
-        symlinkat(target.as_path(), dir.as_fd(), name).map_err(io_err("create", shown))
-    } else {
-        copy_file(&e.full, &dir, name, e.meta.mode()).map_err(|source| ApplyError::Io {
-            what: "write",
-            path: shown.to_string(),
-            source,
-        })
-    }
+fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, AtError> {
+    beneath::open_at(dir, name, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlink_targets_must_stay_inside() {
-        let upper = tempfile::tempdir().unwrap();
-        let tree = tempfile::tempdir().unwrap();
-        let (u, t) = (upper.path(), tree.path());
-        assert!(stays_inside(u, t, Path::new("a/b/l"), Path::new("../c")));
-        assert!(stays_inside(u, t, Path::new("l"), Path::new("x/y")));
-        assert!(!stays_inside(u, t, Path::new("l"), Path::new("../x")));
-        assert!(!stays_inside(
-            u,
-            t,
-            Path::new("a/l"),
-            Path::new("../../etc")
-        ));
-        assert!(!stays_inside(u, t, Path::new("a/l"), Path::new("/etc")));
-    }
-
-    #[test]
-    fn chained_symlinks_are_resolved() {
-        let upper = tempfile::tempdir().unwrap();
-        let tree = tempfile::tempdir().unwrap();
-        fs::create_dir(upper.path().join("d")).unwrap();
-        std::os::unix::fs::symlink("..", upper.path().join("d/up")).unwrap();
-        // Lexically inside (d/up/.. = d), but up is itself `..`: d/x is the tree's parent.
-        std::os::unix::fs::symlink("up/..", upper.path().join("d/x")).unwrap();
-        let e = apply(upper.path(), tree.path(), false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("d/x") && e.contains("outside"), "{e}");
-        assert!(
-            fs::symlink_metadata(tree.path().join("d")).is_err(),
-            "nothing may be written"
-        );
-    }
-
-    #[test]
-    fn applies_added_and_modified_files_and_refuses_escapes() {
-        let upper = tempfile::tempdir().unwrap();
-        let tree = tempfile::tempdir().unwrap();
-        fs::write(tree.path().join("keep"), "old").unwrap();
-        fs::write(upper.path().join("keep"), "new").unwrap();
-        fs::create_dir(upper.path().join("d")).unwrap();
-        fs::write(upper.path().join("d/f"), "x").unwrap();
-        std::os::unix::fs::symlink("d/f", upper.path().join("link")).unwrap();
-        let dry = apply(upper.path(), tree.path(), true).unwrap();
-        assert_eq!(dry.len(), 4, "{dry:?}");
-        assert_eq!(fs::read_to_string(tree.path().join("keep")).unwrap(), "old");
-        apply(upper.path(), tree.path(), false).unwrap();
-        assert_eq!(fs::read_to_string(tree.path().join("keep")).unwrap(), "new");
-        assert_eq!(fs::read_to_string(tree.path().join("d/f")).unwrap(), "x");
-        assert_eq!(
-            fs::read_link(tree.path().join("link")).unwrap(),
-            Path::new("d/f")
-        );
-
-        std::os::unix::fs::symlink("/etc", upper.path().join("evil")).unwrap();
-        let e = apply(upper.path(), tree.path(), false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("evil") && e.contains("outside"), "{e}");
-    }
-
-    #[test]
-    fn never_writes_through_a_host_symlink() {
-        let upper = tempfile::tempdir().unwrap();
-        let tree = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), tree.path().join("d")).unwrap();
-        fs::create_dir(upper.path().join("d")).unwrap();
-        fs::write(upper.path().join("d/f"), "x").unwrap();
-        // The upper "d" replaces the host symlink "d" rather than writing through it.
-        let r = apply(upper.path(), tree.path(), false);
-        assert!(
-            fs::read_dir(outside.path()).unwrap().next().is_none(),
-            "wrote outside: {r:?}"
-        );
-    }
-}
+mod tests;

@@ -4,8 +4,14 @@
 //! `sbx changes DIR` reports a kept layer and `sbx apply DIR` copies it onto the host.
 
 pub mod apply;
+mod beneath;
 pub mod changes;
+mod copy;
+mod layer;
+mod resolve;
+mod walk;
 
+use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -35,6 +41,68 @@ pub struct KeptOverlay {
     /// there unless told to, and `sbx changes` marks them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected: Vec<String>,
+    /// Which directory `source` was when the run started. `sbx apply` writes only into that
+    /// same directory, and refuses a record without it (written by an older sbx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<SourceId>,
+}
+
+impl KeptOverlay {
+    /// What the command changed under this overlay, read from its kept layer now.
+    pub fn changes(&self) -> ChangeSet {
+        change_set(
+            &self.destination,
+            Path::new(&self.source),
+            Path::new(&self.upper),
+            self.source_id,
+            &self.protected,
+        )
+    }
+}
+
+/// A directory's identity: its device and inode. A path can be made to name another
+/// directory (a symlink or a new directory put in its place); this cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl SourceId {
+    /// The directory `path` names now (symlinks followed, as a mount follows them).
+    pub fn of_path(path: &Path) -> io::Result<SourceId> {
+        Ok(SourceId::of(&fs::metadata(path)?))
+    }
+
+    pub fn of(m: &fs::Metadata) -> SourceId {
+        SourceId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+
+    pub(crate) fn of_stat(st: &nix::sys::stat::FileStat) -> SourceId {
+        SourceId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor) = (libc::major(self.dev), libc::minor(self.dev));
+        write!(f, "device {major}:{minor} inode {}", self.ino)
+    }
+}
+
+/// The message for an overlaid directory that is no longer the one the run started with.
+pub(crate) fn replaced(path: &Path, was: SourceId, now: SourceId) -> String {
+    format!(
+        "{} is not the directory the run overlaid ({was} then, {now} now): a symlink or another \
+         directory was put in its place since",
+        crate::text::escape_path(path)
+    )
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,20 +120,25 @@ pub struct Layers {
     pub work: PathBuf,
     /// The protected paths, relative to the overlay.
     pub protected: Vec<String>,
+    /// Which directory `source` is, recorded by [`prepare`] when the run starts.
+    pub source_id: Option<SourceId>,
 }
 
 /// Whether `path` (relative to an overlay) is one of `protected` or lies beneath one.
-pub fn is_protected(path: &str, protected: &[String]) -> bool {
-    protected
-        .iter()
-        .any(|p| path == p || path.starts_with(&format!("{p}/")))
+pub fn is_protected(path: &[u8], protected: &[String]) -> bool {
+    protected.iter().map(|p| p.as_bytes()).any(|p| {
+        path == p || (path.len() > p.len() && path.starts_with(p) && path[p.len()] == b'/')
+    })
 }
 
-/// Creates the upper and work directories. overlayfs shows the upper directory's mode as the
-/// overlay's root, so it takes the source's; the layer root above them stays private.
-pub fn prepare(layers: &[Layers]) -> io::Result<()> {
+/// Creates the upper and work directories, and records which directory each source is.
+/// overlayfs shows the upper directory's mode as the overlay's root, so it takes the source's;
+/// the layer root above them stays private.
+pub fn prepare(layers: &mut [Layers]) -> io::Result<()> {
     for l in layers {
-        let mode = fs::metadata(&l.source)?.permissions().mode() & 0o7777;
+        let source = fs::metadata(&l.source)?;
+        l.source_id = Some(SourceId::of(&source));
+        let mode = source.permissions().mode() & 0o7777;
         for (d, m) in [(&l.upper, mode), (&l.work, 0o700)] {
             fs::create_dir_all(d)?;
             fs::set_permissions(d, fs::Permissions::from_mode(m))?;
@@ -74,21 +147,37 @@ pub fn prepare(layers: &[Layers]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads what changed under each overlay.
-pub fn report(layers: &[Layers]) -> io::Result<Vec<ChangeSet>> {
+/// Reads what changed under each overlay of a run. A set that could not be read whole says
+/// why in its `incomplete`.
+pub fn report(layers: &[Layers]) -> Vec<ChangeSet> {
     layers
         .iter()
         .map(|l| {
-            Ok(ChangeSet {
-                destination: l.destination.clone(),
-                source: l.source.display().to_string(),
-                changes: changes::collect(&l.upper, &l.source)?
-                    .into_iter()
-                    .map(|c| c.marked(&l.protected))
-                    .collect(),
-            })
+            change_set(
+                &l.destination,
+                &l.source,
+                &l.upper,
+                l.source_id,
+                &l.protected,
+            )
         })
         .collect()
+}
+
+fn change_set(
+    destination: &str,
+    source: &Path,
+    upper: &Path,
+    source_id: Option<SourceId>,
+    protected: &[String],
+) -> ChangeSet {
+    let (changes, incomplete) = changes::collect(upper, source, source_id);
+    ChangeSet {
+        destination: destination.to_string(),
+        source: source.display().to_string(),
+        changes: changes.into_iter().map(|c| c.marked(protected)).collect(),
+        incomplete,
+    }
 }
 
 /// Records the layers in a kept directory so that `sbx changes` and `sbx apply` can use them.
@@ -115,6 +204,7 @@ pub fn write_meta(root: &LayerRoot, layers: &[Layers]) -> io::Result<()> {
                     .display()
                     .to_string(),
                 protected: l.protected.clone(),
+                source_id: l.source_id,
             })
             .collect(),
     };
@@ -126,7 +216,10 @@ pub fn read_meta(dir: &Path) -> io::Result<Meta> {
     let text = fs::read_to_string(dir.join(META_FILE)).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("{}: not a directory of kept changes ({e})", dir.display()),
+            format!(
+                "{}: not a directory of kept changes ({e})",
+                crate::text::escape_path(dir)
+            ),
         )
     })?;
     let mut meta: Meta =
@@ -141,9 +234,9 @@ pub fn read_meta(dir: &Path) -> io::Result<Meta> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{}: upper layer path {:?} leaves the directory",
-                    dir.display(),
-                    o.upper
+                    "{}: upper layer path \"{}\" leaves the directory",
+                    crate::text::escape_path(dir),
+                    crate::text::escape(&o.upper)
                 ),
             ));
         }

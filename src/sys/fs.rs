@@ -1,7 +1,7 @@
 //! Paths: opening, creating and reading metadata, without following what must not be followed.
 
 use std::ffi::CStr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{Errno, SysResult, check, check_long};
 
@@ -66,13 +66,15 @@ pub fn open_path_nofollow(path: &CStr) -> SysResult<RawFd> {
     check_long(ret).map(|fd| fd as RawFd)
 }
 
-/// The value of the extended attribute `name` of `path` itself (not of a symlink's target),
-/// into `buf`; returns its length.
-pub fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
-    // SAFETY: both strings are NUL-terminated and buf's length is passed.
+/// The value of the extended attribute `name` of the open file `fd`, into `buf`; returns its
+/// length. Read through the descriptor, so it is the attribute of the file that was opened
+/// and checked, not of whatever has the same name now.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: fd is a live descriptor borrowed for the call, name is NUL-terminated and buf's
+    // length is passed with it.
     let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
+        libc::fgetxattr(
+            fd.as_raw_fd(),
             name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),

@@ -115,6 +115,8 @@ impl Builder {
             upper: base.join("upper"),
             work: base.join("work"),
             protected: Vec::new(),
+            // Recorded by overlay::prepare when the run starts.
+            source_id: None,
         };
         let data = format!(
             "lowerdir={lowerdir},upperdir={OLD_ROOT}{},workdir={OLD_ROOT}{},userxattr",
