@@ -379,3 +379,72 @@ fn explain_changes_and_apply_know_the_protected_paths() {
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(repo.dir().join(".envrc").exists() && repo.dir().join("ok.txt").exists());
 }
+
+/// Runs `script` in the repository while a host thread renames two files in it without pause,
+/// and init (the sandbox's watcher) is stopped for 300 ms meanwhile, so that its inotify queue
+/// overflows for certain. Returns the run, its report, and the rounds of renames.
+fn run_in_a_storm(repo: &Repo, script: &str) -> (Ran, serde_json::Value, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = repo.dir();
+    for n in ["x", "y"] {
+        std::fs::write(dir.join(n), n).unwrap();
+    }
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let swaps = std::sync::Arc::new(AtomicU64::new(0));
+    let storm = {
+        let (stop, swaps, dir) = (stop.clone(), swaps.clone(), dir.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::rename(dir.join("x"), dir.join("z"));
+                let _ = std::fs::rename(dir.join("y"), dir.join("x"));
+                let _ = std::fs::rename(dir.join("z"), dir.join("y"));
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let report = repo.work.path().join("storm-report.json");
+    let mut s = common::sbx(["--json-status".as_ref(), report.as_os_str()]);
+    s.cmd.current_dir(&dir).args(["--", "sh", "-c", script]);
+    let (child, _w) = s.spawn();
+    let child = common::Running::new(child);
+    // init is sbx's child; it starts watching once the root is built.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let init = loop {
+        if let Some(p) = common::children_of(child.id() as i32).first() {
+            break *p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sbx started no sandbox"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    use nix::sys::signal::{Signal, kill};
+    let init = nix::unistd::Pid::from_raw(init);
+    kill(init, Signal::SIGSTOP).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(init, Signal::SIGCONT).unwrap();
+    let out = Ran::from_output(child.into_child().wait_with_output().unwrap());
+    stop.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+    let rep = read_report(&report, &out);
+    (out, rep, swaps.load(Ordering::Relaxed))
+}
+
+/// A storm of renames in the workspace by a host process (a build tool, an editor) overflows
+/// init's watch queue; the lost events are not taken for a planted path: init looks at the
+/// guarded names themselves. Control, in the same storm: a planted `.envrc` still ends the run.
+#[test]
+fn a_storm_of_events_in_the_workspace_is_not_a_planted_path() {
+    let repo = Repo::new();
+    let (quiet, quiet_rep, swaps) = run_in_a_storm(&repo, "sleep 1; echo survived");
+    eprintln!("workspace storm: {swaps} rounds of renames during the run");
+    assert!(swaps > 10_000, "no storm: {swaps} rounds");
+    assert_eq!(quiet.code, 0, "{quiet:?} {quiet_rep}");
+    assert!(quiet.stdout.contains("survived"), "{quiet:?}");
+    let (planted, planted_rep, _) =
+        run_in_a_storm(&repo, "sleep 0.2; echo x > .envrc; sleep 5; echo survived");
+    assert_eq!(planted.code, 137, "{planted:?}");
+    assert_eq!(planted_rep["reason"], "protected_path", "{planted_rep}");
+}

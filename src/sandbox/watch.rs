@@ -66,7 +66,9 @@ impl Watch {
                 let name = &buf.0[(at + 16).min(n)..(at + 16 + len).min(n)];
                 let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
                 if mask & libc::IN_Q_OVERFLOW != 0 {
-                    hit = hit.or(Some(0));
+                    // Events were lost (a storm of renames in a watched directory): look at
+                    // each guarded name itself rather than take every guard as tripped.
+                    hit = hit.or_else(|| changed(plan));
                 }
                 for (i, g) in plan.protect.guards.iter().take(MAX_GUARDS).enumerate() {
                     if self.wds[i] == wd && g.name.as_encoded_bytes() == name {
@@ -78,4 +80,16 @@ impl Watch {
         }
         hit
     }
+}
+
+/// The first guard whose name is not what it was when the run was planned.
+fn changed(plan: &Plan) -> Option<usize> {
+    plan.protect.guards.iter().take(MAX_GUARDS).position(|g| {
+        match sys::lstat_id(&g.path_inside) {
+            Ok(id) => Some(id) != g.existing,
+            Err(sys::Errno::ENOENT) => g.existing.is_some(),
+            // Cannot tell (the directory itself went, or is unreadable): fail closed.
+            Err(_) => true,
+        }
+    })
 }

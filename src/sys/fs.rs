@@ -25,6 +25,16 @@ pub fn write_file(path: &CStr, flags: libc::c_int, content: &[u8]) -> SysResult 
     r
 }
 
+/// What is at `path` itself (a symlink is not followed), as (device, inode).
+pub fn lstat_id(path: &CStr) -> SysResult<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: path is NUL-terminated; lstat fills `st` when it returns 0.
+    check(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: lstat succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
+}
+
 pub fn mkdir(path: &CStr, mode: u32) -> SysResult {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)

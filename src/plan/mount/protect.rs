@@ -30,6 +30,8 @@ pub struct Guard {
     pub existing: Option<(u64, u64)>,
     /// The directory as the sandbox sees it, where init watches.
     pub inside: CString,
+    /// The guarded path as the sandbox sees it, which init checks when its watch overflowed.
+    pub path_inside: CString,
 }
 
 /// The protected paths of a run, for the supervisor, `--explain` and the report.
@@ -218,14 +220,14 @@ fn protect(
                     .filter(|m| m.file_type().is_symlink())
                     .map(|m| (m.dev(), m.ino()));
                 let parent = sofar.parent().unwrap_or(Path::new(""));
-                let inside =
-                    CString::new(shown(parent).into_bytes()).expect("paths were checked for NUL");
+                let cstring = |s: String| CString::new(s).expect("paths were checked for NUL");
                 out.guards.push(Guard {
                     dir,
                     name: name.to_os_string(),
                     shown: shown(&sofar),
                     existing,
-                    inside,
+                    inside: cstring(shown(parent)),
+                    path_inside: cstring(shown(&sofar)),
                 });
                 return;
             }
