@@ -130,6 +130,10 @@ impl Plant {
 fn run_planting(args: &[&str], target: &str, plant: Plant, v: &Victims) -> (Ran, Workdir) {
     let mut s = common::bare();
     s.work.subdir("ws");
+    // The overlay's private layer goes to $TMPDIR, which must lie outside the writable work
+    // directory (sbx refuses layers the command could reach).
+    let tmp = Workdir::new();
+    s.cmd.env("TMPDIR", tmp.path());
     let w = s.work.path().display().to_string();
     let target = PathBuf::from(target.replace("{W}", &w));
     let script = format!(
@@ -193,15 +197,58 @@ fn a_changes_file_the_command_replaced_is_refused_not_followed() {
     }
 }
 
+/// A kept directory the command could write (inside the writable working directory) is
+/// refused before the run: the command could plant a record or swap the layers that
+/// `sbx changes` and `sbx apply` read later. Nothing runs and nothing is created.
 #[test]
-fn a_kept_record_the_command_replaced_is_refused_not_followed() {
+fn a_kept_directory_the_command_could_write_is_refused_before_the_run() {
     let v = Victims::new();
-    for plant in PLANTS {
-        let args = ["--overlay", "ws", "--keep-changes", "kept"];
-        let (r, work) = run_planting(&args, "{W}/kept/sbx-changes.json", plant, &v);
-        assert_refused(&r, &work, "{W}/kept/sbx-changes.json", plant, &v);
-        assert!(r.stderr.contains("cannot record the kept layers"), "{r:?}");
-    }
+    let (r, work) = run_planting(
+        &["--overlay", "ws", "--keep-changes", "kept"],
+        "{W}/kept/sbx-changes.json",
+        Plant::LinkToVictim,
+        &v,
+    );
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(!r.stdout.contains("PLANTED"), "the command ran: {r:?}");
+    assert!(
+        r.stderr.contains("which the command can write") && r.stderr.contains("keep the changes"),
+        "{r:?}"
+    );
+    assert!(
+        !work.path().join("kept").exists(),
+        "left a kept directory: {r:?}"
+    );
+    v.assert_untouched(&format!("{r:?}"));
+    // Control: outside the working directory, the same run keeps its changes.
+    let outside = Workdir::new();
+    let kept = outside.path().join("kept");
+    let mut s = common::bare();
+    s.work.subdir("ws");
+    s.cmd.args(["--overlay", "ws", "--keep-changes"]).arg(&kept);
+    s.cmd.args(["--", "sh", "-c", "echo new > ws/new.txt"]);
+    let (r, _work) = run_within(s, HANG);
+    assert_eq!(r.code, 0, "{r:?}");
+    let record = std::fs::read_to_string(kept.join("sbx-changes.json")).unwrap();
+    assert!(record.contains("\"upper\""), "{record}");
+}
+
+/// The same for the private layer: a `$TMPDIR` inside the writable working directory.
+#[test]
+fn a_private_layer_the_command_could_write_is_refused_before_the_run() {
+    let mut s = common::bare();
+    s.work.subdir("ws");
+    s.cmd
+        .args(["--overlay", "ws", "--", "sh", "-c", "echo RAN"]);
+    let (r, work) = run_within(s, HANG);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(!r.stdout.contains("RAN"), "{r:?}");
+    assert!(r.stderr.contains("point TMPDIR outside it"), "{r:?}");
+    let left: Vec<_> = names_in(work.path())
+        .into_iter()
+        .filter(|n| n.starts_with("sbx-"))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}: {r:?}");
 }
 
 /// A report the command forged as a regular file is replaced by sbx's own, and the run's
@@ -213,11 +260,14 @@ fn a_report_the_command_forged_is_replaced_by_sbxs() {
     let w = s.work.path().to_path_buf();
     let forged = r#"{"exit_code": 0, "reason": "exited", "changes": []}"#;
     let script = format!(
-        "for f in report.json changes.json kept/sbx-changes.json; do echo '{forged}' > $f; done \
+        "for f in report.json changes.json; do echo '{forged}' > $f; done \
          && echo PLANTED; echo new > {}/ws/new.txt; exit 3",
         w.display()
     );
-    s.cmd.args(["--overlay", "ws", "--keep-changes", "kept"]);
+    let outside = Workdir::new();
+    let kept = outside.path().join("kept");
+    s.cmd.env("TMPDIR", outside.path());
+    s.cmd.args(["--overlay", "ws", "--keep-changes"]).arg(&kept);
     s.cmd
         .args(["--json-status", "report.json", "--changes", "changes.json"]);
     s.cmd.args(["--", "sh", "-c", &script]);
@@ -233,37 +283,8 @@ fn a_report_the_command_forged_is_replaced_by_sbxs() {
     };
     let changes = read("changes.json");
     assert_eq!(changes[0]["changes"][0]["path"], "new.txt", "{changes}");
-    assert_eq!(read("kept/sbx-changes.json")["schema"], 1);
-}
-
-/// The kept directory itself, moved away by the command and replaced with a symlink to a
-/// directory of the user's: the record goes into the directory sbx opened before the run.
-#[test]
-fn a_kept_directory_the_command_moved_keeps_its_record() {
-    let v = Victims::new();
-    let mut s = common::bare();
-    s.work.subdir("ws");
-    let w = s.work.path().to_path_buf();
-    let script = format!(
-        "mv kept kept.away && ln -s {} kept && echo PLANTED; exit 3",
-        v.dir.path().display()
-    );
-    s.cmd.args(["--overlay", "ws", "--keep-changes", "kept"]);
-    s.cmd.args(["--", "sh", "-c", &script]);
-    let (r, _work) = run_within(s, HANG);
-    assert!(r.stdout.contains("PLANTED"), "{r:?}");
-    assert_eq!(r.code, 3, "{r:?}");
-    v.assert_untouched(&format!("kept directory replaced: {r:?}"));
-    assert_eq!(
-        std::fs::read_link(w.join("kept")).unwrap(),
-        v.dir.path(),
-        "{r:?}"
-    );
-    let record = w.join("kept.away/sbx-changes.json");
-    let text = std::fs::read_to_string(&record)
-        .unwrap_or_else(|e| panic!("no record in the moved directory ({e}): {r:?}"));
-    let meta: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(meta["overlays"][0]["upper"], "0/upper", "{meta}");
+    let record = std::fs::read_to_string(kept.join("sbx-changes.json")).unwrap();
+    assert!(record.contains("\"schema\": 1"), "{record}");
 }
 
 /// The inherited-descriptor form: the caller opens the file, and the command cannot reach

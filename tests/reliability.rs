@@ -201,7 +201,9 @@ fn sequential_runs_leak_nothing() {
     let _g = exclusive();
     let n = count("no leaks", 1000, 100);
     let cwd = Workdir::new();
-    let tmpdir = cwd.subdir("tmpdir");
+    // Outside the writable working directory: sbx refuses overlay layers the command can reach.
+    let tmp_root = Workdir::new();
+    let tmpdir = tmp_root.subdir("tmpdir");
     let home = cwd.subdir("home");
     // The harness's copy of the binary goes to /tmp on first use: not a leak of sbx.
     let _ = common::binary();

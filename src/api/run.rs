@@ -56,6 +56,9 @@ impl Sandbox {
                 overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
             },
         )?;
+        if let Some(root) = &layer_root {
+            layers_out_of_reach(root, &plan)?;
+        }
         overlay::prepare(&mut plan.overlays).map_err(|source| Error::Overlay {
             path: layer_root
                 .as_ref()
@@ -237,4 +240,33 @@ fn classify(plan: &Plan, outcome: &Outcome) -> (i32, Reason, Option<String>) {
             Ending::Exited(c) => (c, Reason::Exited, None),
         },
     }
+}
+
+/// The overlays' layers (a kept directory, or the private one in `$TMPDIR`) must lie outside
+/// every directory the command can write through a bind: there it could swap the upper layer
+/// for a symlink, and the change report and `sbx apply` would read whatever it points to.
+fn layers_out_of_reach(root: &LayerRoot, plan: &Plan) -> Result<(), Error> {
+    let at = std::fs::canonicalize(&root.path).unwrap_or_else(|_| root.path.clone());
+    let Some(bind) = plan
+        .writable_host_dirs()
+        .into_iter()
+        .find(|dir| at.starts_with(dir))
+    else {
+        return Ok(());
+    };
+    let (what, fix) = match root.kept {
+        true => ("--keep-changes directory", "keep the changes outside it"),
+        false => (
+            "private layer directory (in $TMPDIR)",
+            "point TMPDIR outside it",
+        ),
+    };
+    Err(Error::Overlay {
+        path: root.path.clone(),
+        source: std::io::Error::other(format!(
+            "the {what} lies in {}, which the command can write (a read-write bind): it could \
+             replace the layers the change report and `sbx apply` read; {fix}",
+            escape_path(&bind)
+        )),
+    })
 }

@@ -161,6 +161,27 @@ impl Plan {
             warnings,
         })
     }
+
+    /// The host directories the command can write through a bind (read-write binds of host
+    /// data; sbx's own tmpfs and the overlays' upper layers are not host data it names).
+    pub fn writable_host_dirs(&self) -> Vec<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Bind { src, attrs, .. } if !attrs.contains(MountAttrs::RDONLY) => {
+                    let host = src.as_bytes().strip_prefix(mount::OLD_ROOT.as_bytes())?;
+                    let host = if host.is_empty() {
+                        b"/".as_slice()
+                    } else {
+                        host
+                    };
+                    Some(std::ffi::OsStr::from_bytes(host).into())
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// The hostname to set, when the sandbox has a UTS namespace of its own.
