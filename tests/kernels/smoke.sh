@@ -81,6 +81,16 @@ check overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
 check tmp-overlay 0 --out '^x$' --after "test ! -e $WORK/f" \
   -- sbx --tmp-overlay "$WORK" -- sh -c 'echo x > f && cat f'
 
+# sbx apply: kept outside the working directory (sbx refuses layers the command can write),
+# then copied onto the tree through openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS).
+rm -f "$WORK/applied"
+check overlay-apply 0 --after "grep -q x $WORK/applied && rm -f $WORK/applied" \
+  -- sh -c 'k=/tmp/kept.$$; sbx --overlay "$PWD" --keep-changes "$k" -- sh -c "echo x > applied" && sbx apply "$k"; r=$?; rm -rf "$k"; exit $r'
+mkdir -p "$WORK/ws" && chown 1000:1000 "$WORK/ws"
+check overlay-kept-in-workdir 125 --err 'which the command can write' \
+  -- sbx --overlay "$WORK/ws" --keep-changes "$WORK/kept" -- true
+rm -rf "$WORK/ws"
+
 # --- network -------------------------------------------------------------------------------
 mkdir -p /srv/www /srv/other
 echo sbx-proxy-ok >/srv/www/file
