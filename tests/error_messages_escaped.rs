@@ -79,3 +79,47 @@ fn explain_lists_profile_values_escaped() {
     );
     assert_no_controls("--explain", &r.stdout, &r);
 }
+
+/// A plan warning quoting a host path (a bind source reached through a symlink, to a
+/// directory whose name holds control characters) is shown escaped once, on the terminal and
+/// in `--explain`, and kept raw in the run report.
+#[test]
+fn plan_warnings_quote_host_paths_escaped_once() {
+    let mut s = common::bare();
+    let dir = s.work.path().join("evil\n WARN forged\x1b[2K\r");
+    std::fs::create_dir(&dir).unwrap();
+    common::chown(&dir);
+    std::os::unix::fs::symlink(&dir, s.work.path().join("link")).unwrap();
+    let report = s.work.path().join("report.json");
+    let bind = format!("{}:/w", s.work.path().join("link").display());
+    s.cmd
+        .args(["--ro-bind", &bind, "--json-status"])
+        .arg(&report)
+        .args(["--", "true"]);
+    let (r, work) = common::run_keep(s);
+    assert_eq!(r.code, 0, "{r:?}");
+    let shown = r"evil\n WARN forged\e[2K\r";
+    let lines = lines_with_value(&r.stderr);
+    assert!(
+        lines.len() == 1 && lines[0].contains(shown) && !lines[0].contains(r"\\e"),
+        "the warning does not quote the path escaped once: {r:?}"
+    );
+    assert_no_controls("warning", &r.stderr, &r);
+    let rep = common::read_report(&report, &r);
+    assert!(
+        rep.to_string().contains(r"evil\n WARN forged\u001b[2K\r"),
+        "{rep}"
+    );
+    let mut e = common::sbx(["--ro-bind", &bind, "--explain", "--", "true"]);
+    e.cmd.current_dir(work.path());
+    let r = e.run();
+    let lines = lines_with_value(&r.stdout);
+    assert!(
+        !lines.is_empty()
+            && lines
+                .iter()
+                .all(|l| l.contains(shown) && !l.contains(r"\\e")),
+        "--explain: {r:?}"
+    );
+    assert_no_controls("--explain", &r.stdout, &r);
+}

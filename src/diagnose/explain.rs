@@ -219,7 +219,7 @@ pub fn explain(plan: &Plan) -> String {
     if !plan.warnings.is_empty() {
         s.push_str("warnings:\n");
         for w in &plan.warnings {
-            s.push_str(&format!("  {w}\n"));
+            s.push_str(&format!("  {}\n", escape(w)));
         }
     }
     s

@@ -20,8 +20,6 @@ use super::request::{Kind, Request};
 use super::tree::Builder;
 use crate::plan::error::PlanError;
 use crate::profile::{Filesystem, Sourced};
-// Messages quote profile values and host paths: escaped, so they cannot drive the terminal.
-use crate::text::{escape, escape_path};
 
 /// The stand-ins, made once in the scratch tmpfs that holds the new root while it is built
 /// (like an overlay's empty layer); the binds of them outlive it.
@@ -69,6 +67,7 @@ fn covering<'a>(requests: &'a [Request], path: &str) -> Option<&'a str> {
 }
 
 /// The stand-ins for every hidden path that `requests` make visible.
+/// (Messages go into `PlanError`, which shows them escaped.)
 pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, PlanError> {
     // Each stand-in with the entry it comes from, for messages.
     let mut out: Vec<(Request, &Sourced)> = Vec::new();
@@ -79,7 +78,7 @@ pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, Pl
                 &entry.origin,
                 format!(
                     "`{}`: a hidden path that is missing needs nothing, so no `?`",
-                    escape(&entry.value)
+                    &entry.value
                 ),
             ));
         }
@@ -108,10 +107,10 @@ pub fn hidings(fs: &Filesystem, requests: &[Request]) -> Result<Vec<Request>, Pl
                         format!(
                             "{} shows through the overlay at {} from its lower layer {}, where \
                              sbx cannot place a stand-in; lift it with `!{}`",
-                            escape_path(&host),
-                            escape(&r.dst),
-                            escape_path(src),
-                            escape(&entry.value)
+                            host.display(),
+                            &r.dst,
+                            src.display(),
+                            &entry.value
                         ),
                     ));
                 }
@@ -165,9 +164,7 @@ fn refuse_mounts_inside(
             message: format!(
                 "{} lies inside {}, which filesystem.hide covers with an empty directory; lift \
                  it with `!{}` to mount inside it",
-                escape(&r.dst),
-                escape(&hidden.dst),
-                escape(&entry.value)
+                &r.dst, &hidden.dst, &entry.value
             ),
         }),
         None => Ok(()),

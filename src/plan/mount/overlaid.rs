@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use super::op::MountAttrs;
 use super::path::is_within;
 use super::request::{Kind, Request, bind_attrs};
-use crate::text::{escape, escape_path};
 
 /// An overlay's destination and the host directories it shows, its top layer first.
 struct Overlaid {
@@ -81,14 +80,14 @@ pub fn cover(requests: Vec<Request>, warnings: &mut Vec<String>) -> Vec<Request>
             let inside = if src == lower {
                 String::new()
             } else {
-                format!(" (inside {})", escape_path(lower))
+                format!(" (inside {})", lower.display())
             };
             warnings.push(format!(
                 "{}{inside} is overlaid at {}: its writable bind at {} is read-only, so that no \
                  write reaches it on the host",
-                escape_path(src),
-                escape(&o.dst),
-                escape(&r.dst)
+                src.display(),
+                &o.dst,
+                &r.dst
             ));
         }
         out.push(r);
@@ -137,9 +136,9 @@ fn inside_writable_binds(
                 warnings.push(format!(
                     "{} is overlaid at {}: inside the writable bind at {} it is read-only, so \
                      that no write reaches it on the host",
-                    escape_path(lower),
-                    escape(&o.dst),
-                    escape(&w.dst)
+                    lower.display(),
+                    &o.dst,
+                    &w.dst
                 ));
                 covers.push(Request {
                     dst: at,

@@ -12,7 +12,6 @@ use crate::plan::error::PlanError;
 use crate::profile::{
     BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, Sourced, lexical,
 };
-use crate::text::{escape, escape_path};
 
 /// A mount, directory, link or file wanted at `dst`, before ordering.
 #[derive(Clone, Debug)]
@@ -289,12 +288,12 @@ fn resolved(what: &str, asked: &str, canonical: &Path, dst: &str) -> String {
     let at = if Path::new(dst) == canonical {
         String::new()
     } else {
-        format!(" at {}", escape(dst))
+        format!(" at {dst}")
     };
+    // A plan warning: kept raw for the report, escaped where it is printed.
     format!(
-        "{what} {} resolves to {}; mounting that{at}",
-        escape(asked),
-        escape_path(canonical)
+        "{what} {asked} resolves to {}; mounting that{at}",
+        canonical.display()
     )
 }
 

@@ -16,7 +16,6 @@ use super::request::{Kind, Request};
 use super::tree::{Builder, Node};
 use crate::plan::error::PlanError;
 use crate::profile::Origin;
-use crate::text::escape_path;
 
 /// A mount request and the destination its entry asked for, as written (without `.` and
 /// trailing `/`): two entries asking alike are one place named twice in one layer, two that
@@ -42,7 +41,7 @@ pub fn destination(
             origin,
             format!(
                 "{asked} resolves to {}, which is not UTF-8: give it a destination (SRC:DST)",
-                escape_path(canonical)
+                canonical.display()
             ),
         ));
     };
