@@ -222,5 +222,13 @@ pub fn explain(plan: &Plan) -> String {
             s.push_str(&format!("  {}\n", escape(w)));
         }
     }
+    // What a run names in -v and the report only: what this host lacks that the profile
+    // accepts running without.
+    if !plan.degradations.is_empty() {
+        s.push_str("degraded on this host:\n");
+        for d in &plan.degradations {
+            s.push_str(&format!("  {}\n", escape(d)));
+        }
+    }
     s
 }

@@ -69,8 +69,11 @@ pub struct Plan {
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
 
-    /// Notes for the user (e.g. the working directory is not visible).
+    /// Notes for the user (e.g. the working directory is not visible), printed as warnings.
     pub warnings: Vec<String>,
+    /// Fallbacks the user did not ask for, which the profile accepts (a layer this kernel
+    /// lacks, a built-in limit lowered to the hard limit): named in -v and the run report only.
+    pub degradations: Vec<String>,
 }
 
 impl Plan {
@@ -90,6 +93,7 @@ impl Plan {
         )?;
         let mut warnings = std::mem::take(&mut layout.warnings);
         warnings.extend(limits.warnings.iter().cloned());
+        let degradations = limits.degraded.clone();
         let hostname = hostname(profile, namespaces.uts)?;
         let cwd = working_directory(profile, vars, &layout, &mut warnings)?;
         let mut env = profile.env.clone();
@@ -159,6 +163,7 @@ impl Plan {
             seccomp,
             limits,
             warnings,
+            degradations,
         })
     }
 

@@ -6,6 +6,7 @@ use super::model::{
     Sourced,
 };
 
+use super::limit::ExplicitKeys;
 use super::spec::destination_of;
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
@@ -75,6 +76,7 @@ fn merge_network_choice(base: &ProfileFile, over: &ProfileFile) -> (Option<bool>
 }
 
 fn merge_limits(b: Limits, o: Limits) -> Limits {
+    let explicit = ExplicitKeys::merged(&b, &o);
     Limits {
         wall_time: o.wall_time.or(b.wall_time),
         kill_grace: o.kill_grace.or(b.kill_grace),
@@ -89,6 +91,7 @@ fn merge_limits(b: Limits, o: Limits) -> Limits {
         cpus: o.cpus.or(b.cpus),
         cgroup: o.cgroup.or(b.cgroup),
         host_share: o.host_share.or(b.host_share),
+        explicit,
     }
 }
 

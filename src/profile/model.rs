@@ -187,6 +187,9 @@ pub struct Limits {
     /// programs. 0.5 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_share: Option<f64>,
+    /// The keys a user set: not part of the profile's text.
+    #[serde(skip)]
+    pub explicit: super::limit::ExplicitKeys,
 }
 
 impl Limits {
