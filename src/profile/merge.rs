@@ -51,6 +51,10 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             landlock: over.security.landlock.or(base.security.landlock),
             seccomp: over.security.seccomp.or(base.security.seccomp),
             nested_userns: over.security.nested_userns.or(base.security.nested_userns),
+            scope_abstract_sockets: over
+                .security
+                .scope_abstract_sockets
+                .or(base.security.scope_abstract_sockets),
         },
         seccomp: merge_seccomp(base.seccomp, over.seccomp),
     }
