@@ -378,6 +378,7 @@ const KEYS: &[&str] = &[
     "landlock",
     "seccomp",
     "nested_userns",
+    "scope_abstract_sockets",
     "deny",
     "action",
     "changes",

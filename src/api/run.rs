@@ -70,6 +70,10 @@ impl Sandbox {
         for w in &plan.warnings {
             tracing::warn!("{}", escape(w));
         }
+        // Fallbacks the profile accepts: quiet by default, named once with -v.
+        for d in &plan.degradations {
+            tracing::info!("degraded: {}", escape(d));
+        }
         tracing::info!(
             profiles = self.names.join(","),
             mounts = plan.ops.len(),
@@ -122,9 +126,8 @@ impl Sandbox {
                 changes,
                 cgroup: outcome.cgroup.as_ref().map(|(p, _)| p.clone()),
                 cgroup_peak: outcome.cgroup.as_ref().and_then(|(_, s)| s.memory_peak),
-                degradations: plan
-                    .warnings
-                    .iter()
+                degradations: (plan.warnings.iter())
+                    .chain(&plan.degradations)
                     .chain(&outcome.degradations)
                     .cloned()
                     .collect(),

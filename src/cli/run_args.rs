@@ -8,8 +8,8 @@ use clap::Args;
 
 use crate::error::Error;
 use crate::profile::{
-    BindSpec, LimitError, NetMode, Overlay, OverlayMode, ProfileFile, Sourced, Vars, set_limit,
-    split_assignment,
+    BindSpec, Enforcement, LimitError, NetMode, Overlay, OverlayMode, ProfileFile, Sourced, Vars,
+    set_limit, split_assignment,
 };
 
 #[derive(Debug, Args)]
@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// PORT may be *); repeatable
     #[arg(long, value_name = "HOST:PORT")]
     pub allow: Vec<String>,
+    /// Landlock (security.landlock): required (the default: exit 125 where the kernel lacks
+    /// what the profile needs), best-effort (run with what the kernel has; -v and the run
+    /// report name what is missing, e.g. on Linux before 5.13, which has no landlock), or off
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub landlock: Option<Enforcement>,
     /// Map your uid and gid to 0 inside (still no privileges on the host)
     #[arg(long)]
     pub map_root: bool,
@@ -159,6 +164,7 @@ impl RunArgs {
         p.process.pty = self.pty.then_some(true);
         p.network.allow = self.allow.clone();
         p.network.mode = self.net;
+        p.security.landlock = self.landlock;
         for (list, mode) in [
             (&self.overlay, OverlayMode::Rw),
             (&self.ro_overlay, OverlayMode::Ro),

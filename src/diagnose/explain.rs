@@ -5,6 +5,7 @@
 use std::ffi::CStr;
 
 use crate::plan::{Op, OpInfo, Plan};
+use crate::profile::Enforcement;
 use crate::text::{escape, escape_bytes};
 
 /// A C string of the plan, escaped.
@@ -21,10 +22,9 @@ pub fn protections(plan: &Plan) -> String {
             l.mode,
             l.kernel_abi,
             l.rules.len(),
-            if l.scoped {
-                ", sockets and signals scoped"
-            } else {
-                ""
+            match l.scoped() {
+                "" => String::new(),
+                what => format!(", {what} scoped"),
             },
             if l.connect_ports.is_some() || l.bind_ports.is_some() {
                 ", TCP port rules"
@@ -32,7 +32,10 @@ pub fn protections(plan: &Plan) -> String {
                 ""
             },
         )),
-        None => out.push("landlock off".into()),
+        None => out.push(match plan.landlock_mode {
+            Enforcement::Off => "landlock off".into(),
+            mode => format!("landlock {mode}, not applied: this kernel has none"),
+        }),
     }
     match &plan.seccomp {
         Some(s) => out.push(format!(
@@ -163,10 +166,9 @@ pub fn explain(plan: &Plan) -> String {
                 "landlock: {} at ABI {}{}\n",
                 l.mode,
                 l.kernel_abi,
-                if l.scoped {
-                    ", abstract sockets and signals scoped"
-                } else {
-                    ""
+                match l.scoped() {
+                    "" => String::new(),
+                    what => format!(", {what} scoped"),
                 }
             ));
             for (path, access) in &l.rules {
@@ -180,7 +182,12 @@ pub fn explain(plan: &Plan) -> String {
                 s.push_str(&format!("  tcp bind ports {p:?}\n"));
             }
         }
-        None => s.push_str("landlock: off\n"),
+        None => match plan.landlock_mode {
+            Enforcement::Off => s.push_str("landlock: off\n"),
+            mode => s.push_str(&format!(
+                "landlock: {mode}, not applied: this kernel has none\n"
+            )),
+        },
     }
     match &plan.seccomp {
         Some(sc) => s.push_str(
@@ -220,6 +227,14 @@ pub fn explain(plan: &Plan) -> String {
         s.push_str("warnings:\n");
         for w in &plan.warnings {
             s.push_str(&format!("  {}\n", escape(w)));
+        }
+    }
+    // What a run names in -v and the report only: what this host lacks that the profile
+    // accepts running without.
+    if !plan.degradations.is_empty() {
+        s.push_str("degraded on this host:\n");
+        for d in &plan.degradations {
+            s.push_str(&format!("  {}\n", escape(d)));
         }
     }
     s

@@ -145,8 +145,9 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
                 }
                 _ => "applying landlock".to_string(),
             },
-            "the kernel could not enforce every landlock right the profile needs; set \
-             [security] landlock = \"best-effort\" to run with what it supports",
+            "the kernel could not enforce every landlock right the profile needs; \
+             `--landlock best-effort` (security.landlock = \"best-effort\") runs with what it \
+             supports, and -v and the run report name what is missing",
         ),
         Step::NoNewPrivs => ("setting no_new_privs".into(), ""),
         Step::DropCapabilities => ("dropping capabilities".into(), ""),

@@ -134,8 +134,13 @@ pub struct LimitsPlan {
     pub userns: Vec<UsernsLimit>,
     /// The fraction of the caller's per-user kernel limits the sandbox may take.
     pub host_share: f64,
-    /// Notes about limits lowered to what the host allows.
+    /// The limits a user set (not a built-in profile's defaults): what cannot be enforced of
+    /// these as asked is a warning.
+    pub explicit: Vec<&'static str>,
+    /// A user's limits lowered to what the host allows: printed as warnings.
     pub warnings: Vec<String>,
+    /// The built-in defaults lowered so: for -v and the run report only.
+    pub degraded: Vec<String>,
 }
 
 /// The hard limit sbx itself runs under: an unprivileged process cannot raise it.
@@ -164,7 +169,11 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
         .cpus
         .map(|c| ((c * 100_000.0).round().max(1000.0) as u64, 100_000));
 
-    let mut warnings = Vec::new();
+    let explicit: Vec<&'static str> = crate::profile::LIMIT_KEYS
+        .into_iter()
+        .filter(|k| l.explicit.contains(k))
+        .collect();
+    let (mut warnings, mut degraded) = (Vec::new(), Vec::new());
     let mut rlimits = Vec::new();
     for (name, resource, value) in [
         ("memory", Resource::RLIMIT_DATA, memory),
@@ -182,9 +191,13 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
         let Some(mut value) = value else { continue };
         let hard = hard_limit(resource);
         if hard != libc::RLIM_INFINITY && value > hard {
-            warnings.push(format!(
+            let note = format!(
                 "limits.{name} = {value} is above the hard limit sbx runs under ({hard}); using {hard}"
-            ));
+            );
+            match explicit.contains(&name) {
+                true => warnings.push(note),
+                false => degraded.push(format!("{note} (a built-in profile's default)")),
+            }
             value = hard;
         }
         rlimits.push(Rlimit {
@@ -213,7 +226,9 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
         },
         userns: Vec::new(),
         host_share: l.host_share.unwrap_or(DEFAULT_HOST_SHARE),
+        explicit,
         warnings,
+        degraded,
     })
 }
 
@@ -269,18 +284,28 @@ mod tests {
     }
 
     #[test]
-    fn limits_above_the_hard_limit_are_lowered_with_a_warning() {
+    fn a_limit_above_the_hard_limit_is_lowered_with_a_warning_if_the_user_set_it() {
         let hard = hard_limit(Resource::RLIMIT_NOFILE);
         if hard == libc::RLIM_INFINITY || hard == u64::MAX {
             eprintln!("NOTE: RLIMIT_NOFILE has no hard limit here; clamping not checked");
             return;
         }
-        let p = build(&Limits {
+        // A built-in profile's default: lowered, noted for -v and the report only.
+        let default = Limits {
             open_files: Some(Count::Limit(hard + 1)),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        let p = build(&default).unwrap();
         assert_eq!(p.rlimits[0].value, hard);
-        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(p.degraded.len(), 1, "{:?}", p.degraded);
+        // The same value set by the user: one warning.
+        let mut users = default.clone();
+        users.mark_explicit();
+        let p = build(&users).unwrap();
+        assert_eq!(p.rlimits[0].value, hard);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.degraded.is_empty(), "{:?}", p.degraded);
+        assert_eq!(p.explicit, ["open_files"]);
     }
 }

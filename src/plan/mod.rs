@@ -65,12 +65,17 @@ pub struct Plan {
     /// A sandbox path where the sandbox's tmpfs store is bound: what the supervisor measures
     /// the store's usage by (see `supervisor::watchdog`).
     pub store: Option<CString>,
+    /// `security.landlock`; `landlock` is None when it is off or this kernel has none.
+    pub landlock_mode: Enforcement,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
 
-    /// Notes for the user (e.g. the working directory is not visible).
+    /// Notes for the user (e.g. the working directory is not visible), printed as warnings.
     pub warnings: Vec<String>,
+    /// Fallbacks the user did not ask for, which the profile accepts (a layer this kernel
+    /// lacks, a built-in limit lowered to the hard limit): named in -v and the run report only.
+    pub degradations: Vec<String>,
 }
 
 impl Plan {
@@ -90,6 +95,7 @@ impl Plan {
         )?;
         let mut warnings = std::mem::take(&mut layout.warnings);
         warnings.extend(limits.warnings.iter().cloned());
+        let mut degradations = limits.degraded.clone();
         let hostname = hostname(profile, namespaces.uts)?;
         let cwd = working_directory(profile, vars, &layout, &mut warnings)?;
         let mut env = profile.env.clone();
@@ -99,21 +105,18 @@ impl Plan {
         let exec = ExecPlan::build(&env, vars, &opts.command, &cwd)?;
         // Without a network namespace abstract unix sockets are shared with the host, and
         // without a PID namespace so are signal targets: landlock's scoping closes both.
-        let shares = !namespaces.net || !namespaces.pid;
+        let shared = landlock::Shared {
+            abstract_sockets: !namespaces.net,
+            signals: !namespaces.pid,
+        };
         let landlock = landlock::build(
             &profile.security,
             &profile.network,
             &layout.grants,
-            shares,
+            shared,
             opts.landlock_abi,
         )?;
-        if let Some(l) = &landlock {
-            for d in &l.degraded {
-                warnings.push(format!("landlock is best-effort here: not enforced: {d}"));
-            }
-        } else if profile.security.landlock == Some(Enforcement::BestEffort) {
-            warnings.push("landlock is best-effort and this kernel has none: not applied".into());
-        }
+        degradations.extend(landlock.degraded);
         let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
         let protect = ProtectPlan {
             entries: profile
@@ -155,10 +158,12 @@ impl Plan {
                 .map(|s| CString::new(s).expect("paths were checked for NUL")),
             exec,
             network,
-            landlock,
+            landlock_mode: profile.security.landlock.unwrap_or(Enforcement::Required),
+            landlock: landlock.plan,
             seccomp,
             limits,
             warnings,
+            degradations,
         })
     }
 

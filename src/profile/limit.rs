@@ -1,6 +1,7 @@
 //! Setting one `[limits]` key from its text form (`memory`, `"512M"`), as the library's
-//! `Sandbox::limit` and the command line's limit options do.
+//! `Sandbox::limit` and the command line's limit options do; and which keys a user set.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use super::model::{Count, Enforcement, Limits};
@@ -17,6 +18,94 @@ pub enum LimitError {
     UnknownKey(String),
     #[error("limits.{key}: {message}")]
     Value { key: String, message: String },
+}
+
+/// Every `[limits]` key.
+pub const KEYS: [&str; 13] = [
+    "wall_time",
+    "kill_grace",
+    "memory",
+    "processes",
+    "open_files",
+    "file_size",
+    "cpu_time",
+    "stack",
+    "core",
+    "tmpfs_size",
+    "cpus",
+    "cgroup",
+    "host_share",
+];
+
+/// The `[limits]` keys a user set (in a profile file of their own, on the command line or
+/// through the library), as opposed to those a built-in profile set: a user's limit that cannot
+/// be enforced as asked is a warning, a built-in default's is a note for -v and the run
+/// report. Equality ignores it, as it does origins: a profile shown and loaded back compares
+/// equal.
+#[derive(Clone, Debug, Default)]
+pub struct ExplicitKeys(BTreeSet<&'static str>);
+
+impl PartialEq for ExplicitKeys {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl ExplicitKeys {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains(key)
+    }
+
+    fn insert(&mut self, key: &str) {
+        if let Some(k) = KEYS.iter().find(|k| **k == key) {
+            self.0.insert(k);
+        }
+    }
+
+    /// Each key is as explicit as the layer whose value wins: `over`'s where it sets one.
+    pub fn merged(base: &Limits, over: &Limits) -> ExplicitKeys {
+        let over_set = over.keys_set();
+        let mut out = ExplicitKeys::default();
+        for key in KEYS {
+            let from = if over_set.contains(&key) { over } else { base };
+            if from.explicit.contains(key) {
+                out.insert(key);
+            }
+        }
+        out
+    }
+}
+
+impl Limits {
+    /// The keys this layer sets.
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            self.wall_time.is_some(),
+            self.kill_grace.is_some(),
+            self.memory.is_some(),
+            self.processes.is_some(),
+            self.open_files.is_some(),
+            self.file_size.is_some(),
+            self.cpu_time.is_some(),
+            self.stack.is_some(),
+            self.core.is_some(),
+            self.tmpfs_size.is_some(),
+            self.cpus.is_some(),
+            self.cgroup.is_some(),
+            self.host_share.is_some(),
+        ];
+        KEYS.iter()
+            .zip(set)
+            .filter_map(|(k, set)| set.then_some(*k))
+            .collect()
+    }
+
+    /// Marks every key this layer sets as the user's (a profile file that is not built in).
+    pub fn mark_explicit(&mut self) {
+        for key in self.keys_set() {
+            self.explicit.insert(key);
+        }
+    }
 }
 
 /// Splits `KEY=VALUE`.
@@ -86,6 +175,7 @@ pub fn set_limit(l: &mut Limits, key: &str, value: &str) -> Result<(), LimitErro
         }
         _ => return Err(LimitError::UnknownKey(key.to_string())),
     }
+    l.explicit.insert(key);
     l.check().map_err(|(key, message)| LimitError::Value {
         key: key.trim_start_matches("limits.").to_string(),
         message,

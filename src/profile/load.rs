@@ -103,6 +103,9 @@ impl Loader {
             });
         }
         let mut this = Self::parse(&src.display, &src.text)?;
+        if !src.id.starts_with("builtin:") {
+            this.limits.mark_explicit();
+        }
         self.vars.expand_profile(&mut this, &src.display)?;
         this.limits
             .check()
@@ -254,6 +257,36 @@ mod tests {
             .origin;
         assert_eq!(origin.key, "filesystem.ro");
         assert!(origin.profile.ends_with("mine.toml"));
+    }
+
+    /// A limit is the user's when the layer whose value wins is theirs: a profile file of
+    /// their own or the command line, not a built-in.
+    #[test]
+    fn limits_remember_whether_a_user_set_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            "extends = [\"default\"]\n[limits]\nmemory = \"1G\"\n",
+        )
+        .unwrap();
+        let l = loader(dir.path());
+        let mine = l.load("mine").unwrap();
+        assert!(mine.limits.explicit.contains("memory"));
+        assert!(mine.limits.processes.is_some() && !mine.limits.explicit.contains("processes"));
+        // A built-in merged over it sets memory again: the default's value, not the user's.
+        let both = l.load_all(&["mine".into(), "default".into()]).unwrap();
+        assert!(!both.limits.explicit.contains("memory"), "{both:?}");
+        // The command line (and the library) set limits through set_limit.
+        let mut cli = ProfileFile::default();
+        crate::profile::set_limit(&mut cli.limits, "processes", "64").unwrap();
+        let p = merge(l.load("default").unwrap(), cli);
+        assert!(p.limits.explicit.contains("processes"));
+        assert!(!p.limits.explicit.contains("open_files"));
+        // Not part of the profile's text, nor of its equality.
+        assert!(!toml::to_string(&p).unwrap().contains("explicit"));
+        let mut bare = mine.clone();
+        bare.limits.explicit = Default::default();
+        assert_eq!(mine, bare);
     }
 
     #[test]

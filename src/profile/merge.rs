@@ -6,6 +6,7 @@ use super::model::{
     Sourced,
 };
 
+use super::limit::ExplicitKeys;
 use super::spec::destination_of;
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
@@ -50,6 +51,10 @@ pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
             landlock: over.security.landlock.or(base.security.landlock),
             seccomp: over.security.seccomp.or(base.security.seccomp),
             nested_userns: over.security.nested_userns.or(base.security.nested_userns),
+            scope_abstract_sockets: over
+                .security
+                .scope_abstract_sockets
+                .or(base.security.scope_abstract_sockets),
         },
         seccomp: merge_seccomp(base.seccomp, over.seccomp),
     }
@@ -75,6 +80,7 @@ fn merge_network_choice(base: &ProfileFile, over: &ProfileFile) -> (Option<bool>
 }
 
 fn merge_limits(b: Limits, o: Limits) -> Limits {
+    let explicit = ExplicitKeys::merged(&b, &o);
     Limits {
         wall_time: o.wall_time.or(b.wall_time),
         kill_grace: o.kill_grace.or(b.kill_grace),
@@ -89,6 +95,7 @@ fn merge_limits(b: Limits, o: Limits) -> Limits {
         cpus: o.cpus.or(b.cpus),
         cgroup: o.cgroup.or(b.cgroup),
         host_share: o.host_share.or(b.host_share),
+        explicit,
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::text;
 
 pub use builtin::BUILTIN;
-pub use limit::{LimitError, set_limit, split_assignment};
+pub use limit::{ExplicitKeys, KEYS as LIMIT_KEYS, LimitError, set_limit, split_assignment};
 pub use load::{Loader, MAX_EXTENDS_DEPTH, MAX_PROFILES_READ};
 pub use merge::merge;
 pub use model::{

@@ -187,6 +187,9 @@ pub struct Limits {
     /// programs. 0.5 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_share: Option<f64>,
+    /// The keys a user set: not part of the profile's text.
+    #[serde(skip)]
+    pub explicit: super::limit::ExplicitKeys,
 }
 
 impl Limits {
@@ -417,13 +420,14 @@ pub struct Network {
 }
 
 /// How strictly a layer is applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Enforcement {
     /// The run fails (125) when the kernel cannot enforce it.
     Required,
     /// Applied as far as the kernel allows; what was not is reported.
     BestEffort,
+    /// Not applied.
     Off,
 }
 
@@ -466,6 +470,10 @@ pub struct Security {
     /// Let the command create user namespaces of its own (relaxes the seccomp rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nested_userns: Option<bool>,
+    /// Whether landlock must keep the host's abstract unix sockets out of reach when the
+    /// sandbox shares the host's network (ABI 6, Linux 6.12); unset: as `landlock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_abstract_sockets: Option<Enforcement>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

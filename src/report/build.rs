@@ -27,12 +27,7 @@ fn landlock(plan: &Plan, outcome: Option<&Outcome>, abi: i32) -> LandlockStatus 
         (Some(_), None) => "not_applied",
     };
     LandlockStatus {
-        mode: match &plan.landlock {
-            Some(l) => format!("{:?}", l.mode)
-                .to_lowercase()
-                .replace("besteffort", "best-effort"),
-            None => "off".into(),
-        },
+        mode: plan.landlock_mode.to_string(),
         abi,
         enforced: enforced.into(),
     }

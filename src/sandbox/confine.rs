@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 
 use landlock::{
     AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope,
+    RulesetCreatedAttr, RulesetError, RulesetStatus,
 };
 
 use super::channel::{self, Fact, Failure, LandlockOutcome, Step};
@@ -55,10 +55,8 @@ fn restrict(l: &LandlockPlan) -> Result<RulesetStatus, Failure> {
     if l.bind_ports.is_some() {
         ruleset = ruleset.handle_access(AccessNet::BindTcp).map_err(fail)?;
     }
-    if l.scoped {
-        ruleset = ruleset
-            .scope(Scope::AbstractUnixSocket | Scope::Signal)
-            .map_err(fail)?;
+    if !l.scopes.is_empty() {
+        ruleset = ruleset.scope(l.scopes).map_err(fail)?;
     }
     let mut created = ruleset.create().map_err(fail)?;
     for (i, (path, access)) in l.rules.iter().enumerate() {

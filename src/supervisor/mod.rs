@@ -48,8 +48,10 @@ pub struct Supervision {
     pub return_before_teardown: bool,
 }
 
-/// The run's cgroup, if the profile wants one and the host delegates one. Best-effort
-/// degrades to the watchdog with one warning; required fails the run.
+/// The run's cgroup, if the profile wants one and the host delegates one. Required fails the
+/// run; best-effort falls back to the watchdog, which holds `memory` and `processes` for the
+/// whole sandbox as documented, so the fallback is named in -v and the report only; a `cpus`
+/// the user set is then not enforced at all, which is a warning.
 fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
     let mode = plan.limits.cgroup_mode;
     let wants: cgroup::Limits = plan.limits.cgroup.into();
@@ -64,18 +66,42 @@ fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error>
         }
         Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
         Err(e) => {
-            let note = format!(
-                "no delegated cgroup: sbx's watchdog holds memory and processes, cpus is not \
-                 enforced: {e}"
-            );
-            tracing::warn!(
-                "no usable delegated cgroup v2 subtree: {} held by sbx's watchdog instead (-v says why)",
-                wants.controllers().join(", ")
-            );
-            tracing::info!("{note}");
+            let note = fallback_note(&wants, &e.to_string());
+            tracing::info!("degraded: {note}");
+            if wants.cpu_max.is_some() && plan.limits.explicit.contains(&"cpus") {
+                tracing::warn!(
+                    "limits.cpus is not enforced: no usable delegated cgroup v2 subtree with the \
+                     cpu controller (-v says why)"
+                );
+            }
             Ok((None, Some(note)))
         }
     }
+}
+
+/// What the watchdog holds instead of the cgroup, and what nothing holds.
+fn fallback_note(wants: &cgroup::Limits, why: &str) -> String {
+    let held: Vec<&str> = [
+        ("limits.memory", wants.memory_max),
+        ("limits.processes", wants.pids_max),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.map(|_| name))
+    .collect();
+    let mut parts = Vec::new();
+    if !held.is_empty() {
+        parts.push(format!(
+            "sbx's watchdog holds {} for the whole sandbox",
+            held.join(" and ")
+        ));
+    }
+    if wants.cpu_max.is_some() {
+        parts.push("limits.cpus is not enforced".to_string());
+    }
+    format!(
+        "no usable delegated cgroup v2 subtree: {}: {why}",
+        parts.join("; ")
+    )
 }
 
 /// Receives one fd that init handed over.
