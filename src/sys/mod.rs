@@ -27,6 +27,36 @@ pub use term::*;
 
 pub type SysResult<T = ()> = Result<T, Errno>;
 
+/// A newer system call found missing in this process: the kernel predates it, or a seccomp
+/// filter (gVisor, systemd's `SystemCallFilter=`, an older container profile) answers it with
+/// ENOSYS. Set at the first such answer, so that every later use goes straight to the
+/// classic fallback without asking again; never cleared (a filter is never lifted). A plain
+/// static: the sandbox's processes read it without allocating, and a fork inherits it.
+pub struct Missing(std::sync::atomic::AtomicBool);
+
+impl Missing {
+    pub const fn new() -> Missing {
+        Missing(std::sync::atomic::AtomicBool::new(false))
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records `r`'s error if it says the call is missing (ENOSYS); returns whether it did.
+    pub fn note<T>(&self, r: &SysResult<T>) -> bool {
+        let missing = matches!(r, Err(Errno::ENOSYS));
+        if missing {
+            self.set();
+        }
+        missing
+    }
+}
+
 fn check(ret: libc::c_int) -> SysResult<libc::c_int> {
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
