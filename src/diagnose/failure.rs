@@ -95,10 +95,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         Step::DetachHost => ("detaching the host's root (umount2 /oldroot)".into(), ""),
         Step::PivotRoot => ("pivot_root into the new root".into(), ""),
         Step::DetachScratch => ("detaching the scratch tmpfs".into(), ""),
-        Step::RootReadOnly => (
-            "making the new root read-only (mount_setattr)".into(),
-            "mount_setattr needs Linux 5.12 or later",
-        ),
+        Step::RootReadOnly => ("making the new root read-only".into(), ""),
         Step::NetNamespace => (
             "creating the network namespace".into(),
             "raise `user.max_net_namespaces` if it is the limit (ENOSPC); inside a container, \
@@ -214,6 +211,17 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
         (Some(_), Errno::ELOOP) => {
             "a path component became a symlink after sbx checked it; sbx does not follow \
              symlinks when placing mounts, so it stopped"
+        }
+        (Some(Op::Bind { .. }), Errno::EBUSY) => {
+            "a mount inside the source could not be reached at its mount point (hidden under \
+             another mount, in a directory sbx may not search, or moved while sbx set up); \
+             without mount_setattr (Linux 5.12; a seccomp filter may answer it with ENOSYS) \
+             sbx makes each mount of a bind read-only through its path, and stops where one \
+             cannot be: bind a directory that holds no such mount, or run on Linux >= 5.12"
+        }
+        (Some(Op::Bind { .. }), Errno::E2BIG) => {
+            "the source holds more than 1024 mounts, more than sbx remounts one by one where \
+             mount_setattr (Linux 5.12) is missing: bind a directory with fewer"
         }
         (Some(Op::Bind { .. }), Errno::EINVAL) => {
             "the source may be a mount that cannot be bound from this namespace"

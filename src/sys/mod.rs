@@ -12,6 +12,7 @@ mod fs;
 mod mount;
 mod net;
 mod process;
+mod procfs;
 mod security;
 mod term;
 
@@ -22,6 +23,7 @@ pub use fs::*;
 pub use mount::*;
 pub use net::*;
 pub use process::*;
+pub use procfs::*;
 pub use security::*;
 pub use term::*;
 
