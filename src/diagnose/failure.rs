@@ -163,8 +163,9 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "the directory must exist inside the sandbox: bind it, or pick another with --chdir",
         ),
         Step::CloseFds => (
-            "marking inherited descriptors close-on-exec (close_range)".into(),
-            "close_range needs Linux 5.11 or later",
+            "marking or closing inherited descriptors (close_range)".into(),
+            "where close_range (Linux 5.9) or its CLOEXEC flag (5.11) is missing, sbx lists the \
+             descriptors in /proc/self/fd: it needs the host's /proc mounted at /proc",
         ),
         Step::Seccomp => (
             "installing the seccomp filter".into(),

@@ -30,6 +30,9 @@ steps! {
     Signals,
     Lifeline,
     CgroupNamespace,
+    /// Marking inherited descriptors close-on-exec (in the first process, while /proc is the
+    /// host's), or closing them (in init, once the payload is forked).
+    CloseFds,
     Setgroups,
     UidMap,
     GidMap,
@@ -68,7 +71,6 @@ steps! {
     Setsid,
     Terminal,
     Chdir,
-    CloseFds,
     Seccomp,
     Exec,
 }

@@ -34,17 +34,19 @@ pub fn spawn_helper(init: libc::pid_t, sock: RawFd, report: RawFd) -> sys::SysRe
 /// The helper's whole life. Never returns; never allocates (the supervisor may have other
 /// threads, whose locks a forked child must not touch).
 fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd) -> ! {
-    let mut keep = [sock, report];
-    keep.sort_unstable();
-    sys::close_all_except(&keep);
-    // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
-    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
-        sys::exit(EXIT_SBX_FAILED);
-    }
     let fail = |step, e| -> ! {
         channel::send(report, Failure::new(step, e));
         sys::exit(EXIT_SBX_FAILED)
     };
+    let mut keep = [sock, report];
+    keep.sort_unstable();
+    if let Err(e) = sys::close_all_except(&keep) {
+        fail(Step::NetNamespace, e)
+    }
+    // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
+    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
+        sys::exit(EXIT_SBX_FAILED);
+    }
     // Not yet waited for by the supervisor, so the pid still names init.
     let user = sys::pidfd_open(init).unwrap_or_else(|e| fail(Step::NetNamespace, e));
     if let Err(e) = sys::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) {
