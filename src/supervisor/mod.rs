@@ -221,13 +221,24 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let store = opts.store.then(|| receive(handover.as_ref()?)).flatten();
     drop(handover);
     // The sandbox's first process is our child and not yet waited for: its pid cannot have
-    // been reused, so the pidfd names it.
-    let pidfd = sys::pidfd_open(pid).map_err(|errno| {
-        abandon(Error::Supervisor {
-            what: "watch the sandbox (pidfd_open, Linux 5.3)",
-            errno,
-        })
-    })?;
+    // been reused, so the pidfd names it. Without pidfd_open (a seccomp filter answering
+    // ENOSYS), the loop asks wait4 about that same child at short intervals instead.
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(sys::Errno::ENOSYS) => {
+            tracing::info!(
+                "pidfd_open is missing (ENOSYS): checking the sandbox's end every {} ms",
+                wait::CHILD_POLL.as_millis()
+            );
+            None
+        }
+        Err(errno) => {
+            return Err(abandon(Error::Supervisor {
+                what: "watch the sandbox (pidfd_open, Linux 5.3)",
+                errno,
+            }));
+        }
+    };
     let mut watch = Watch {
         pid,
         pidfd,

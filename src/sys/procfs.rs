@@ -99,6 +99,17 @@ pub fn mount_id(proc: &CStr, fd: RawFd) -> SysResult<u64> {
     parse_mnt_id(&buf[..len]).ok_or(Errno::EIO)
 }
 
+/// Opens `/proc/<pid>/ns/<name>` of the /proc at `/proc`.
+pub fn open_namespace(pid: libc::pid_t, name: &[u8]) -> SysResult<RawFd> {
+    let path = ShortPath::of(&[
+        Part::Text(b"/proc/"),
+        Part::Num(pid as u64),
+        Part::Text(b"/ns/"),
+        Part::Text(name),
+    ])?;
+    super::open(path.as_cstr(), libc::O_RDONLY, 0)
+}
+
 fn parse_mnt_id(info: &[u8]) -> Option<u64> {
     let line = info
         .split(|b| *b == b'\n')
