@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 
-use super::channel::{self, Failure, Milestone, Step};
+use super::channel::{self, Fact, Failure, Milestone, Step};
 use super::exec::{self, Argv};
 use super::watch::Watch;
 use super::{ChildEnds, confine, init, netns, rootfs, userns};
@@ -42,6 +42,10 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);
+        let fallbacks = sys::fallbacks();
+        if !fallbacks.is_empty() {
+            channel::send(report, Fact::Fallbacks(fallbacks.bits()));
+        }
         // Before the command exists, so that nothing it creates goes unseen.
         let watch = match plan.as_pid_1 {
             false => Watch::start(plan)?,

@@ -285,6 +285,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     if !milestones.is_empty() {
         tracing::info!("setup since clone: {}", milestones.join(", "));
     }
+    let fallbacks = records.fallbacks();
+    if !fallbacks.is_empty() {
+        let names: Vec<&str> = fallbacks.names().collect();
+        tracing::info!(
+            "missing here (old kernel, or a seccomp filter answering ENOSYS), replaced by \
+             classic calls with the same guarantees: {}",
+            names.join("; ")
+        );
+    }
     drop(spawned.lifeline);
     let (ending, usage) = records.ending(end);
     Ok(Outcome {
