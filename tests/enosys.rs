@@ -70,14 +70,32 @@ const GUARANTEES: &str = "cat /etc/passwd; echo ---; \
       case $point in /r|/r/*) echo \"mount $point $opts\";; esac; \
     done < /proc/self/mountinfo";
 
-/// Runs the default profile with `calls` taken away and checks every guarantee of its binds.
-/// `tag` names the case in messages.
+/// The default profile without landlock, which refuses writes under read-only binds too: the
+/// mounts alone must refuse them.
+fn mounts_alone() -> common::Profile {
+    common::profile("extends = [\"default\"]\n[security]\nlandlock = \"off\"\n")
+}
+
+/// Runs the default profile with `calls` taken away and checks every guarantee of its binds,
+/// with landlock and without (see [`mounts_alone`]). `tag` names the case in messages.
 fn check_guarantees(calls: &[&str], tag: &str) {
+    check_binds(calls, &["--profile", "default"], tag);
+    let p = mounts_alone();
+    check_binds(
+        calls,
+        &["--profile", &p.path],
+        &format!("{tag}, landlock off"),
+    );
+}
+
+fn check_binds(calls: &[&str], profile: &[&str], tag: &str) {
     let sm = Submounted::new();
     let host = HostState::take(&[Path::new("/etc"), sm.fx.path()]);
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let ro = format!("{}:/r", sm.src.display());
-    let args = ["-v", "--ro-bind", &ro, "--", "sh", "-c", GUARANTEES];
+    let mut args = vec!["-v", "--ro-bind", &ro];
+    args.extend(profile);
+    args.extend(["--", "sh", "-c", GUARANTEES]);
     let Some(s) = enosys::sbx(calls, sm.mounts(), &args) else {
         common::note_skip(
             tag,
@@ -357,12 +375,19 @@ fn classic_binds_accept_a_mount_stacked_under_another() {
     let mut mounts = sm.mounts();
     mounts.push(Mount::bind(&top, &sm.src.join("sub")));
     let ro = format!("{}:/r", sm.src.display());
+    let off = mounts_alone();
     let script = "cat /r/sub/inner; echo x > /r/sub/written 2>/dev/null || echo refused";
-    let Some(s) = enosys::sbx(
-        &MOUNT_CALLS,
-        mounts,
-        &["--ro-bind", &ro, "--", "sh", "-c", script],
-    ) else {
+    let args = [
+        "--profile",
+        &off.path,
+        "--ro-bind",
+        &ro,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let Some(s) = enosys::sbx(&MOUNT_CALLS, mounts, &args) else {
         return common::note_skip("stacked", "mounting needs a root test runner");
     };
     enosys::assert_taken_away(&MOUNT_CALLS);
@@ -388,7 +413,10 @@ fn classic_binds_refuse_a_mount_hidden_under_an_ancestor() {
         ]
     };
     let ro = format!("{}:/r", src.display());
+    let off = mounts_alone();
     let args = [
+        "--profile",
+        &off.path,
         "--ro-bind",
         &ro,
         "--",
@@ -411,4 +439,95 @@ fn classic_binds_refuse_a_mount_hidden_under_an_ancestor() {
         "{r:?}"
     );
     assert!(common::names_in(&low).is_empty() && common::names_in(&cover).is_empty());
+}
+
+/// The classic path reaches each submount by its mount point: directories above one swapped
+/// over and over while sbx sets up (the mount follows its directory, the names change) must
+/// end with the submount read-only or with 125, never writable.
+#[test]
+fn classic_submount_moved_during_setup_is_never_writable() {
+    if !common::is_root() {
+        return common::note_skip("moved submount", "mounting needs a root test runner");
+    }
+    enosys::assert_taken_away(&MOUNT_CALLS);
+    let n = common::count("moved submount race", 200, 40);
+    let fx = Workdir::new();
+    let src = fx.subdir("src");
+    fx.subdir("src/a/sub");
+    fx.subdir("src/b/sub");
+    let real = fx.subdir("real");
+    let (a, b) = (src.join("a"), src.join("b"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let (a, b) = (c(&a), c(&b));
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two valid NUL-terminated paths.
+                let rc = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                if rc != 0 {
+                    // The fixture is gone: the test failed and is unwinding.
+                    break;
+                }
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let ro = format!("{}:/r", src.display());
+    let off = mounts_alone();
+    let script = "for d in a b; do echo x > /r/$d/sub/w 2>/dev/null && echo wrote-$d; done; \
+        grep ' /r/./sub ' /proc/self/mountinfo | cut -d' ' -f6";
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..n {
+        // The submount goes onto whichever directory is named `a` at that moment (the
+        // exchange is atomic: there always is one).
+        let mounts = vec![Mount::bind(&real, &a.join("sub"))];
+        let args = [
+            "--profile",
+            &off.path,
+            "--ro-bind",
+            &ro,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ];
+        let (r, _w) = run_within(enosys::sbx(&MOUNT_CALLS, mounts, &args).unwrap(), LIMIT);
+        assert!(
+            !r.stdout.contains("wrote"),
+            "run {i}: a submount was writable: {r:?}"
+        );
+        let kind = match r.code {
+            0 => {
+                assert!(r.stdout.starts_with("ro,"), "run {i}: the submount: {r:?}");
+                "ran, the submount read-only".to_string()
+            }
+            125 => {
+                assert_eq!(error_lines(&r.stderr).len(), 1, "run {i}: {r:?}");
+                "refused (125)".to_string()
+            }
+            _ => panic!("run {i}: {r:?}"),
+        };
+        *tally.entry(kind).or_default() += 1;
+        assert!(
+            !real.join("w").exists(),
+            "run {i}: written through the submount"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("moved submount race: {n} runs, {swaps} swaps: {tally:?}");
+    assert!(swaps > 0, "the directories were never swapped");
+    assert!(!a.join("sub/w").exists() && !b.join("sub/w").exists());
 }
