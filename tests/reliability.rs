@@ -563,14 +563,37 @@ fn refused(r: &Ran, first: &mut Option<String>) -> &'static str {
     }
 }
 
+/// How a race test starts sbx: `common::sbx`, or with newer system calls taken away.
+type Build = fn(&[String]) -> common::Sbx;
+
+fn plain(args: &[String]) -> common::Sbx {
+    common::sbx(args)
+}
+
+/// With the new mount API and openat2 answering ENOSYS: the classic mount path (issue 13).
+fn classic(args: &[String]) -> common::Sbx {
+    common::enosys::sbx(&common::enosys::MOUNT_CALLS, Vec::new(), args).expect("no mounts")
+}
+
 /// A bind source swapped between a directory and a symlink to another directory while sbx
 /// runs: the sandbox shows the directory it checked (or the symlink's target when it saw the
 /// symlink and warned), or refuses with 125 — never the other directory's content under the
 /// name of the one it checked.
 #[test]
 fn bind_source_swapped_between_check_and_mount() {
+    bind_source_race("bind source race", plain);
+}
+
+/// The same on the classic mount path (no mount_setattr, open_tree, move_mount, openat2).
+#[test]
+fn bind_source_swapped_on_the_classic_mount_path() {
+    common::enosys::assert_taken_away(&common::enosys::MOUNT_CALLS);
+    bind_source_race("bind source race (classic mounts)", classic);
+}
+
+fn bind_source_race(what: &str, build: Build) {
     let _g = shared();
-    let n = count("bind source race", 200, 40);
+    let n = count(what, 200, 40);
     let fx = Workdir::new();
     let p = fx.subdir("p");
     std::fs::write(p.join("id"), "checked\n").unwrap();
@@ -586,12 +609,12 @@ fn bind_source_swapped_between_check_and_mount() {
     let mut refusal: Option<String> = None;
     for i in 0..n {
         let (r, _w) = run_within(
-            common::sbx([
-                "--ro-bind",
-                &format!("{}:/mnt/p", p.display()),
-                "--",
-                "cat",
-                "/mnt/p/id",
+            build(&[
+                "--ro-bind".into(),
+                format!("{}:/mnt/p", p.display()),
+                "--".into(),
+                "cat".into(),
+                "/mnt/p/id".into(),
             ]),
             Duration::from_secs(20),
         );
@@ -608,12 +631,9 @@ fn bind_source_swapped_between_check_and_mount() {
         *tally.entry(kind).or_default() += 1;
     }
     let swaps = swapper.stop();
-    eprintln!("bind source race: {n} runs, {swaps} swaps: {tally:?}");
+    eprintln!("{what}: {n} runs, {swaps} swaps: {tally:?}");
     if let Some(e) = &refusal {
-        eprintln!(
-            "bind source race: a refusal: {}",
-            error_lines(e).join(" | ")
-        );
+        eprintln!("{what}: a refusal: {}", error_lines(e).join(" | "));
     }
     assert!(
         wrong.is_empty(),
@@ -636,7 +656,7 @@ fn bind_source_swapped_between_check_and_mount() {
             d.display()
         );
     }
-    assert_mounts_unchanged(&mounts, "bind source race");
+    assert_mounts_unchanged(&mounts, what);
 }
 
 /// The attack of symlink_planted_at_a_later_mount_point (tests/hostile_fs.rs) as a race: the
@@ -644,8 +664,19 @@ fn bind_source_swapped_between_check_and_mount() {
 /// /etc inside must stay the host's.
 #[test]
 fn mount_point_swapped_with_a_symlink_during_setup() {
+    mount_point_race("mount point race", plain);
+}
+
+/// The same on the classic mount path (no mount_setattr, open_tree, move_mount, openat2).
+#[test]
+fn mount_point_swapped_on_the_classic_mount_path() {
+    common::enosys::assert_taken_away(&common::enosys::MOUNT_CALLS);
+    mount_point_race("mount point race (classic mounts)", classic);
+}
+
+fn mount_point_race(what: &str, build: Build) {
     let _g = shared();
-    let n = count("mount point race", 200, 40);
+    let n = count(what, 200, 40);
     let fx = Workdir::new();
     let w = fx.subdir("w");
     let sub = w.join("sub");
@@ -670,7 +701,7 @@ fn mount_point_swapped_with_a_symlink_during_setup() {
             "-c".into(),
             ETC_CHECK.into(),
         ];
-        let (r, _wd) = run_within(common::sbx(&args), Duration::from_secs(20));
+        let (r, _wd) = run_within(build(&args), Duration::from_secs(20));
         let kind = match r.code {
             0 if r.stdout.trim() == "etc-intact" => "mounted on the real directory",
             125 => refused(&r, &mut refusal),
@@ -682,12 +713,9 @@ fn mount_point_swapped_with_a_symlink_during_setup() {
         *tally.entry(kind).or_default() += 1;
     }
     let swaps = swapper.stop();
-    eprintln!("mount point race: {n} runs, {swaps} swaps: {tally:?}");
+    eprintln!("{what}: {n} runs, {swaps} swaps: {tally:?}");
     if let Some(e) = &refusal {
-        eprintln!(
-            "mount point race: a refusal: {}",
-            error_lines(e).join(" | ")
-        );
+        eprintln!("{what}: a refusal: {}", error_lines(e).join(" | "));
     }
     assert!(
         wrong.is_empty(),
@@ -697,5 +725,5 @@ fn mount_point_swapped_with_a_symlink_during_setup() {
         &wrong[..wrong.len().min(3)]
     );
     assert_eq!(names_in(&w), names_before);
-    host.assert_unchanged("mount point race");
+    host.assert_unchanged(what);
 }

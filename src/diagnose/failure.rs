@@ -95,10 +95,7 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         Step::DetachHost => ("detaching the host's root (umount2 /oldroot)".into(), ""),
         Step::PivotRoot => ("pivot_root into the new root".into(), ""),
         Step::DetachScratch => ("detaching the scratch tmpfs".into(), ""),
-        Step::RootReadOnly => (
-            "making the new root read-only (mount_setattr)".into(),
-            "mount_setattr needs Linux 5.12 or later",
-        ),
+        Step::RootReadOnly => ("making the new root read-only".into(), ""),
         Step::NetNamespace => (
             "creating the network namespace".into(),
             "raise `user.max_net_namespaces` if it is the limit (ENOSPC); inside a container, \
@@ -167,8 +164,9 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
             "the directory must exist inside the sandbox: bind it, or pick another with --chdir",
         ),
         Step::CloseFds => (
-            "marking inherited descriptors close-on-exec (close_range)".into(),
-            "close_range needs Linux 5.11 or later",
+            "marking or closing inherited descriptors (close_range)".into(),
+            "where close_range (Linux 5.9) or its CLOEXEC flag (5.11) is missing, sbx lists the \
+             descriptors in /proc/self/fd: it needs the host's /proc mounted at /proc",
         ),
         Step::Seccomp => (
             "installing the seccomp filter".into(),
@@ -215,6 +213,17 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
         (Some(_), Errno::ELOOP) => {
             "a path component became a symlink after sbx checked it; sbx does not follow \
              symlinks when placing mounts, so it stopped"
+        }
+        (Some(Op::Bind { .. }), Errno::EBUSY) => {
+            "a mount inside the source could not be reached at its mount point (hidden under \
+             another mount, in a directory sbx may not search, or moved while sbx set up); \
+             without mount_setattr (Linux 5.12; a seccomp filter may answer it with ENOSYS) \
+             sbx makes each mount of a bind read-only through its path, and stops where one \
+             cannot be: bind a directory that holds no such mount, or run on Linux >= 5.12"
+        }
+        (Some(Op::Bind { .. }), Errno::E2BIG) => {
+            "the source holds more than 1024 mounts, more than sbx remounts one by one where \
+             mount_setattr (Linux 5.12) is missing: bind a directory with fewer"
         }
         (Some(Op::Bind { .. }), Errno::EINVAL) => {
             "the source may be a mount that cannot be bound from this namespace"

@@ -30,6 +30,9 @@ steps! {
     Signals,
     Lifeline,
     CgroupNamespace,
+    /// Marking inherited descriptors close-on-exec (in the first process, while /proc is the
+    /// host's), or closing them (in init, once the payload is forked).
+    CloseFds,
     Setgroups,
     UidMap,
     GidMap,
@@ -68,7 +71,6 @@ steps! {
     Setsid,
     Terminal,
     Chdir,
-    CloseFds,
     Seccomp,
     Exec,
 }
@@ -153,6 +155,9 @@ pub enum Fact {
     Finished,
     /// A protected path appeared (the guard's index): init ended the command.
     Protected(u32),
+    /// The newer system calls the first process found missing and replaced
+    /// (`sys::Fallbacks`); sent once the root is built, when there are any.
+    Fallbacks(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +196,7 @@ impl Record {
             Record::Fact(Fact::PeakRss(kib)) => fact(5, split(kib)),
             Record::Fact(Fact::Finished) => fact(6, [0, 0]),
             Record::Fact(Fact::Protected(i)) => fact(7, [i, 0]),
+            Record::Fact(Fact::Fallbacks(bits)) => fact(8, [bits, 0]),
         }
     }
 
@@ -217,6 +223,7 @@ impl Record {
             Some(5) => Fact::PeakRss(wide),
             Some(6) => Fact::Finished,
             Some(7) => Fact::Protected(a),
+            Some(8) => Fact::Fallbacks(a),
             Some(_) => return None,
         };
         Some(Record::Fact(fact))
@@ -328,6 +335,7 @@ mod tests {
             Fact::PeakRss(4096).into(),
             Fact::Landlock(LandlockOutcome::Partial).into(),
             Fact::PayloadStatus(-1).into(),
+            Fact::Fallbacks(0b1011).into(),
             Fact::Finished.into(),
         ];
         send_all(w.as_raw_fd(), &batch);

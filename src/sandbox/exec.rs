@@ -1,6 +1,6 @@
 //! The payload: the process that becomes the command. Its last steps, in order: the
-//! parent-death check, signals, session, terminal, working directory, descriptors, seccomp,
-//! execve.
+//! parent-death check, signals, session, terminal, working directory, seccomp, execve. The
+//! descriptors it inherits were marked close-on-exec by the sandbox's first process.
 
 use std::os::fd::RawFd;
 
@@ -63,7 +63,6 @@ pub fn payload(
             step(Step::Terminal, sys::take_terminal(slave))?;
         }
         step(Step::Chdir, sys::chdir(&plan.exec.cwd))?;
-        step(Step::CloseFds, sys::cloexec_from(3))?;
         super::confine::seccomp(plan)?;
         channel::milestone(report, plan.trace, Milestone::Exec);
         Ok(())

@@ -39,7 +39,10 @@ pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: O
     let watch_fd = watch.as_ref().map_or(-1, Watch::fd);
     let mut keep = [report, signal_fd, watch_fd];
     keep.sort_unstable();
-    sys::close_all_except(&keep[usize::from(watch_fd < 0)..]);
+    if let Err(e) = sys::close_all_except(&keep[usize::from(watch_fd < 0)..]) {
+        let _ = sys::kill(payload, libc::SIGKILL);
+        fail(Step::CloseFds, e)
+    }
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     let mut protected = false;

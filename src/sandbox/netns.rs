@@ -11,7 +11,7 @@
 //! sandbox's, runs only sbx's code and is gone (reaped by the supervisor) before init needs
 //! the namespace; it reports a failure on the report pipe like a step of init's.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
 use super::channel::{self, Failure, Step};
 use crate::exit::EXIT_SBX_FAILED;
@@ -34,20 +34,32 @@ pub fn spawn_helper(init: libc::pid_t, sock: RawFd, report: RawFd) -> sys::SysRe
 /// The helper's whole life. Never returns; never allocates (the supervisor may have other
 /// threads, whose locks a forked child must not touch).
 fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd) -> ! {
-    let mut keep = [sock, report];
-    keep.sort_unstable();
-    sys::close_all_except(&keep);
-    // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
-    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
-        sys::exit(EXIT_SBX_FAILED);
-    }
     let fail = |step, e| -> ! {
         channel::send(report, Failure::new(step, e));
         sys::exit(EXIT_SBX_FAILED)
     };
-    // Not yet waited for by the supervisor, so the pid still names init.
-    let user = sys::pidfd_open(init).unwrap_or_else(|e| fail(Step::NetNamespace, e));
-    if let Err(e) = sys::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) {
+    let mut keep = [sock, report];
+    keep.sort_unstable();
+    if let Err(e) = sys::close_all_except(&keep) {
+        fail(Step::NetNamespace, e)
+    }
+    // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
+    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != supervisor {
+        sys::exit(EXIT_SBX_FAILED);
+    }
+    // Not yet waited for by the supervisor, so the pid still names init: as a pidfd, or
+    // (without pidfd_open) as /proc/PID, which a reused pid could misname no more than it
+    // could the pidfd opened from it.
+    let user = match sys::pidfd_open(init) {
+        Ok(pidfd) => pidfd.into_raw_fd(),
+        Err(sys::Errno::ENOSYS) => {
+            sys::open_namespace(init, b"user").unwrap_or_else(|e| fail(Step::NetNamespace, e))
+        }
+        Err(e) => fail(Step::NetNamespace, e),
+    };
+    let joined = sys::setns(user, libc::CLONE_NEWUSER);
+    sys::close(user);
+    if let Err(e) = joined {
         fail(Step::NetNamespace, e)
     }
     if let Err(e) = sys::unshare(libc::CLONE_NEWNET) {

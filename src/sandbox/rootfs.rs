@@ -2,6 +2,13 @@
 //! at `/newroot` while the plan's ops run; then the host is detached and `/newroot` becomes `/`.
 //! The scratch tmpfs sits on the host's `/tmp` of our private mount namespace only, so bind
 //! sources under `/tmp` stay reachable through `/oldroot/tmp`.
+//!
+//! The new mount API (open_tree, move_mount, mount_setattr) is used where the kernel has it;
+//! where it answers ENOSYS (Linux before 5.12, or a seccomp filter), the same ops run with
+//! mount(2) alone and the same guarantees (see `classic`).
+
+mod classic;
+mod mountinfo;
 
 use std::ffi::CStr;
 
@@ -59,8 +66,12 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
     sys::umount_detach(c".").map_err(fail(Step::DetachScratch))?;
     sys::chdir(c"/").map_err(fail(Step::DetachScratch))?;
     // The root tmpfs itself holds only mount points, links and the profile's files.
-    sys::mount_setattr(c"/", false, (SCRATCH | MountAttrs::RDONLY).mount_attr())
-        .map_err(fail(Step::RootReadOnly))?;
+    let root = SCRATCH | MountAttrs::RDONLY;
+    with_mount_api(
+        || sys::mount_setattr(c"/", false, root.mount_attr()),
+        || classic::root_read_only(root),
+    )
+    .map_err(fail(Step::RootReadOnly))?;
     Ok(())
 }
 
@@ -77,7 +88,10 @@ fn apply(op: &Op) -> sys::SysResult {
             r => r,
         },
         Op::Touch { path } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, b""),
-        Op::Bind { src, dst, attrs } => bind(src, dst, attrs.mount_attr()),
+        Op::Bind { src, dst, attrs } => with_mount_api(
+            || bind(src, dst, attrs.mount_attr()),
+            || classic::bind(src, dst, *attrs),
+        ),
         // Both ends are sbx's own tmpfs mounts, which nothing else can change yet.
         Op::StoreBind { src, dst } => mount_on(dst, |at| {
             sys::mount(Some(src), at, None, libc::MS_BIND, None)
@@ -86,10 +100,29 @@ fn apply(op: &Op) -> sys::SysResult {
         Op::Proc { dst, attrs } => mount(dst, c"proc", *attrs, None),
         Op::Devpts { dst, data, attrs } => mount(dst, c"devpts", *attrs, Some(data)),
         Op::Overlay { dst, data, attrs } => mount(dst, c"overlay", *attrs, Some(data)),
-        Op::Seal { path } => sys::mount_setattr(path, false, MountAttrs::RDONLY.mount_attr()),
+        Op::Seal { path } => with_mount_api(
+            || sys::mount_setattr(path, false, MountAttrs::RDONLY.mount_attr()),
+            || classic::seal_one(path),
+        ),
         Op::Symlink { target, path } => sys::symlink(target, path),
         Op::File { path, content } => sys::write_file(path, libc::O_CREAT | libc::O_EXCL, content),
     }
+}
+
+/// Runs `new`, which uses the new mount API, unless this process found the API missing;
+/// `classic` instead then, and when `new` answers ENOSYS (which it does before changing
+/// anything: a detached tree it made is freed when its descriptor closes).
+fn with_mount_api(
+    new: impl FnOnce() -> sys::SysResult,
+    classic: impl FnOnce() -> sys::SysResult,
+) -> sys::SysResult {
+    if !sys::mount_api_missing() {
+        let r = new();
+        if !sys::note_mount_api(&r) {
+            return r;
+        }
+    }
+    classic()
 }
 
 /// A recursive bind whose attributes are set on the detached copy before it is attached, so

@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 
-use super::channel::{self, Failure, Milestone, Step};
+use super::channel::{self, Fact, Failure, Milestone, Step};
 use super::exec::{self, Argv};
 use super::watch::Watch;
 use super::{ChildEnds, confine, init, netns, rootfs, userns};
@@ -29,6 +29,11 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
                 sys::unshare(libc::CLONE_NEWCGROUP)
             })?;
         }
+        // Every descriptor inherited from the caller goes at the command's execve; marked now,
+        // while /proc is still the host's, for a kernel without close_range's CLOEXEC flag,
+        // where they are listed from /proc/self/fd (see `sys::cloexec_from`). What this
+        // process opens later is close-on-exec from the start.
+        step(Step::CloseFds, || sys::cloexec_from(3))?;
         userns::write_id_maps(plan)?;
         // While init still sees the host's /proc (the sandbox may have none), and on init's
         // path before the root is built: the network helper's namespace takes longer than the
@@ -37,6 +42,10 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);
+        let fallbacks = sys::fallbacks();
+        if !fallbacks.is_empty() {
+            channel::send(report, Fact::Fallbacks(fallbacks.bits()));
+        }
         // Before the command exists, so that nothing it creates goes unseen.
         let watch = match plan.as_pid_1 {
             false => Watch::start(plan)?,

@@ -71,13 +71,16 @@ impl Janitor {
         argv: &[*const libc::c_char],
         env: &[*const libc::c_char],
     ) -> Option<libc::pid_t> {
-        // SAFETY: the child only calls dup2, close_range and execve, all async-signal-safe, and
-        // ends in execve or _exit; the arguments were built before the fork.
+        // SAFETY: the child only calls dup2, close_range (or open, getdents64 and close),
+        // setsid and execve, all async-signal-safe, and ends in execve or _exit; the
+        // arguments were built before the fork.
         match unsafe { sys::clone_fork(0) } {
             Ok(0) => {
                 let ok = sys::dup_to(read, 0).and_then(|_| sys::dup_to(null, 1));
                 if ok.and_then(|_| sys::dup_to(null, 2)).is_ok() {
-                    sys::close_all_except(&[0, 1, 2]);
+                    // Without close_range a failure to list /proc/self/fd leaves sbx's own
+                    // descriptors to a helper of sbx's: not worth losing the clean-up for.
+                    let _ = sys::close_all_except(&[0, 1, 2]);
                     // A new session: a Ctrl-C meant for sbx does not reach the janitor.
                     let _ = sys::setsid();
                     sys::execve(c"/bin/sh", argv, env);

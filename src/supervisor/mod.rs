@@ -247,13 +247,24 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let store = opts.store.then(|| receive(handover.as_ref()?)).flatten();
     drop(handover);
     // The sandbox's first process is our child and not yet waited for: its pid cannot have
-    // been reused, so the pidfd names it.
-    let pidfd = sys::pidfd_open(pid).map_err(|errno| {
-        abandon(Error::Supervisor {
-            what: "watch the sandbox (pidfd_open, Linux 5.3)",
-            errno,
-        })
-    })?;
+    // been reused, so the pidfd names it. Without pidfd_open (a seccomp filter answering
+    // ENOSYS), the loop asks wait4 about that same child at short intervals instead.
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(sys::Errno::ENOSYS) => {
+            tracing::info!(
+                "pidfd_open is missing (ENOSYS): checking the sandbox's end every {} ms",
+                wait::CHILD_POLL.as_millis()
+            );
+            None
+        }
+        Err(errno) => {
+            return Err(abandon(Error::Supervisor {
+                what: "watch the sandbox (pidfd_open, Linux 5.3)",
+                errno,
+            }));
+        }
+    };
     let mut watch = Watch {
         pid,
         pidfd,
@@ -299,6 +310,15 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         .collect();
     if !milestones.is_empty() {
         tracing::info!("setup since clone: {}", milestones.join(", "));
+    }
+    let fallbacks = records.fallbacks();
+    if !fallbacks.is_empty() {
+        let names: Vec<&str> = fallbacks.names().collect();
+        tracing::info!(
+            "missing here (old kernel, or a seccomp filter answering ENOSYS), replaced by \
+             classic calls with the same guarantees: {}",
+            names.join("; ")
+        );
     }
     drop(spawned.lifeline);
     let (ending, usage) = records.ending(end);

@@ -127,6 +127,16 @@ impl Records {
             .collect()
     }
 
+    /// The newer system calls the sandbox's first process replaced by classic ones.
+    pub(super) fn fallbacks(&self) -> crate::sys::Fallbacks {
+        self.facts()
+            .filter_map(|f| match f {
+                Fact::Fallbacks(bits) => Some(crate::sys::Fallbacks::from_bits_truncate(*bits)),
+                _ => None,
+            })
+            .fold(crate::sys::Fallbacks::empty(), |a, b| a | b)
+    }
+
     /// The setup milestones, as (name, µs since `t0`).
     pub(super) fn milestones(&self, t0: u32) -> Vec<(&'static str, u32)> {
         self.facts()

@@ -54,6 +54,9 @@ fn timeout_ms(until: Option<Instant>, now: Instant) -> libc::c_int {
     }
 }
 
+/// How often the loop asks whether the sandbox ended where it has no pidfd to poll.
+pub(super) const CHILD_POLL: Duration = Duration::from_millis(10);
+
 /// The network namespace's helper, reaped however the run ends. It never blocks for long: it
 /// only creates the namespace and hands it over, and any failure on the way ends it.
 pub(super) struct Helper {
@@ -72,6 +75,11 @@ impl Helper {
 
     fn poll_fd(&self) -> RawFd {
         self.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Whether it may be running with no pidfd to tell when it ends.
+    fn unwatched(&self) -> bool {
+        self.pid.is_some() && self.pidfd.is_none()
     }
 
     fn reap(&mut self) {
@@ -134,7 +142,8 @@ impl Channel {
 /// What the loop watches.
 pub(super) struct Watch<'a> {
     pub pid: libc::pid_t,
-    pub pidfd: OwnedFd,
+    /// None without pidfd_open: the loop then polls wait4 every [`CHILD_POLL`].
+    pub pidfd: Option<OwnedFd>,
     pub signals: SignalFd,
     pub channel: Channel,
     pub helper: Helper,
@@ -156,16 +165,22 @@ impl Watch<'_> {
         let fail = |what, errno| Error::Supervisor { what, errno };
         loop {
             let fds = [
-                self.pidfd.as_raw_fd(),
+                self.pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd),
                 self.signals.as_raw_fd(),
                 self.channel.poll_fd(),
                 self.helper.poll_fd(),
             ];
-            let next = match (self.clock.next(), self.watchdog.as_ref().map(Watchdog::due)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let ready = match sys::poll_fds(fds, timeout_ms(next, Instant::now())) {
+            let now = Instant::now();
+            let unwatched = self.pidfd.is_none().then(|| now + CHILD_POLL);
+            let next = [
+                self.clock.next(),
+                self.watchdog.as_ref().map(Watchdog::due),
+                unwatched,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let ready = match sys::poll_fds(fds, timeout_ms(next, now)) {
                 Ok(r) => r,
                 Err(sys::Errno::EINTR) => continue,
                 Err(e) => {
@@ -173,8 +188,13 @@ impl Watch<'_> {
                     return Err(fail("wait for signals", e));
                 }
             };
-            if ready[3] {
+            if ready[3] || self.helper.unwatched() {
                 self.helper.reap();
+            }
+            if unwatched.is_some()
+                && let Some(end) = self.reaped()?
+            {
+                return Ok((end, timed_out));
             }
             if ready == [false; 4] {
                 let now = Instant::now();
@@ -192,17 +212,25 @@ impl Watch<'_> {
                 }
             }
             if ready[0] {
-                match sys::wait4(self.pid, libc::WNOHANG) {
-                    Ok(Some((status, rusage))) => {
-                        return Ok((End::Reaped(status, rusage), timed_out));
-                    }
-                    Ok(None) => continue,
-                    Err(e) => return Err(fail("wait for the sandbox", e)),
+                match self.reaped()? {
+                    Some(end) => return Ok((end, timed_out)),
+                    None => continue,
                 }
             }
             if ready[1] {
                 self.forward_signal()?;
             }
+        }
+    }
+
+    /// The sandbox's end, if its first process has exited (and is now reaped).
+    fn reaped(&self) -> Result<Option<End>, Error> {
+        match sys::wait4(self.pid, libc::WNOHANG) {
+            Ok(found) => Ok(found.map(|(status, rusage)| End::Reaped(status, rusage))),
+            Err(errno) => Err(Error::Supervisor {
+                what: "wait for the sandbox",
+                errno,
+            }),
         }
     }
 

@@ -1,8 +1,9 @@
 //! File descriptors: pipes and sockets between sbx's processes, reads and writes, closing.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-use super::{Errno, SysResult, check};
+use super::{Errno, Missing, SysResult, check};
 
 pub fn close(fd: RawFd) {
     // SAFETY: closing an fd the caller owns; errors from close are not actionable here.
@@ -106,34 +107,143 @@ pub fn poll_fds<const N: usize>(fds: [RawFd; N], timeout_ms: libc::c_int) -> Sys
     Ok(p.map(|p| p.revents != 0))
 }
 
-/// Marks every fd from `first` up close-on-exec, so they vanish at execve but stay usable
-/// until then (the report pipe among them).
-pub fn cloexec_from(first: u32) -> SysResult {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+/// close_range (Linux 5.9) answered ENOSYS.
+pub(super) static CLOSE_RANGE: Missing = Missing::new();
+/// close_range's CLOSE_RANGE_CLOEXEC (Linux 5.11) answered EINVAL, or close_range ENOSYS.
+pub(super) static CLOSE_RANGE_CLOEXEC: Missing = Missing::new();
+/// Without close_range: a descriptor of this process's `/proc/self/fd`, kept from the first
+/// use (see [`cloexec_from`]) for the next; -1 when there is none.
+static FD_DIR: AtomicI32 = AtomicI32::new(-1);
+
+fn close_range(first: u32, last: u32, flags: libc::c_uint) -> SysResult {
+    // SAFETY: close_range only closes or flags descriptors of this process.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     super::check_long(ret).map(drop)
 }
 
-/// Closes every fd except those in `keep` (which must be sorted).
-pub fn close_all_except(keep: &[RawFd]) {
+/// Marks every fd from `first` up close-on-exec, so they vanish at execve but stay usable
+/// until then (the report pipe among them).
+///
+/// Without close_range (or its CLOEXEC flag), the descriptors are listed from
+/// `/proc/self/fd`, whose directory stays open for a later [`close_all_except`]: the sandbox's
+/// first process calls this while the host's /proc is its /proc, and closes what it inherited
+/// after its root has changed, when no /proc it can trust may be left.
+pub fn cloexec_from(first: u32) -> SysResult {
+    if !CLOSE_RANGE_CLOEXEC.get() {
+        match close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
+            Err(Errno::ENOSYS) => {
+                CLOSE_RANGE.set();
+                CLOSE_RANGE_CLOEXEC.set();
+            }
+            Err(Errno::EINVAL) => CLOSE_RANGE_CLOEXEC.set(),
+            r => return r,
+        }
+    }
+    let dir = match FD_DIR.load(Ordering::Relaxed) {
+        -1 => {
+            let d = fd_dir()?;
+            FD_DIR.store(d, Ordering::Relaxed);
+            d
+        }
+        d => d,
+    };
+    for_each_fd(dir, |fd| {
+        if fd >= first as RawFd && fd != dir {
+            // SAFETY: F_SETFD on a descriptor of ours only changes its close-on-exec flag.
+            check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+        }
+        Ok(())
+    })
+}
+
+/// Closes every fd except those in `keep` (which must be sorted). Without close_range, lists
+/// them from the directory [`cloexec_from`] kept, or from `/proc/self/fd`.
+pub fn close_all_except(keep: &[RawFd]) -> SysResult {
+    // Whatever happens below, the kept directory is closed (it is not in `keep`).
+    let kept = FD_DIR.swap(-1, Ordering::Relaxed);
+    if !CLOSE_RANGE.get() {
+        let r = close_ranges(keep);
+        if !CLOSE_RANGE.note(&r) {
+            return r;
+        }
+    }
+    let dir = match kept {
+        -1 => fd_dir()?,
+        d => d,
+    };
+    let listed = for_each_fd(dir, |fd| {
+        if fd != dir && keep.binary_search(&fd).is_err() {
+            close(fd);
+        }
+        Ok(())
+    });
+    if keep.binary_search(&dir).is_err() {
+        close(dir);
+    }
+    listed
+}
+
+fn close_ranges(keep: &[RawFd]) -> SysResult {
     let mut from: u32 = 0;
     for &k in keep {
         let k = k as u32;
         if k > from {
-            // SAFETY: closing a range of our own fds.
-            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0) };
+            close_range(from, k - 1, 0)?;
         }
         from = k + 1;
     }
-    // SAFETY: as above.
-    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
+    close_range(from, u32::MAX, 0)
+}
+
+/// This process's descriptor directory, for [`for_each_fd`].
+fn fd_dir() -> SysResult<RawFd> {
+    super::open(c"/proc/self/fd", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+/// Calls `f` with every descriptor listed in `dir` (a `/proc/<pid>/fd` directory), from the
+/// start; `f` may close them as it goes (procfs lists the table by number). Allocates nothing.
+fn for_each_fd(dir: RawFd, mut f: impl FnMut(RawFd) -> SysResult) -> SysResult {
+    // SAFETY: lseek on our own descriptor.
+    if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
+        return Err(Errno::last());
+    }
+    // u64s: the records are 8-byte aligned.
+    let mut buf = [0u64; 512];
+    let size = std::mem::size_of_val(&buf);
+    loop {
+        // SAFETY: buf is writable for `size` bytes; getdents64 fills at most that.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), size) };
+        let n = super::check_long(n)? as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: the kernel wrote n <= size bytes into buf; viewing u64s as bytes is valid.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut at = 0;
+        // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+        while at + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+            if reclen == 0 || at + reclen > n {
+                return Err(Errno::EIO);
+            }
+            let name = &bytes[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
+            if let Some(fd) = parse_fd(name) {
+                f(fd)?;
+            }
+            at += reclen;
+        }
+    }
+}
+
+/// A descriptor number as /proc names it; None for `.` and `..`.
+fn parse_fd(name: &[u8]) -> Option<RawFd> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    name.iter().try_fold(0 as RawFd, |n, d| {
+        n.checked_mul(10)?.checked_add(RawFd::from(d - b'0'))
+    })
 }
 
 /// Room for one SCM_RIGHTS control message carrying one fd.
@@ -239,5 +349,35 @@ pub fn read_signal(fd: RawFd) -> SysResult<libc::c_int> {
     match read(fd, buf)? {
         n if n == size => Ok(info.ssi_signo as libc::c_int),
         _ => Err(Errno::EIO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn descriptors_are_listed_from_proc() {
+        let (r, w) = pipe().unwrap();
+        let dir = fd_dir().unwrap();
+        let mut seen = Vec::new();
+        // Twice: the listing starts over each time.
+        for _ in 0..2 {
+            seen.clear();
+            for_each_fd(dir, |fd| {
+                seen.push(fd);
+                Ok(())
+            })
+            .unwrap();
+        }
+        close(dir);
+        for fd in [0, r.as_raw_fd(), w.as_raw_fd(), dir] {
+            assert!(seen.contains(&fd), "{fd} in {seen:?}");
+        }
+        assert_eq!(parse_fd(b"."), None);
+        assert_eq!(parse_fd(b"12"), Some(12));
+        assert_eq!(parse_fd(b"99999999999"), None);
     }
 }

@@ -3,7 +3,21 @@
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
-use super::{SysResult, check, check_long};
+use super::{Missing, SysResult, check, check_long};
+
+/// open_tree or move_mount (Linux 5.2) or mount_setattr (5.12) answered ENOSYS: binds are
+/// placed and made read-only with mount(2) alone (see `sandbox::rootfs`).
+pub(super) static MOUNT_API: Missing = Missing::new();
+
+/// Whether the new mount API was found missing in this process.
+pub fn mount_api_missing() -> bool {
+    MOUNT_API.get()
+}
+
+/// Records an ENOSYS from a call of the new mount API; returns whether `r` was one.
+pub fn note_mount_api<T>(r: &SysResult<T>) -> bool {
+    MOUNT_API.note(r)
+}
 
 fn ptr_or_null(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(std::ptr::null(), CStr::as_ptr)
@@ -73,6 +87,42 @@ pub fn mount_setattr_fd(fd: RawFd, set: u64) -> SysResult {
         c"",
         (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
         set,
+    )
+}
+
+/// ST_NOSYMFOLLOW of statvfs(3) (Linux 5.10); libc does not name it.
+const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
+
+/// The flags of the mount that `fd` is on which a bind remount must repeat, as `MS_*` flags:
+/// MS_REMOUNT|MS_BIND replaces them all, and clearing one the kernel locked (a mount from a
+/// more privileged namespace) fails with EPERM. The atime flags are left out: a remount
+/// without any keeps them as they are.
+pub fn mount_flags(fd: RawFd) -> SysResult<libc::c_ulong> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs (glibc's fstatfs, which works on O_PATH handles since Linux 3.12) fills
+    // `st` when it returns 0.
+    check(unsafe { libc::fstatvfs(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstatvfs succeeded, so `st` is initialised.
+    let f = unsafe { st.assume_init() }.f_flag;
+    let same = libc::ST_RDONLY | libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC;
+    const _: () = assert!(libc::ST_RDONLY == libc::MS_RDONLY && libc::ST_NOEXEC == libc::MS_NOEXEC);
+    const _: () = assert!(libc::ST_NOSUID == libc::MS_NOSUID && libc::ST_NODEV == libc::MS_NODEV);
+    let nosymfollow = match f & ST_NOSYMFOLLOW {
+        0 => 0,
+        _ => libc::MS_NOSYMFOLLOW,
+    };
+    Ok((f & same) | nosymfollow)
+}
+
+/// Changes the flags of the mount whose root `target` names (MS_REMOUNT|MS_BIND): `flags`
+/// become its flags, all of them (see [`mount_flags`]). Only that mount: submounts keep theirs.
+pub fn remount(target: &CStr, flags: libc::c_ulong) -> SysResult {
+    mount(
+        None,
+        target,
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND | flags,
+        None,
     )
 }
 

@@ -173,12 +173,20 @@ pub fn usage_with_children() -> libc::rusage {
     own
 }
 
-/// A pidfd for a child: readable once it has exited (Linux 5.3).
+/// pidfd_open (Linux 5.3) answered ENOSYS.
+pub(super) static PIDFD_OPEN: super::Missing = super::Missing::new();
+
+/// A pidfd for a child: readable once it has exited (Linux 5.3). ENOSYS, without asking the
+/// kernel again, once it said so.
 pub fn pidfd_open(pid: libc::pid_t) -> SysResult<OwnedFd> {
+    if PIDFD_OPEN.get() {
+        return Err(Errno::ENOSYS);
+    }
     // SAFETY: plain syscall with a pid and no flags.
-    let fd = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let r = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) });
+    PIDFD_OPEN.note(&r);
     // SAFETY: a fresh fd from pidfd_open, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    r.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 /// CLOCK_MONOTONIC in microseconds, low 32 bits (differences are taken modulo 2^32).

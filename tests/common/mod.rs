@@ -20,12 +20,15 @@
 //! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
 //! * `overlay`: the workspace, script and expected change report of the overlay tests;
 //! * `http`: servers on the host's loopback;
-//! * `proxy`: clients run behind the egress proxy and what they printed.
+//! * `proxy`: clients run behind the egress proxy and what they printed;
+//! * `enosys`: sbx under a seccomp filter that answers newer system calls with ENOSYS, with
+//!   mounts of its own.
 //!
 //! Each test binary compiles all of it and uses a part, hence the `allow(dead_code)`.
 
 #![allow(dead_code)]
 
+pub mod enosys;
 pub mod http;
 pub mod overlay;
 pub mod procs;
