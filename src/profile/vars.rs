@@ -25,21 +25,15 @@ impl Vars {
             .collect();
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
-        // The passwd lookup (NSS: files, nscd sockets) is only needed when the environment
-        // does not say.
-        let passwd = || nix::unistd::User::from_uid(uid).ok().flatten();
-        let home = env
-            .get("HOME")
-            .filter(|h| h.starts_with('/'))
-            .cloned()
-            .or_else(|| passwd().map(|p| p.dir.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "/".to_string());
-        let user = env
-            .get("USER")
-            .filter(|u| !u.is_empty())
-            .cloned()
-            .or_else(|| passwd().map(|p| p.name))
-            .unwrap_or_else(|| uid.to_string());
+        // /etc/passwd is only read when the environment does not say, and never through NSS
+        // (see `passwd`).
+        let passwd = || super::passwd::lookup(uid.as_raw());
+        let (home, user) = identity(
+            env.get("HOME").map(String::as_str),
+            env.get("USER").map(String::as_str),
+            uid.as_raw(),
+            passwd,
+        );
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())
             .map_err(|e| ProfileError::Cwd { source: e })?;
@@ -160,6 +154,36 @@ impl Vars {
     }
 }
 
+/// HOME and USER from the environment where it gives them (an absolute HOME, a non-empty
+/// USER), else from the passwd entry (`passwd` is called at most once), else `/` and the
+/// uid's number: a uid without an entry (a container's random uid) still runs.
+fn identity(
+    home: Option<&str>,
+    user: Option<&str>,
+    uid: u32,
+    passwd: impl FnOnce() -> Option<super::passwd::Entry>,
+) -> (String, String) {
+    let home = home.filter(|h| h.starts_with('/'));
+    let user = user.filter(|u| !u.is_empty());
+    let entry = if home.is_none() || user.is_none() {
+        passwd()
+    } else {
+        None
+    };
+    let home = home
+        .map(str::to_string)
+        .or_else(|| {
+            let e = entry.as_ref()?;
+            e.home.starts_with('/').then(|| e.home.clone())
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let user = user
+        .map(str::to_string)
+        .or_else(|| entry.as_ref().map(|e| e.name.clone()))
+        .unwrap_or_else(|| uid.to_string());
+    (home, user)
+}
+
 /// Drops a trailing slash so that `${HOME}/x` never yields `//x`.
 fn normalize(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
@@ -201,6 +225,39 @@ mod tests {
             v.expand("${env:FOO}-$$x-$y", "p", "k").unwrap(),
             "bar-$x-$y"
         );
+    }
+
+    #[test]
+    fn identity_falls_back_to_passwd_then_to_the_uid_and_root() {
+        use crate::profile::passwd::Entry;
+        let entry = || {
+            Some(Entry {
+                name: "pw".into(),
+                home: "/home/pw".into(),
+            })
+        };
+        let none = || None;
+        let own = |h: &str, u: &str| (h.to_string(), u.to_string());
+        // The environment wins, and passwd is not read at all then.
+        let unread = || -> Option<Entry> { panic!("passwd read although HOME and USER are set") };
+        assert_eq!(identity(Some("/h"), Some("me"), 7, unread), own("/h", "me"));
+        assert_eq!(identity(None, None, 7, entry), own("/home/pw", "pw"));
+        assert_eq!(
+            identity(Some("rel"), Some(""), 7, entry),
+            own("/home/pw", "pw")
+        );
+        assert_eq!(identity(None, Some("me"), 7, entry), own("/home/pw", "me"));
+        // No entry (a container's random uid): the uid's number and /.
+        assert_eq!(identity(None, None, 4242, none), own("/", "4242"));
+        assert_eq!(identity(Some("/h"), None, 4242, none), own("/h", "4242"));
+        // An entry without a usable home.
+        let homeless = || {
+            Some(Entry {
+                name: "n".into(),
+                home: String::new(),
+            })
+        };
+        assert_eq!(identity(None, None, 1, homeless), own("/", "n"));
     }
 
     #[test]
