@@ -112,7 +112,9 @@ impl Vars {
     pub fn expand_profile(&self, p: &mut ProfileFile, profile: &str) -> Result<(), ProfileError> {
         let fs = &mut p.filesystem;
         for (list, key) in fs.path_lists_mut() {
+            let binds = matches!(key, "filesystem.ro" | "filesystem.rw");
             for entry in list.iter_mut() {
+                entry.workspace = binds && is_workspace(&entry.value);
                 entry.value = self.expand(&entry.value, profile, key)?;
             }
         }
@@ -130,6 +132,7 @@ impl Vars {
             .map(|(k, v)| Ok((self.expand(&k, profile, "filesystem.files")?, v)))
             .collect::<Result<_, ProfileError>>()?;
         for o in fs.overlay.iter_mut() {
+            o.src.workspace = is_workspace(&o.src.value);
             o.src.value = self.expand(&o.src.value, profile, "filesystem.overlay")?;
             if let Some(d) = o.dst.as_mut() {
                 *d = self.expand(d, profile, "filesystem.overlay")?;
@@ -152,6 +155,12 @@ impl Vars {
         }
         Ok(())
     }
+}
+
+/// Whether a bind or overlay entry binds the working directory itself: its source is
+/// `${CWD}`, whatever its destination or optional mark.
+fn is_workspace(entry: &str) -> bool {
+    crate::profile::BindSpec::parse(entry).src == "${CWD}"
 }
 
 /// HOME and USER from the environment where it gives them (an absolute HOME, a non-empty

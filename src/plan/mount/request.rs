@@ -196,6 +196,12 @@ fn bind_requests(
             ));
         }
         let dst = clean_absolute(&entry.value, &origin, "tmpfs path")?;
+        if dst == "/" {
+            // The root is always a fresh tmpfs of sbx's (and stays read-only): this is
+            // `${HOME}` of a caller whose home is / (a uid without passwd entry).
+            tracing::debug!("tmpfs / skipped: the sandbox's root is a tmpfs already");
+            continue;
+        }
         let sticky = matches!(dst.as_str(), "/tmp" | "/var/tmp" | "/dev/shm");
         let kind = Kind::Tmpfs {
             mode: if sticky { 0o1777 } else { 0o755 },
