@@ -8,10 +8,17 @@
 //! 3. From a directory above `$HOME`: bound, with the home behind the default profile's
 //!    private tmpfs (the host's home unchanged); without that tmpfs, refused.
 //! 4. From `/tmp` or `/var/tmp`: refused; `--bind /tmp` binds it on purpose (control).
+//! 5. An Alpine-like root (real `/bin`, `/sbin`, `/lib` directories, busybox): sbx itself runs
+//!    there, unprivileged, after a pivot_root into the tree; the command finds /bin/sh, /sbin
+//!    and /lib read-only as the image has them, and `sbx doctor` says the default profile
+//!    runs. Control: the same run with the old links (`/bin -> usr/bin`) exits 127. There,
+//!    `--ro-bind /bin` is not "given twice", over the default profile or one that links /bin.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::{Ran, Workdir, key_values, run_keep};
 
@@ -166,4 +173,147 @@ fn from_the_shared_tmp_sbx_refuses() {
     let written = Path::new("/tmp").join(&marker);
     assert!(written.exists(), "{r:?}");
     std::fs::remove_file(written).unwrap();
+}
+
+// ---- an Alpine-like root ----
+
+/// An Alpine-like root: busybox in a real /bin (its applets as absolute links, as Alpine
+/// has them), real /sbin and /lib directories, a /usr/bin without a shell, and sbx.
+fn alpine_root(work: &Workdir) -> PathBuf {
+    let t = work.path().join("root");
+    for d in [
+        "bin", "sbin", "lib", "usr/bin", "etc", "dev", "proc", "oldroot", "work", "tmp",
+    ] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::set_permissions(t.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::copy("/bin/busybox", t.join("bin/busybox")).unwrap();
+    let applet = |dir: &str, name: &str| {
+        std::os::unix::fs::symlink("/bin/busybox", t.join(dir).join(name)).unwrap();
+    };
+    for a in [
+        "sh", "cat", "echo", "readlink", "test", "true", "touch", "ls",
+    ] {
+        applet("bin", a);
+    }
+    applet("sbin", "ifconfig");
+    applet("usr/bin", "env");
+    std::fs::write(t.join("lib/ld-musl-x86_64.so.1"), "musl\n").unwrap();
+    std::fs::write(
+        t.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
+    )
+    .unwrap();
+    let sbx = t.join("sbx");
+    std::fs::copy(common::binary(), &sbx).unwrap();
+    std::fs::set_permissions(&sbx, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = t.join("work");
+    std::os::unix::fs::chown(&w, Some(common::NOBODY), Some(common::NOBODY)).unwrap();
+    t
+}
+
+/// Runs `/sbx ARGS` as nobody in /work of the root `t`, entered with pivot_root in a mount
+/// namespace of its own (a chroot would forbid the user namespace sbx needs).
+fn in_root(t: &Path, args: &[&str]) -> Ran {
+    let enter = r#"set -e
+T="$1"; shift
+mount --bind "$T" "$T"
+mount --rbind /dev "$T/dev"
+mount -t proc proc "$T/proc"
+cd "$T"
+exec "$T/bin/busybox" sh -c 'busybox pivot_root . oldroot && cd / && busybox umount -l /oldroot && cd /work && exec busybox nsenter -S 65534 -G 65534 /sbx "$@"' sh "$@"
+"#;
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            enter,
+            "sh",
+        ])
+        .arg(t)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/home/nobody")
+        .env("USER", "nobody")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    Ran::from_output(out)
+}
+
+/// Whether `/bin/busybox` is a statically linked ELF64 (it runs in a root with no libc): no
+/// PT_INTERP program header.
+fn static_busybox() -> bool {
+    let Ok(b) = std::fs::read("/bin/busybox") else {
+        return false;
+    };
+    if b.len() < 64 || &b[..5] != b"\x7fELF\x02" {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).all(|i| {
+        let at = phoff + i * size;
+        at + 4 <= b.len() && u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) != 3
+    })
+}
+
+#[test]
+fn an_alpine_like_root_runs_the_default_profile() {
+    let test = "an_alpine_like_root_runs_the_default_profile";
+    if !common::is_root() || !static_busybox() || !common::usable("/usr/bin/unshare") {
+        common::note_skip(
+            test,
+            "needs root, busybox-static and unshare to build the root",
+        );
+        return;
+    }
+    let work = Workdir::new();
+    let t = alpine_root(&work);
+    let script = "echo SH=$(readlink /bin/sh); echo LIB=$(cat /lib/ld-musl-x86_64.so.1); \
+                  test -d /bin -a ! -L /bin && echo BIN=dir; test ! -L /lib && echo LIBDIR=dir; \
+                  ifconfig -a >/dev/null && echo SBIN=ok; \
+                  (touch /bin/planted) 2>/dev/null && echo WROTE=bin; echo PWD=$(pwd)";
+    let r = in_root(&t, &["--", "sh", "-c", script]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let m = key_values(&r.stdout);
+    assert_eq!(m["SH"], "/bin/busybox", "{r:?}");
+    assert_eq!(m["LIB"], "musl", "{r:?}");
+    assert_eq!(m["BIN"], "dir", "{r:?}");
+    assert_eq!(m["LIBDIR"], "dir", "{r:?}");
+    assert_eq!(m["SBIN"], "ok", "{r:?}");
+    assert_eq!(m["PWD"], "/work", "{r:?}");
+    assert!(!m.contains_key("WROTE"), "/bin is writable: {r:?}");
+    assert!(!t.join("bin/planted").exists());
+    // doctor agrees.
+    let r = in_root(&t, &["doctor"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("The default profile runs"), "{r:?}");
+    // Control: the links the default profile used to make hide the image's /bin.
+    std::fs::write(
+        t.join("work/linked.toml"),
+        "extends = [\"default\"]\n[filesystem]\n\
+         symlinks = { \"/bin\" = \"usr/bin\", \"/sbin\" = \"usr/sbin\", \"/lib\" = \"usr/lib\" }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::chown(t.join("work/linked.toml"), Some(common::NOBODY), None).unwrap();
+    let linked = ["--profile", "/work/linked.toml"];
+    let r = in_root(&t, &[&linked[..], &["--", "sh", "-c", "true"]].concat());
+    assert_eq!(r.code, 127, "the control: {r:?}");
+    // --ro-bind /bin over the default profile or over one that links /bin: not "given
+    // twice", and the image's /bin is there.
+    for profile in [&[][..], &linked[..]] {
+        let args = [profile, &["--ro-bind", "/bin", "--", "sh", "-c", "echo ok"]].concat();
+        let r = in_root(&t, &args);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "ok\n"),
+            "{profile:?}: {r:?}"
+        );
+    }
 }
