@@ -100,6 +100,17 @@ fn from_the_home_sbx_refuses_and_the_home_is_unchanged() {
             "# mine\n"
         );
     }
+    // --explain says the same; `profile check` checks the profile, wherever it is run from.
+    let mut s = common::sbx(["--explain", "--", "true"]);
+    s.cmd.current_dir(&home).env("HOME", &home);
+    refused(&s.run(), &home.display().to_string());
+    let kept = home.join("mine.toml");
+    std::fs::write(&kept, "extends = [\"default\"]\n").unwrap();
+    common::chown(&kept);
+    let mut s = common::sbx(["profile", "check"]);
+    s.cmd.arg(&kept).current_dir(&home).env("HOME", &home);
+    let r = s.run();
+    assert_eq!(r.code, 0, "{r:?}");
     // Control: bound on purpose, the command can rewrite it, so the check above can fail.
     let h = home.display().to_string();
     let (r, _w) = started_in(&home, &home, &["--bind", &h], REWRITE);

@@ -229,7 +229,7 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                 format!("./{name}")
             };
             let p = loader.load(&name)?;
-            Plan::build(
+            let planned = Plan::build(
                 &p,
                 &vars,
                 &RunOptions {
@@ -237,7 +237,13 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                     landlock_abi: sys::landlock_abi(),
                     overlay_root: Some(std::env::temp_dir()),
                 },
-            )?;
+            );
+            match planned {
+                // Where sbx is started (the home, /tmp) is the run's business, not the
+                // profile's: a profile is checked from wherever it is kept.
+                Ok(_) | Err(crate::plan::PlanError::Workspace { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let _ = writeln!(out, "{}: ok", file.display());
             Ok(0)
         }
