@@ -81,8 +81,10 @@ fn risk(
     if dir == Path::new("/") {
         return None;
     }
+    // Resolved only when the names match: a run from a project directory pays no syscall.
     let shared = ["/tmp", "/var/tmp"].iter().map(Path::new);
-    if shared.into_iter().any(|t| dir == t || dir == real(t)) {
+    let is = |t: &Path| dir == t || (dir.file_name() == t.file_name() && dir == real(t));
+    if shared.into_iter().any(is) {
         return Some(WorkspaceRisk::SharedTmp);
     }
     if dir == home {
