@@ -4,9 +4,9 @@
 //! checked afterwards. Controls: the same runs with each entry lifted (`--hide '!PATH'`) read
 //! every secret, so the tests can tell.
 //!
-//! 1. `default` with the home as the working directory (the whole home bound writable): every
-//!    entry of the list, file or directory, is an empty read-only stand-in; the rest of the
-//!    home is there.
+//! 1. `default` with the home as the working directory, bound writable on purpose
+//!    (`--bind ~`: the `${CWD}` entry alone refuses the home): every entry of the list, file
+//!    or directory, is an empty read-only stand-in; the rest of the home is there.
 //! 2. `ci` (`~/.cargo` bound read-only) and `cargo` (`~/.cargo` through a throwaway overlay):
 //!    the registry token is hidden, the registry is not.
 //! 3. A credential that is a symlink (into a dotfiles directory) is hidden where it leads.
@@ -164,7 +164,12 @@ fn default_hides_every_credential_of_a_home_it_binds() {
     let (s, home) = planted_home();
     let before = common::tree_snapshot(&home);
     let report = s.work.path().join("report.json");
-    let args = vec!["--json-status".to_string(), report.display().to_string()];
+    let args = vec![
+        "--json-status".to_string(),
+        report.display().to_string(),
+        "--bind".to_string(),
+        home.display().to_string(),
+    ];
     let (r, _w) = run_in(s, &home.clone(), &home, &args, &probe(&files()));
     assert_eq!(r.code, 0, "{r:?}");
     // The precondition: the home is bound (its other files are there), so the credentials
@@ -218,7 +223,7 @@ fn default_hides_every_credential_of_a_home_it_binds() {
 fn lifted_entries_are_readable_again() {
     // The control of the test above: the same plant, every entry lifted.
     let (s, home) = planted_home();
-    let mut args = Vec::new();
+    let mut args = vec!["--bind".to_string(), home.display().to_string()];
     for (entry, _) in CREDENTIALS {
         args.push(format!("--hide=!{}/{entry}", home.display()));
     }
@@ -287,7 +292,7 @@ fn a_symlinked_credential_is_hidden_where_it_leads() {
         s,
         &home.clone(),
         &home,
-        &[],
+        &["--bind".to_string(), home.display().to_string()],
         &probe(&[".netrc", "dotfiles/netrc"]),
     );
     assert_eq!(r.code, 0, "{r:?}");

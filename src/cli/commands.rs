@@ -145,28 +145,32 @@ pub fn apply(dir: &Path, dry_run: bool, allow_protected: bool) -> Result<i32, Er
 pub fn doctor(json: bool) -> Result<i32, Error> {
     let report = crate::doctor::run(&crate::doctor::root_from_env());
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        text.push('\n');
+        super::out::stdout(text);
     } else {
-        print!("{}", crate::doctor::render(&report, use_color()));
+        super::out::stdout(crate::doctor::render(&report, use_color()));
     }
     Ok(if report.default_profile_runs { 0 } else { 1 })
 }
 
 pub fn completions(shell: clap_complete::Shell) -> Result<i32, Error> {
-    clap_complete::generate(shell, &mut Cli::command(), "sbx", &mut std::io::stdout());
+    // Into memory first: the generators panic when a write fails.
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sbx", &mut text);
+    super::out::stdout(text);
     Ok(0)
 }
 
 pub fn man() -> Result<i32, Error> {
+    let mut text = Vec::new();
     clap_mangen::Man::new(Cli::command())
-        .render(&mut std::io::stdout())
+        .render(&mut text)
         .map_err(|source| Error::Output {
             what: "the man page".into(),
             source,
         })?;
+    super::out::stdout(text);
     Ok(0)
 }
 
@@ -225,7 +229,7 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                 format!("./{name}")
             };
             let p = loader.load(&name)?;
-            Plan::build(
+            let planned = Plan::build(
                 &p,
                 &vars,
                 &RunOptions {
@@ -233,7 +237,13 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                     landlock_abi: sys::landlock_abi(),
                     overlay_root: Some(std::env::temp_dir()),
                 },
-            )?;
+            );
+            match planned {
+                // Where sbx is started (the home, /tmp) is the run's business, not the
+                // profile's: a profile is checked from wherever it is kept.
+                Ok(_) | Err(crate::plan::PlanError::Workspace { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let _ = writeln!(out, "{}: ok", file.display());
             Ok(0)
         }

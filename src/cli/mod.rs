@@ -3,6 +3,7 @@
 //! (`commands`).
 
 mod commands;
+mod out;
 mod run_args;
 
 use std::path::PathBuf;
@@ -107,6 +108,9 @@ fn init_logging(run: &RunArgs) {
         .without_time()
         .with_target(false)
         .with_ansi(false)
+        // Its own note about a failed write is an eprintln!, which would abort sbx on a
+        // broken stderr (see `out`).
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -128,7 +132,7 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sbx: {e}");
+            out::error(e);
             EXIT_SBX_FAILED
         }
     }
@@ -181,7 +185,7 @@ fn run(args: &RunArgs, vars: Vars) -> Result<i32, Error> {
     };
     if let (Some(dest), Some(report)) = (dest, report) {
         if let Err(e) = dest.write_json(&report) {
-            eprintln!("sbx: the run report was not written: {e}");
+            out::error(format_args!("the run report was not written: {e}"));
         }
     }
     result.map(|ran| match ran {
@@ -220,10 +224,7 @@ fn run_sandbox(
     }
     let sandbox = sandbox.layer(args.to_layer(&vars)?);
     if args.explain {
-        print!(
-            "{}",
-            diagnose::explain(&sandbox.plan(args.command.clone())?)
-        );
+        out::stdout(diagnose::explain(&sandbox.plan(args.command.clone())?));
         return Ok(Ran::Explained);
     }
     let finished = sandbox.run_with(
@@ -234,11 +235,11 @@ fn run_sandbox(
         },
     )?;
     if let Some(m) = &finished.message {
-        eprintln!("sbx: {m}");
+        out::error(m);
     }
     if let Some(dest) = changes {
         if let Err(e) = dest.write_json(&finished.status.changes) {
-            eprintln!("sbx: the change report was not written: {e}");
+            out::error(format_args!("the change report was not written: {e}"));
         }
     }
     Ok(Ran::Finished(finished.exit_code, Box::new(finished.status)))

@@ -14,6 +14,21 @@ pub enum PlanError {
     MissingSource { origin: Origin, path: String },
     #[error("{origin}: {}", escape(.message))]
     Invalid { origin: Origin, message: String },
+    #[error(
+        "{origin}: the working directory {} {}; binding it as the workspace would let the \
+         command {} {}. Run sbx from a project directory, or bind it on purpose: `--bind {0}` \
+         (writable) or `--ro-bind {0}` (read-only)",
+        escape(.dir),
+        .risk.what(),
+        if *.writable { "read and change" } else { "read" },
+        .risk.exposed(),
+    )]
+    Workspace {
+        origin: Origin,
+        dir: String,
+        risk: WorkspaceRisk,
+        writable: bool,
+    },
     #[error("no command given")]
     NoCommand,
     #[error("{}", escape(.0))]
@@ -39,5 +54,39 @@ pub(crate) fn merged(key: &'static str) -> Origin {
     Origin {
         profile: "the merged profile".into(),
         key,
+    }
+}
+
+/// Why the working directory is not bound as the workspace by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceRisk {
+    /// It is `$HOME`.
+    Home,
+    /// It holds `$HOME` (this path).
+    AboveHome(String),
+    /// It is the host's shared `/tmp` or `/var/tmp`.
+    SharedTmp,
+}
+
+impl WorkspaceRisk {
+    fn what(&self) -> String {
+        match self {
+            WorkspaceRisk::Home => "is your home directory".into(),
+            WorkspaceRisk::AboveHome(home) => {
+                format!("holds your home directory {}", escape(home))
+            }
+            WorkspaceRisk::SharedTmp => "is the host's shared temporary directory".into(),
+        }
+    }
+
+    fn exposed(&self) -> &'static str {
+        match self {
+            WorkspaceRisk::Home | WorkspaceRisk::AboveHome(_) => {
+                "everything in your home (~/.bashrc, ~/.ssh, shell history, browser profiles)"
+            }
+            WorkspaceRisk::SharedTmp => {
+                "every file other programs keep there, in place of the sandbox's private one"
+            }
+        }
     }
 }

@@ -14,10 +14,11 @@ mod mount;
 mod namespaces;
 mod network;
 pub mod seccomp;
+mod workspace;
 
 use std::ffi::{CString, OsString};
 
-pub use error::PlanError;
+pub use error::{PlanError, WorkspaceRisk};
 pub use exec::ExecPlan;
 pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
 pub use namespaces::NamespaceSet;
@@ -87,8 +88,9 @@ impl Plan {
         let mut limits = limits::build(&profile.limits)?;
         let nested = profile.security.nested_userns.unwrap_or(false);
         limits.userns = limits::userns_limits(limits.host_share, nested);
+        let filesystem = workspace::apply(&profile.filesystem, vars)?;
         let mut layout = mount::build(
-            &profile.filesystem,
+            &filesystem,
             namespaces.pid,
             limits.tmpfs_size,
             opts.overlay_root.as_deref(),
@@ -206,7 +208,7 @@ fn hostname(profile: &ProfileFile, uts: bool) -> Result<Option<CString>, PlanErr
 }
 
 /// Where the command starts: `process.chdir`, else the caller's directory as the sandbox sees
-/// it, else `/` (with a warning).
+/// it, else `/` (with a warning unless the caller's directory is `/`).
 fn working_directory(
     profile: &ProfileFile,
     vars: &Vars,
@@ -224,6 +226,8 @@ fn working_directory(
     }
     Ok(match layout.sandbox_path_of(&vars.cwd) {
         Some(p) => p,
+        // Started from / (see `workspace`): the sandbox's own root is where it starts.
+        None if vars.cwd == "/" => "/".to_string(),
         None => {
             warnings.push(format!(
                 "the working directory {} is not visible in the sandbox; starting in /",

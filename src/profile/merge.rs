@@ -7,7 +7,7 @@ use super::model::{
 };
 
 use super::limit::ExplicitKeys;
-use super::spec::destination_of;
+use super::spec::{destination_of, lexical};
 
 pub fn merge(base: ProfileFile, over: ProfileFile) -> ProfileFile {
     let (net_namespace, net_mode) = merge_network_choice(&base, &over);
@@ -128,10 +128,11 @@ fn merge_seccomp(base: Seccomp, over: Seccomp) -> Seccomp {
     }
 }
 
-/// A destination named by the later layer in any of `ro`, `rw`, `tmpfs` or `overlay` replaces
-/// every earlier mount of that destination, so `--ro-bind $PWD` overrides a profile's
-/// `rw = [$PWD]` and `--overlay $PWD` overrides both. Destinations compare as written, up to
-/// `.` and `/` (`--ro-bind .` is `$PWD`); spellings through a symlink are the plan's to settle.
+/// A destination named by the later layer in any of `ro`, `rw`, `tmpfs`, `overlay` or
+/// `symlinks` replaces every earlier mount or symlink of that destination, so `--ro-bind $PWD`
+/// overrides a profile's `rw = [$PWD]`, `--overlay $PWD` overrides both, and `--ro-bind /bin`
+/// a profile's `/bin` link. Destinations compare as written, up to `.` and `/` (`--ro-bind .`
+/// is `$PWD`); spellings through a symlink are the plan's to settle.
 fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
     let taken: Vec<String> = over
         .ro
@@ -140,6 +141,7 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
         .chain(&over.tmpfs)
         .map(|e| destination_of(&e.value))
         .chain(over.overlay.iter().map(|o| o.destination()))
+        .chain(over.symlinks.keys().map(|k| lexical(k)))
         .collect();
     let mut overlay: Vec<_> = base
         .overlay
@@ -167,6 +169,7 @@ fn merge_fs(base: Filesystem, over: Filesystem) -> Filesystem {
     let protect = merge_liftable(base.protect, over.protect);
     let hide = merge_liftable(base.hide, over.hide);
     let mut symlinks = base.symlinks;
+    symlinks.retain(|k, _| !taken.contains(&lexical(k)));
     symlinks.extend(over.symlinks);
     let mut files = base.files;
     files.extend(over.files);
@@ -245,6 +248,20 @@ mod tests {
         assert_eq!(vals(&m.filesystem.ro), ["/w"]);
         assert!(m.filesystem.rw.is_empty());
         assert_eq!(vals(&m.filesystem.tmpfs), ["/tmp", "/usr"]);
+    }
+
+    #[test]
+    fn a_later_mount_replaces_an_earlier_link_and_the_reverse() {
+        let mut linked = fs(&["/usr"], &[], &[]);
+        linked.filesystem.symlinks = [("/bin".to_string(), "usr/bin".to_string())].into();
+        // `--ro-bind /bin` over a profile that links it (Alpine's real /bin).
+        let m = merge(linked.clone(), fs(&["/bin/"], &[], &[]));
+        assert!(m.filesystem.symlinks.is_empty(), "{m:?}");
+        assert_eq!(m.filesystem.ro.len(), 2);
+        // A profile's link over an earlier layer's bind of the same place.
+        let m = merge(fs(&["/usr", "/bin?"], &[], &[]), linked);
+        assert_eq!(m.filesystem.ro.len(), 1, "{m:?}");
+        assert_eq!(m.filesystem.symlinks["/bin"], "usr/bin");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod limit;
 mod load;
 mod merge;
 mod model;
+mod passwd;
 mod spec;
 mod trust;
 mod units;

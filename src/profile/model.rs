@@ -30,6 +30,10 @@ impl fmt::Display for Origin {
 pub struct Sourced {
     pub value: String,
     pub origin: Origin,
+    /// A bind or overlay whose source was written `${CWD}`: the working directory bound as
+    /// the workspace, which the plan leaves out at `/` and refuses at `$HOME` or `/tmp` (see
+    /// `plan::workspace`). An explicit path (`--bind .`) is not one.
+    pub workspace: bool,
 }
 
 impl Sourced {
@@ -40,6 +44,7 @@ impl Sourced {
                 profile: profile.into(),
                 key,
             },
+            workspace: false,
         }
     }
 }
@@ -61,6 +66,7 @@ impl<'de> Deserialize<'de> for Sourced {
         String::deserialize(d).map(|value| Sourced {
             value,
             origin: Origin::default(),
+            workspace: false,
         })
     }
 }

@@ -25,21 +25,15 @@ impl Vars {
             .collect();
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
-        // The passwd lookup (NSS: files, nscd sockets) is only needed when the environment
-        // does not say.
-        let passwd = || nix::unistd::User::from_uid(uid).ok().flatten();
-        let home = env
-            .get("HOME")
-            .filter(|h| h.starts_with('/'))
-            .cloned()
-            .or_else(|| passwd().map(|p| p.dir.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "/".to_string());
-        let user = env
-            .get("USER")
-            .filter(|u| !u.is_empty())
-            .cloned()
-            .or_else(|| passwd().map(|p| p.name))
-            .unwrap_or_else(|| uid.to_string());
+        // /etc/passwd is only read when the environment does not say, and never through NSS
+        // (see `passwd`).
+        let passwd = || super::passwd::lookup(uid.as_raw());
+        let (home, user) = identity(
+            env.get("HOME").map(String::as_str),
+            env.get("USER").map(String::as_str),
+            uid.as_raw(),
+            passwd,
+        );
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())
             .map_err(|e| ProfileError::Cwd { source: e })?;
@@ -118,7 +112,9 @@ impl Vars {
     pub fn expand_profile(&self, p: &mut ProfileFile, profile: &str) -> Result<(), ProfileError> {
         let fs = &mut p.filesystem;
         for (list, key) in fs.path_lists_mut() {
+            let binds = matches!(key, "filesystem.ro" | "filesystem.rw");
             for entry in list.iter_mut() {
+                entry.workspace = binds && is_workspace(&entry.value);
                 entry.value = self.expand(&entry.value, profile, key)?;
             }
         }
@@ -136,6 +132,7 @@ impl Vars {
             .map(|(k, v)| Ok((self.expand(&k, profile, "filesystem.files")?, v)))
             .collect::<Result<_, ProfileError>>()?;
         for o in fs.overlay.iter_mut() {
+            o.src.workspace = is_workspace(&o.src.value);
             o.src.value = self.expand(&o.src.value, profile, "filesystem.overlay")?;
             if let Some(d) = o.dst.as_mut() {
                 *d = self.expand(d, profile, "filesystem.overlay")?;
@@ -158,6 +155,42 @@ impl Vars {
         }
         Ok(())
     }
+}
+
+/// Whether a bind or overlay entry binds the working directory itself: its source is
+/// `${CWD}`, whatever its destination or optional mark.
+fn is_workspace(entry: &str) -> bool {
+    crate::profile::BindSpec::parse(entry).src == "${CWD}"
+}
+
+/// HOME and USER from the environment where it gives them (an absolute HOME, a non-empty
+/// USER), else from the passwd entry (`passwd` is called at most once), else `/` and the
+/// uid's number: a uid without an entry (a container's random uid) still runs.
+fn identity(
+    home: Option<&str>,
+    user: Option<&str>,
+    uid: u32,
+    passwd: impl FnOnce() -> Option<super::passwd::Entry>,
+) -> (String, String) {
+    let home = home.filter(|h| h.starts_with('/'));
+    let user = user.filter(|u| !u.is_empty());
+    let entry = if home.is_none() || user.is_none() {
+        passwd()
+    } else {
+        None
+    };
+    let home = home
+        .map(str::to_string)
+        .or_else(|| {
+            let e = entry.as_ref()?;
+            e.home.starts_with('/').then(|| e.home.clone())
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let user = user
+        .map(str::to_string)
+        .or_else(|| entry.as_ref().map(|e| e.name.clone()))
+        .unwrap_or_else(|| uid.to_string());
+    (home, user)
 }
 
 /// Drops a trailing slash so that `${HOME}/x` never yields `//x`.
@@ -201,6 +234,39 @@ mod tests {
             v.expand("${env:FOO}-$$x-$y", "p", "k").unwrap(),
             "bar-$x-$y"
         );
+    }
+
+    #[test]
+    fn identity_falls_back_to_passwd_then_to_the_uid_and_root() {
+        use crate::profile::passwd::Entry;
+        let entry = || {
+            Some(Entry {
+                name: "pw".into(),
+                home: "/home/pw".into(),
+            })
+        };
+        let none = || None;
+        let own = |h: &str, u: &str| (h.to_string(), u.to_string());
+        // The environment wins, and passwd is not read at all then.
+        let unread = || -> Option<Entry> { panic!("passwd read although HOME and USER are set") };
+        assert_eq!(identity(Some("/h"), Some("me"), 7, unread), own("/h", "me"));
+        assert_eq!(identity(None, None, 7, entry), own("/home/pw", "pw"));
+        assert_eq!(
+            identity(Some("rel"), Some(""), 7, entry),
+            own("/home/pw", "pw")
+        );
+        assert_eq!(identity(None, Some("me"), 7, entry), own("/home/pw", "me"));
+        // No entry (a container's random uid): the uid's number and /.
+        assert_eq!(identity(None, None, 4242, none), own("/", "4242"));
+        assert_eq!(identity(Some("/h"), None, 4242, none), own("/h", "4242"));
+        // An entry without a usable home.
+        let homeless = || {
+            Some(Entry {
+                name: "n".into(),
+                home: String::new(),
+            })
+        };
+        assert_eq!(identity(None, None, 1, homeless), own("/", "n"));
     }
 
     #[test]

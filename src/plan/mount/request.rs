@@ -47,8 +47,12 @@ pub enum Kind {
         is_dir: bool,
     },
     /// A symlink to where a source was mounted, from the spelling an entry used for it (see
-    /// `source`); placed last, and only in sbx's own tmpfs.
-    Alias(String),
+    /// `source`); placed last, and only in sbx's own tmpfs. `as_host`: the link is all the
+    /// entry needed, and reads as the host's own (`/bin -> usr/bin`).
+    Alias {
+        target: String,
+        as_host: bool,
+    },
 }
 
 /// A bind of host data: never setuid, never device nodes.
@@ -196,6 +200,12 @@ fn bind_requests(
             ));
         }
         let dst = clean_absolute(&entry.value, &origin, "tmpfs path")?;
+        if dst == "/" {
+            // The root is always a fresh tmpfs of sbx's (and stays read-only): this is
+            // `${HOME}` of a caller whose home is / (a uid without passwd entry).
+            tracing::debug!("tmpfs / skipped: the sandbox's root is a tmpfs already");
+            continue;
+        }
         let sticky = matches!(dst.as_str(), "/tmp" | "/var/tmp" | "/dev/shm");
         let kind = Kind::Tmpfs {
             mode: if sticky { 0o1777 } else { 0o755 },
@@ -203,22 +213,35 @@ fn bind_requests(
         };
         let asked = dst.clone();
         let request = Request { dst, kind, origin };
-        source::claim(&mut by_dst, Claim { request, asked });
+        let note = None;
+        source::claim(
+            &mut by_dst,
+            Claim {
+                request,
+                asked,
+                note,
+                replaced: false,
+            },
+        );
     }
     for (list, readonly) in [(&fs.ro, true), (&fs.rw, false)] {
         for entry in list {
-            if let Some((c, alias)) = bind_request(entry, readonly, warnings)? {
+            if let Some((c, alias)) = bind_request(entry, readonly)? {
                 source::claim(&mut by_dst, c);
                 aliases.extend(alias);
             }
         }
     }
     for o in &fs.overlay {
-        if let Some((c, alias)) = overlay_request(o, warnings)? {
+        if let Some((c, alias)) = overlay_request(o)? {
             source::claim(&mut by_dst, c);
             aliases.extend(alias);
         }
     }
+    source::linked_only(&mut by_dst, &mut aliases);
+    // Said of the entries that are mounted: not of an entry that another replaced, nor of a
+    // link that was all an entry needed.
+    warnings.extend(by_dst.values().filter_map(|c| c.note.clone()));
     let requests = by_dst.into_values().map(|c| c.request).collect();
     Ok((overlaid::cover(requests, warnings), aliases))
 }
@@ -227,7 +250,7 @@ fn bind_requests(
 type Resolved = Option<(Claim, Option<Request>)>;
 
 /// An overlay's request; None when its source is optional (`src = "…?"`) and missing.
-fn overlay_request(o: &Overlay, warnings: &mut Vec<String>) -> Result<Resolved, PlanError> {
+fn overlay_request(o: &Overlay) -> Result<Resolved, PlanError> {
     let origin = Some(o.src.origin.clone());
     let (first, optional) = match o.src.value.strip_suffix('?') {
         Some(s) => (s, true),
@@ -269,9 +292,8 @@ fn overlay_request(o: &Overlay, warnings: &mut Vec<String>) -> Result<Resolved, 
     if dst == "/" {
         return Err(root());
     }
-    if lowers[0] != Path::new(&top) {
-        warnings.push(resolved("overlay source", &top, &lowers[0], &dst));
-    }
+    let note =
+        (lowers[0] != Path::new(&top)).then(|| resolved("overlay source", &top, &lowers[0], &dst));
     let request = Request {
         dst,
         kind: Kind::Overlay {
@@ -280,7 +302,15 @@ fn overlay_request(o: &Overlay, warnings: &mut Vec<String>) -> Result<Resolved, 
         },
         origin,
     };
-    Ok(Some((Claim { request, asked }, alias)))
+    Ok(Some((
+        Claim {
+            request,
+            asked,
+            note,
+            replaced: false,
+        },
+        alias,
+    )))
 }
 
 /// The note that a source was reached through a symlink, and where it is mounted.
@@ -297,11 +327,7 @@ fn resolved(what: &str, asked: &str, canonical: &Path, dst: &str) -> String {
     )
 }
 
-fn bind_request(
-    entry: &Sourced,
-    readonly: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Resolved, PlanError> {
+fn bind_request(entry: &Sourced, readonly: bool) -> Result<Resolved, PlanError> {
     let spec = BindSpec::parse(&entry.value);
     let origin = Some(entry.origin.clone());
     let src = clean_absolute(spec.src, &origin, "bind source")?;
@@ -348,9 +374,8 @@ fn bind_request(
     if dst == "/" {
         return Err(root());
     }
-    if canonical != Path::new(&src) {
-        warnings.push(resolved("bind source", &src, &canonical, &dst));
-    }
+    let note =
+        (canonical != Path::new(&src)).then(|| resolved("bind source", &src, &canonical, &dst));
     let request = Request {
         dst,
         kind: Kind::Bind {
@@ -360,7 +385,15 @@ fn bind_request(
         },
         origin,
     };
-    Ok(Some((Claim { request, asked }, alias)))
+    Ok(Some((
+        Claim {
+            request,
+            asked,
+            note,
+            replaced: false,
+        },
+        alias,
+    )))
 }
 
 /// The minimal /dev: a tmpfs with the safe host nodes bound onto empty files, a private

@@ -354,3 +354,175 @@ fn no_writable_bind_reaches_an_overlaid_directory() {
         [format!("overlay {app}"), format!("read-only bind {sub}")]
     );
 }
+
+// ---- /bin, /sbin, /lib, /lib64 as the host has them (issue #13) ----
+
+/// A host root: `usr/{bin,sbin,lib}`, and `bin`, `sbin`, `lib` either links into `usr`
+/// (merged /usr: Debian, Fedora, Arch, Ubuntu) or real directories (Alpine, busybox images),
+/// plus `lib64 -> lib` in the second layout (a link to a directory bound of its own).
+fn system_root(merged: bool) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    for d in ["usr/bin", "usr/sbin", "usr/lib"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for top in ["bin", "sbin", "lib"] {
+        if merged {
+            std::os::unix::fs::symlink(format!("usr/{top}"), root.join(top)).unwrap();
+        } else {
+            std::fs::create_dir(root.join(top)).unwrap();
+        }
+    }
+    if !merged {
+        std::os::unix::fs::symlink("lib", root.join("lib64")).unwrap();
+    }
+    let root = root.display().to_string();
+    (dir, root)
+}
+
+/// The default profile's system entries, under `root`.
+fn system_fs(root: &str) -> Filesystem {
+    let ro: Vec<String> = ["usr", "bin?", "sbin?", "lib?", "lib64?"]
+        .iter()
+        .map(|e| format!("{root}/{e}"))
+        .collect();
+    fs_with(&[], &ro, vec![])
+}
+
+/// The mounts of a layout, without directories and symlinks.
+fn mounted(l: &Layout) -> Vec<String> {
+    mounts(l)
+        .into_iter()
+        .filter(|p| !p.starts_with("symlink"))
+        .collect()
+}
+
+/// The symlinks the layout creates, as (path, target).
+fn links(l: &Layout) -> Vec<(String, String)> {
+    l.ops
+        .iter()
+        .zip(&l.info)
+        .filter_map(|(op, info)| match op {
+            Op::Symlink { target, .. } => Some((
+                info.sandbox_path.clone(),
+                target.to_string_lossy().into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn merged_usr_gives_the_hosts_links_and_no_second_mount() {
+    let (_d, root) = system_root(true);
+    let l = build(&system_fs(&root), true, None, None).unwrap();
+    assert_eq!(mounted(&l), [format!("read-only bind {root}/usr")]);
+    assert!(
+        mounted(&l).contains(&format!("read-only bind {root}/usr")),
+        "{:?}",
+        mounted(&l)
+    );
+    assert!(
+        !mounted(&l)
+            .iter()
+            .any(|m| m.contains(" bind ") && !m.ends_with("/usr")),
+        "{:?}",
+        mounted(&l)
+    );
+    let mut got = links(&l);
+    got.sort();
+    let want: Vec<(String, String)> = ["bin", "lib", "sbin"]
+        .iter()
+        .map(|t| (format!("{root}/{t}"), format!("usr/{t}")))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(l.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn real_directories_are_bound_read_only() {
+    let (_d, root) = system_root(false);
+    let l = build(&system_fs(&root), true, None, None).unwrap();
+    let m = mounted(&l);
+    for top in ["usr", "bin", "sbin", "lib"] {
+        assert!(
+            m.contains(&format!("read-only bind {root}/{top}")),
+            "{top}: {m:?}"
+        );
+    }
+    // lib64 -> lib: lib is bound where it is, so the link is enough.
+    assert_eq!(links(&l), [(format!("{root}/lib64"), "lib".to_string())]);
+    assert_eq!(l.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn a_link_into_what_no_read_only_mount_shows_is_still_mounted() {
+    let (_d, root) = system_root(true);
+    // /usr writable: the read-only entry for bin keeps its own read-only mount, as before.
+    let fs = fs_with(&[format!("{root}/usr")], &[format!("{root}/bin?")], vec![]);
+    let l = build(&fs, true, None, None).unwrap();
+    assert!(
+        mounted(&l).contains(&format!("read-only bind {root}/usr/bin")),
+        "{:?}",
+        mounted(&l)
+    );
+    assert!(l.warnings.iter().any(|w| w.contains("resolves to")));
+    // Nothing shows /usr at all: mounted where it is, the link leads there.
+    let fs = fs_with(&[], &[format!("{root}/bin?")], vec![]);
+    let l = build(&fs, true, None, None).unwrap();
+    assert_eq!(mounted(&l), [format!("read-only bind {root}/usr/bin")]);
+    assert_eq!(
+        links(&l),
+        [(format!("{root}/bin"), format!("{root}/usr/bin"))]
+    );
+    // A tmpfs between the bind and the linked directory hides it: mounted again.
+    let mut fs = system_fs(&root);
+    fs.tmpfs = vec![entry(&format!("{root}/usr/bin"), "filesystem.tmpfs")];
+    let l = build(&fs, true, None, None).unwrap();
+    assert!(
+        mounted(&l).contains(&format!("read-only bind {root}/usr/bin")),
+        "{:?}",
+        mounted(&l)
+    );
+}
+
+#[test]
+fn an_overlaid_usr_keeps_the_link() {
+    let (_d, root) = system_root(true);
+    let layers = tempfile::tempdir().unwrap();
+    let mut fs = system_fs(&root);
+    fs.overlay = vec![overlay(&format!("{root}/usr"), None)];
+    let l = build(&fs, true, None, Some(layers.path())).unwrap();
+    assert_eq!(mounted(&l), [format!("overlay {root}/usr")]);
+    assert_eq!(links(&l).len(), 3);
+}
+
+#[test]
+fn the_default_profile_shows_this_hosts_system_directories_as_they_are() {
+    let text = crate::profile::BUILTIN[0].1;
+    let mut fs = crate::profile::Loader::parse("default", text)
+        .unwrap()
+        .filesystem;
+    fs.rw.clear();
+    fs.tmpfs.clear();
+    fs.hide.clear();
+    fs.protect.clear();
+    let l = build(&fs, true, None, None).unwrap();
+    for top in ["/bin", "/sbin", "/lib", "/lib64"] {
+        let p = std::path::Path::new(top);
+        let bound = mounted(&l).contains(&format!("read-only bind {top}"));
+        let linked = links(&l).into_iter().find(|(at, _)| at == top);
+        match std::fs::symlink_metadata(p) {
+            Err(_) => assert!(!bound && linked.is_none(), "{top}"),
+            Ok(m) if m.is_symlink() => {
+                let text = std::fs::read_link(p).unwrap().display().to_string();
+                if p.canonicalize().is_ok() {
+                    assert_eq!(linked.map(|l| l.1), Some(text), "{top}");
+                }
+                assert!(!bound, "{top}");
+            }
+            Ok(_) => assert!(bound && linked.is_none(), "{top}"),
+        }
+    }
+    assert_eq!(l.warnings, Vec::<String>::new());
+}

@@ -242,8 +242,8 @@ impl Builder {
     }
 
     pub(super) fn place(&mut self, r: Request) -> Result<(), PlanError> {
-        if let Kind::Alias(target) = &r.kind {
-            self.alias(&r, target);
+        if let Kind::Alias { target, as_host } = &r.kind {
+            self.alias(&r, target, *as_host);
             return Ok(());
         }
         let host_here = self.parents(&r)?;
@@ -340,7 +340,7 @@ impl Builder {
                 self.push(Op::Symlink { target, path: dst }, "symlink", &r, None);
                 self.nodes.insert(r.dst.clone(), Node::Leaf("symlink"));
             }
-            Kind::Alias(_) => {}
+            Kind::Alias { .. } => {}
             Kind::File(content) => {
                 if exists {
                     return Err(Self::fail(&r, format!("{} already exists", r.dst)));
