@@ -70,7 +70,7 @@ fn profile_show_default_prints_merged_toml() {
         v["env"]["set"]["HOME"].as_str(),
         Some(&*format!("{work}/home"))
     );
-    assert_eq!(v["process"]["hostname"].as_str(), Some("sbx"));
+    assert_eq!(v["process"]["hostname"].as_str(), Some("sbx?"));
     assert_eq!(v["network"]["mode"].as_str(), Some("none"));
     assert!(!r.stdout.contains("${"), "unexpanded variable: {r:?}");
 }

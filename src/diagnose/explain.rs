@@ -115,11 +115,16 @@ pub fn explain(plan: &Plan) -> String {
         }
     }
     s.push_str(&format!(
-        "hostname: {}\n",
+        "hostname: {}{}\n",
         plan.hostname
             .as_ref()
             .map(|h| shown(h))
-            .unwrap_or_else(|| "(host's)".into())
+            .unwrap_or_else(|| "(host's)".into()),
+        if plan.hostname_optional {
+            " (left out where the environment refuses sethostname)"
+        } else {
+            ""
+        }
     ));
     s.push_str(&format!("network: {}\n", escape(&plan.network.describe())));
     s.push_str("environment:\n");

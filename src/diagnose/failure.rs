@@ -280,6 +280,36 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> (String, Option<&'stat
     (msg, Some(hint).filter(|h| !h.is_empty()))
 }
 
+/// What the run reports (at -v and in the report's degradations) for an optional step the
+/// sandbox left out.
+pub fn skipped(plan: &Plan, f: &Failure) -> String {
+    let errno = Errno::from_raw(f.errno);
+    if f.step == Step::UsernsLimit {
+        return format!(
+            "the sandbox's user-namespace limits (limits.host_share: its share of inotify and \
+             fanotify, no user namespace inside) not set: {}; seccomp still denies creating \
+             namespaces",
+            match errno {
+                Errno::EROFS => "/proc/sys is read-only here (--proc host)".to_string(),
+                e => errno_text(e),
+            }
+        );
+    }
+    let what = match (f.step, &plan.hostname) {
+        (Step::Hostname, Some(h)) => format!(
+            "hostname {} not set (the sandbox has the name of the UTS namespace it came from, \
+             in a UTS namespace of its own)",
+            escape_bytes(h.to_bytes())
+        ),
+        _ => format!("{:?} left out", f.step),
+    };
+    let why = match (f.step, environment::hostname_refused(&host(), errno)) {
+        (Step::Hostname, Some(v)) => v.cause,
+        _ => format!("sethostname: {}", errno_text(errno)),
+    };
+    format!("{what}: {why}")
+}
+
 /// The message for a command that could not be executed (exit 126 or 127).
 pub fn exec_failure(plan: &Plan, errno: i32) -> String {
     let errno = Errno::from_raw(errno);

@@ -7,4 +7,4 @@ mod failure;
 pub mod host;
 
 pub use explain::{explain, protections};
-pub use failure::{exec_failure, setup_failure, spawn_failure};
+pub use failure::{exec_failure, setup_failure, skipped, spawn_failure};

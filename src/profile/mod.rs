@@ -6,6 +6,7 @@ mod limit;
 mod load;
 mod merge;
 mod model;
+mod proc_mode;
 mod spec;
 mod trust;
 mod units;
@@ -25,6 +26,7 @@ pub use model::{
     Overlay, OverlayMode, Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security,
     Sourced,
 };
+pub use proc_mode::ProcMode;
 pub use spec::{BindSpec, destination_of, lexical};
 pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};

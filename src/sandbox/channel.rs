@@ -153,6 +153,9 @@ pub enum Fact {
     Finished,
     /// A protected path appeared (the guard's index): init ended the command.
     Protected(u32),
+    /// A step the plan marks optional failed (with this errno) and was left out: the run
+    /// goes on without it (a hostname the environment refuses).
+    Skipped(Step, i32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +194,7 @@ impl Record {
             Record::Fact(Fact::PeakRss(kib)) => fact(5, split(kib)),
             Record::Fact(Fact::Finished) => fact(6, [0, 0]),
             Record::Fact(Fact::Protected(i)) => fact(7, [i, 0]),
+            Record::Fact(Fact::Skipped(step, errno)) => fact(8, [step as u32, errno as u32]),
         }
     }
 
@@ -217,6 +221,7 @@ impl Record {
             Some(5) => Fact::PeakRss(wide),
             Some(6) => Fact::Finished,
             Some(7) => Fact::Protected(a),
+            Some(8) => Fact::Skipped(Step::from_u32(a)?, b as i32),
             Some(_) => return None,
         };
         Some(Record::Fact(fact))
@@ -329,6 +334,7 @@ mod tests {
             Fact::Landlock(LandlockOutcome::Partial).into(),
             Fact::PayloadStatus(-1).into(),
             Fact::Finished.into(),
+            Fact::Skipped(Step::Hostname, libc::EPERM).into(),
         ];
         send_all(w.as_raw_fd(), &batch);
         drop(w);

@@ -275,6 +275,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         tracing::info!("setup since clone: {}", milestones.join(", "));
     }
     drop(spawned.lifeline);
+    let skipped: Vec<String> = (records.skipped().iter())
+        .map(|f| crate::diagnose::skipped(plan, f))
+        .collect();
+    for s in &skipped {
+        tracing::info!("{s}");
+    }
     let (ending, usage) = records.ending(end);
     Ok(Outcome {
         ending,
@@ -289,6 +295,6 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         crossed,
         watchdog,
         protected,
-        degradations: cgroup_note.into_iter().collect(),
+        degradations: cgroup_note.into_iter().chain(skipped).collect(),
     })
 }
