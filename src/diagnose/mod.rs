@@ -6,5 +6,6 @@ mod explain;
 mod failure;
 pub mod host;
 
+pub use environment::apparmor_profile;
 pub use explain::{explain, protections};
 pub use failure::{exec_failure, setup_failure, skipped, spawn_failure};
