@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::{Ran, Sbx, Workdir, bare, run_keep, tree_snapshot};
 
-const BUILTINS: [&str; 5] = ["default", "net-off", "net-on", "strict", "ci"];
+const BUILTINS: [&str; 6] = ["default", "net-off", "net-on", "strict", "ci", "nest"];
 
 #[test]
 fn every_builtin_profile_runs() {
