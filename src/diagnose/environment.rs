@@ -250,6 +250,20 @@ pub fn clone_refused(h: &Host, errno: Errno) -> Option<Verdict> {
     }
 }
 
+/// The hint for a refused clone that no known cause explains: what was checked.
+pub fn clone_unexplained(h: &Host) -> String {
+    format!(
+        "user namespaces are refused, and none of the known causes shows here ({}; {}; \
+         no AppArmor restriction): a chroot (clone refuses CLONE_NEWUSER inside one) or \
+         another security module may refuse them",
+        sysctls_shown(h),
+        match h.seccomp {
+            Some(0) => "no seccomp filter on this process".to_string(),
+            _ => h.seccomp_shown(),
+        }
+    )
+}
+
 fn sysctls_shown(h: &Host) -> String {
     let mut v = vec![format!(
         "user.max_user_namespaces = {}",

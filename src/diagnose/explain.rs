@@ -157,9 +157,14 @@ pub fn explain(plan: &Plan) -> String {
     s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
     for l in &plan.limits.userns {
         s.push_str(&format!(
-            "  {} = {} (user namespace)\n",
+            "  {} = {} (user namespace{})\n",
             l.name.trim_start_matches("max_"),
-            l.value
+            l.value,
+            if plan.limits.userns_optional {
+                "; left out where /proc/sys is read-only"
+            } else {
+                ""
+            }
         ));
     }
     match &plan.landlock {

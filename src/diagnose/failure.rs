@@ -33,12 +33,13 @@ pub fn spawn_failure(errno: Errno, ns: NamespaceSet) -> String {
         describe_namespaces(ns),
         errno_text(errno)
     );
-    if let Some(v) = environment::clone_refused(&host(), errno) {
+    let host = host();
+    if let Some(v) = environment::clone_refused(&host, errno) {
         msg.push_str(&v.lines());
         return msg;
     }
     let hint = match errno {
-        Errno::EPERM | Errno::EACCES => USERNS_HINT.to_string(),
+        Errno::EPERM | Errno::EACCES => environment::clone_unexplained(&host),
         Errno::ENOSPC | Errno::EUSERS => {
             "the limit on user or other namespaces is reached: raise `user.max_user_namespaces` \
              (or the per-type `user.max_*_namespaces`), or end other sandboxes"

@@ -36,6 +36,9 @@ fn a_plain_host_has_no_environment_cause() {
     assert_eq!(mount_refused(&h, Errno::EPERM), None);
     assert_eq!(proc_refused(&h, Errno::EPERM), None);
     assert_eq!(hostname_refused(&h, Errno::EPERM), None);
+    let hint = clone_unexplained(&h);
+    assert!(hint.contains("user.max_user_namespaces = 63429"), "{hint}");
+    assert!(hint.contains("no seccomp filter"), "{hint}");
 }
 
 #[test]
