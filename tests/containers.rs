@@ -123,6 +123,30 @@ fn docker_seccomp_is_named_with_the_flags_to_pass() {
     doctor_agrees(&docker, "default profile (", "FAIL", &v);
 }
 
+#[test]
+fn kubernetes_gets_the_security_context_to_set() {
+    // A pod's container: the runtime's default filter and masks, and the service variables
+    // Kubernetes puts in every container's environment.
+    let pod = Env::new()
+        .proc(Proc::Masked)
+        .filter(Filter::Docker)
+        .var("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+    let v = said(&run_sbx(&pod, &["--", "true"]));
+    assert!(
+        v.cause
+            .contains("inside a Kubernetes container (KUBERNETES_SERVICE_HOST is set)"),
+        "{v:?}"
+    );
+    assert!(
+        v.fix.starts_with(
+            "in the container's securityContext: {seccompProfile: {type: Unconfined}, \
+             procMount: Unmasked (with hostUsers: false)}"
+        ),
+        "{v:?}"
+    );
+    assert!(v.fix.contains("run sbx with --proc host"), "{v:?}");
+}
+
 // ---- runc's masked /proc ----
 
 #[test]
