@@ -268,9 +268,10 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> (String, Option<&'stat
         }
         (Some(Op::Overlay { .. }), Errno::EPERM | Errno::EINVAL | Errno::ENODEV) => {
             "overlayfs refused the mount: in a user namespace it needs Linux >= 5.11 with \
-             userxattr, and refuses a directory that holds mounts of its own (a container's \
-             binds) or layers on the container's overlayfs: overlay another directory (`sbx \
-             doctor` checks a plain overlay); sbx never falls back to a writable bind"
+             userxattr, and refuses an upper layer on overlayfs (a container's root: put \
+             TMPDIR on a tmpfs, e.g. docker run --tmpfs /layers -e TMPDIR=/layers) and a \
+             directory holding mounts of its own (a container's binds); `sbx doctor` checks a \
+             plain overlay; sbx never falls back to a writable bind"
         }
         (Some(Op::Overlay { .. }), Errno::EOVERFLOW) => {
             "a file or directory in the overlaid tree belongs to a uid or gid not mapped in the \
