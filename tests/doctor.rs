@@ -391,3 +391,63 @@ fn doctor_colours_only_on_a_terminal_without_no_color() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\x1b[32mOK"), "{out:?}");
 }
+
+// ---- 3. what surrounds sbx, read from a fake root ----
+
+#[test]
+fn doctor_reads_a_container_s_masks_filter_and_capabilities() {
+    let f = FakeRoot::healthy();
+    f.set(
+        "proc/self/mountinfo",
+        "600 550 0:50 / / rw - overlay overlay rw\n\
+         601 600 0:52 / /proc rw,nosuid - proc proc rw\n\
+         603 601 0:5 /null /proc/kcore rw,nosuid - devtmpfs udev rw\n\
+         605 601 0:52 /sys /proc/sys ro,nosuid - proc proc rw\n",
+    );
+    f.set(
+        "proc/self/status",
+        "Uid:\t0\t0\t0\t0\nCapEff:\t0000000000000000\nSeccomp:\t2\nSeccomp_filters:\t1\n",
+    );
+    f.set("run/.containerenv", "");
+    let r = f.doctor(false);
+    assert_ne!(r.code, 0, "{r:?}");
+    let checks = doctor_lines(&r.stdout);
+    let (tag, line) = check_with(&checks, "/proc (masks)", &r);
+    assert_eq!(tag, "FAIL", "{r:?}");
+    assert!(line.contains("/proc/kcore, /proc/sys"), "{r:?}");
+    assert!(r.stdout.contains("fix: run sbx with --proc host"), "{r:?}");
+    let (tag, line) = check_with(&checks, "seccomp filter of this process", &r);
+    assert_eq!(tag, "WARN", "{r:?}");
+    assert!(line.contains("Seccomp: 2, Seccomp_filters: 1"), "{r:?}");
+    let (tag, _) = check_with(&checks, "root without CAP_SETFCAP", &r);
+    assert_eq!(tag, "FAIL", "{r:?}");
+    assert!(r.stdout.contains("--cap-add SETFCAP"), "{r:?}");
+    let (tag, line) = check_with(&checks, "running in a container", &r);
+    assert_eq!(tag, "WARN", "{r:?}");
+    assert!(line.contains("podman: /run/.containerenv"), "{r:?}");
+    assert!(doctor_json(&f.doctor(true))["default_profile_runs"] == false);
+}
+
+#[test]
+fn doctor_gives_ubuntu_the_apparmor_profile_for_this_binary() {
+    let f = FakeRoot::healthy();
+    f.set(
+        "proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1\n",
+    );
+    let r = f.doctor(false);
+    let checks = doctor_lines(&r.stdout);
+    assert_eq!(check_with(&checks, "(AppArmor)", &r).0, "FAIL", "{r:?}");
+    let bin = common::binary().display().to_string();
+    assert!(
+        r.stdout.contains(&format!(
+            "profile sbx {bin} flags=(unconfined) {{ userns, }}"
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("sudo apparmor_parser -r /etc/apparmor.d/sbx"),
+        "{r:?}"
+    );
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::{Ran, Sbx, Workdir, bare, run_keep, tree_snapshot};
 
-const BUILTINS: [&str; 5] = ["default", "net-off", "net-on", "strict", "ci"];
+const BUILTINS: [&str; 6] = ["default", "net-off", "net-on", "strict", "ci", "nest"];
 
 #[test]
 fn every_builtin_profile_runs() {
@@ -78,7 +78,7 @@ fn profile_show_default_prints_merged_toml() {
         v["env"]["set"]["HOME"].as_str(),
         Some(&*format!("{work}/home"))
     );
-    assert_eq!(v["process"]["hostname"].as_str(), Some("sbx"));
+    assert_eq!(v["process"]["hostname"].as_str(), Some("sbx?"));
     assert_eq!(v["network"]["mode"].as_str(), Some("none"));
     assert!(!r.stdout.contains("${"), "unexpanded variable: {r:?}");
 }

@@ -8,8 +8,8 @@ use clap::Args;
 
 use crate::error::Error;
 use crate::profile::{
-    BindSpec, Enforcement, LimitError, NetMode, Overlay, OverlayMode, ProfileFile, Sourced, Vars,
-    set_limit, split_assignment,
+    BindSpec, Enforcement, LimitError, NetMode, Overlay, OverlayMode, ProcMode, ProfileFile,
+    Sourced, Vars, set_limit, split_assignment,
 };
 
 #[derive(Debug, Args)]
@@ -49,9 +49,15 @@ pub struct RunArgs {
     /// Start the command in DIR (a path inside the sandbox) instead of the current directory
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<String>,
-    /// Hostname inside the sandbox (needs the UTS namespace)
+    /// Hostname inside the sandbox (needs the UTS namespace); a trailing ? sets it only where
+    /// the environment allows (a container's seccomp filter may deny sethostname)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// /proc: fresh (the sandbox's own, with a PID namespace), host (the /proc sbx sees,
+    /// bound as it is, and no PID namespace: for containers whose masked /proc refuses a
+    /// fresh one), or off
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub proc: Option<ProcMode>,
     /// Network: none (private namespace, only lo), host (share the host's), or proxy (only
     /// the hosts allowed with --allow, through sbx's HTTP/SOCKS5 proxy)
     #[arg(long, value_enum, value_name = "MODE")]
@@ -159,6 +165,7 @@ impl RunArgs {
         p.env.unset = self.unsetenv.clone();
         p.process.chdir = self.chdir.clone();
         p.process.hostname = self.hostname.clone();
+        p.filesystem.proc = self.proc;
         p.process.map_root = self.map_root.then_some(true);
         p.process.as_pid_1 = self.as_pid_1.then_some(true);
         p.process.pty = self.pty.then_some(true);

@@ -118,11 +118,16 @@ pub fn explain(plan: &Plan) -> String {
         }
     }
     s.push_str(&format!(
-        "hostname: {}\n",
+        "hostname: {}{}\n",
         plan.hostname
             .as_ref()
             .map(|h| shown(h))
-            .unwrap_or_else(|| "(host's)".into())
+            .unwrap_or_else(|| "(host's)".into()),
+        if plan.hostname_optional {
+            " (left out where the environment refuses sethostname)"
+        } else {
+            ""
+        }
     ));
     s.push_str(&format!("network: {}\n", escape(&plan.network.describe())));
     s.push_str("environment:\n");
@@ -155,9 +160,14 @@ pub fn explain(plan: &Plan) -> String {
     s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
     for l in &plan.limits.userns {
         s.push_str(&format!(
-            "  {} = {} (user namespace)\n",
+            "  {} = {} (user namespace{})\n",
             l.name.trim_start_matches("max_"),
-            l.value
+            l.value,
+            if plan.limits.userns_optional {
+                "; left out where /proc/sys is read-only"
+            } else {
+                ""
+            }
         ));
     }
     match &plan.landlock {

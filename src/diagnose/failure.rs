@@ -4,6 +4,10 @@
 
 use nix::errno::Errno;
 
+use std::path::Path;
+
+use super::environment::{self, Verdict};
+use super::host::Host;
 use crate::plan::{NamespaceSet, Op, Plan};
 use crate::sandbox::channel::{Failure, Step};
 use crate::text::{escape, escape_bytes};
@@ -18,9 +22,24 @@ kernels before 5.10, must be 1) and `kernel.apparmor_restrict_unprivileged_usern
 23.10+, must be 0 or an AppArmor profile must allow sbx); inside a container, its seccomp \
 profile may forbid clone(CLONE_NEWUSER)";
 
+/// The facts of the environment sbx runs in (see `host`).
+fn host() -> Host {
+    Host::read(Path::new("/"))
+}
+
 pub fn spawn_failure(errno: Errno, ns: NamespaceSet) -> String {
+    let mut msg = format!(
+        "setup failed at clone (creating namespaces: {}): {}",
+        describe_namespaces(ns),
+        errno_text(errno)
+    );
+    let host = host();
+    if let Some(v) = environment::clone_refused(&host, errno) {
+        msg.push_str(&v.lines());
+        return msg;
+    }
     let hint = match errno {
-        Errno::EPERM | Errno::EACCES => USERNS_HINT.to_string(),
+        Errno::EPERM | Errno::EACCES => environment::clone_unexplained(&host),
         Errno::ENOSPC | Errno::EUSERS => {
             "the limit on user or other namespaces is reached: raise `user.max_user_namespaces` \
              (or the per-type `user.max_*_namespaces`), or end other sandboxes"
@@ -33,11 +52,6 @@ pub fn spawn_failure(errno: Errno, ns: NamespaceSet) -> String {
         Errno::ENOMEM | Errno::EAGAIN => "out of memory or process slots".to_string(),
         _ => String::new(),
     };
-    let mut msg = format!(
-        "setup failed at clone (creating namespaces: {}): {}",
-        describe_namespaces(ns),
-        errno_text(errno)
-    );
     if !hint.is_empty() {
         msg.push_str("\n  hint: ");
         msg.push_str(&hint);
@@ -49,8 +63,42 @@ fn describe_namespaces(ns: NamespaceSet) -> String {
     ns.names().join(", ")
 }
 
-/// The message for a failure inside the sandbox before the command ran.
+/// What the environment did, for the failures it can cause: one cause and its fix.
+fn setup_verdict(plan: &Plan, f: &Failure) -> Option<Verdict> {
+    let errno = Errno::from_raw(f.errno);
+    let maps_root = || plan.uid_map.split(|b| *b == b' ').nth(1) == Some(b"0".as_slice());
+    match f.step {
+        Step::Setgroups | Step::GidMap => environment::ids_refused(&host(), errno, false),
+        Step::UidMap => environment::ids_refused(&host(), errno, maps_root()),
+        Step::MakePrivate | Step::MountScratch => environment::mount_refused(&host(), errno),
+        Step::Op => match plan.ops.get(f.index as usize) {
+            Some(Op::Proc { .. }) => environment::proc_refused(&host(), errno),
+            _ => None,
+        },
+        Step::Hostname => environment::hostname_refused(&host(), errno),
+        Step::UsernsLimit => environment::limits_refused(&host(), errno),
+        Step::NetNamespace => environment::netns_refused(&host(), errno),
+        _ => None,
+    }
+}
+
+/// The message for a failure inside the sandbox before the command ran: what failed, then
+/// the environment's cause and its fix where one is known, else the step's general hint.
 pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
+    let (mut msg, hint) = general(plan, f);
+    match (setup_verdict(plan, f), hint) {
+        (Some(v), _) => msg.push_str(&v.lines()),
+        (None, Some(h)) => {
+            msg.push_str("\n  hint: ");
+            msg.push_str(h);
+        }
+        (None, None) => {}
+    }
+    msg
+}
+
+/// The error line and the step's general hint, without the environment's facts.
+fn general(plan: &Plan, f: &Failure) -> (String, Option<&'static str>) {
     let errno = Errno::from_raw(f.errno);
     let (what, hint): (String, &str) = match f.step {
         Step::Signals => ("blocking the signals init forwards".into(), ""),
@@ -174,20 +222,17 @@ pub fn setup_failure(plan: &Plan, f: &Failure) -> String {
         ),
         Step::Exec => (format!("executing {}", escape(&plan.exec.display)), ""),
     };
-    let mut msg = format!("setup failed at {what}: {}", errno_text(errno));
-    if !hint.is_empty() {
-        msg.push_str("\n  hint: ");
-        msg.push_str(hint);
-    }
-    msg
+    let msg = format!("setup failed at {what}: {}", errno_text(errno));
+    (msg, Some(hint).filter(|h| !h.is_empty()))
 }
 
-fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
+fn op_failure(plan: &Plan, index: usize, errno: Errno) -> (String, Option<&'static str>) {
     let Some(info) = plan.op_info.get(index) else {
-        return format!(
+        let msg = format!(
             "setup failed at filesystem step {index}: {}",
             errno_text(errno)
         );
+        return (msg, None);
     };
     let mut msg = format!(
         "setup failed at {} {}",
@@ -204,8 +249,8 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
     msg.push_str(&errno_text(errno));
     let hint = match (plan.ops.get(index), errno) {
         (Some(Op::Proc { .. }), Errno::EPERM) => {
-            "mounting proc needs a PID namespace and a fully visible /proc; inside a container \
-             /proc is often masked (run the container with an unmasked /proc, or set proc = false)"
+            "mounting a fresh proc needs a PID namespace and a /proc with no part covered; where \
+             /proc is masked, --proc host binds it as it is (without a PID namespace)"
         }
         (Some(Op::Bind { .. }), Errno::ENOENT) => {
             "the source or mount point vanished after sbx checked it"
@@ -232,9 +277,11 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
             "this kernel refuses the mount in a user namespace"
         }
         (Some(Op::Overlay { .. }), Errno::EPERM | Errno::EINVAL | Errno::ENODEV) => {
-            "this kernel refuses overlayfs in a user namespace (it needs Linux >= 5.11 and \
-             overlayfs with userxattr; `sbx doctor` checks it); sbx never falls back to a \
-             writable bind"
+            "overlayfs refused the mount: in a user namespace it needs Linux >= 5.11 with \
+             userxattr, and refuses an upper layer on overlayfs (a container's root: put \
+             TMPDIR on a tmpfs, e.g. docker run --tmpfs /layers -e TMPDIR=/layers) and a \
+             directory holding mounts of its own (a container's binds); `sbx doctor` checks a \
+             plain overlay; sbx never falls back to a writable bind"
         }
         (Some(Op::Overlay { .. }), Errno::EOVERFLOW) => {
             "a file or directory in the overlaid tree belongs to a uid or gid not mapped in the \
@@ -242,11 +289,37 @@ fn op_failure(plan: &Plan, index: usize, errno: Errno) -> String {
         }
         _ => "",
     };
-    if !hint.is_empty() {
-        msg.push_str("\n  hint: ");
-        msg.push_str(hint);
+    (msg, Some(hint).filter(|h| !h.is_empty()))
+}
+
+/// What the run reports (at -v and in the report's degradations) for an optional step the
+/// sandbox left out.
+pub fn skipped(plan: &Plan, f: &Failure) -> String {
+    let errno = Errno::from_raw(f.errno);
+    if f.step == Step::UsernsLimit {
+        return format!(
+            "the sandbox's user-namespace limits (limits.host_share: its share of inotify and \
+             fanotify, no user namespace inside) not set: {}; seccomp still denies creating \
+             namespaces",
+            match errno {
+                Errno::EROFS => "/proc/sys is read-only here (--proc host)".to_string(),
+                e => errno_text(e),
+            }
+        );
     }
-    msg
+    let what = match (f.step, &plan.hostname) {
+        (Step::Hostname, Some(h)) => format!(
+            "hostname {} not set (the sandbox has the name of the UTS namespace it came from, \
+             in a UTS namespace of its own)",
+            escape_bytes(h.to_bytes())
+        ),
+        _ => format!("{:?} left out", f.step),
+    };
+    let why = match (f.step, environment::hostname_refused(&host(), errno)) {
+        (Step::Hostname, Some(v)) => v.cause,
+        _ => format!("sethostname: {}", errno_text(errno)),
+    };
+    format!("{what}: {why}")
 }
 
 /// The message for a command that could not be executed (exit 126 or 127).

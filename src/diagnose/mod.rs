@@ -1,8 +1,11 @@
-//! What sbx tells people about a plan: why a run failed (`failure`), and what a plan does
-//! (`explain`).
+//! What sbx tells people about a plan: why a run failed (`failure`; `environment` names what
+//! the environment did, from the facts `host` reads), and what a plan does (`explain`).
 
+mod environment;
 mod explain;
 mod failure;
+pub mod host;
 
+pub use environment::apparmor_profile;
 pub use explain::{explain, protections};
-pub use failure::{exec_failure, setup_failure, spawn_failure};
+pub use failure::{exec_failure, setup_failure, skipped, spawn_failure};

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::diagnose::host::Host;
+
+mod environment;
 mod live;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -101,45 +104,13 @@ fn userns(root: &Path) -> Vec<Check> {
             if ok { Status::Ok } else { Status::Fail },
             format!("kernel.apparmor_restrict_unprivileged_userns = {v}"),
             if ok {
-                ""
+                String::new()
             } else {
-                "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give sbx an AppArmor profile with `userns,`"
+                crate::diagnose::apparmor_profile()
             },
         ));
     }
     out
-}
-
-fn container(root: &Path) -> Check {
-    let markers: Vec<&str> = ["/.dockerenv", "/run/.containerenv"]
-        .into_iter()
-        .filter(|m| root.join(m.trim_start_matches('/')).exists())
-        .collect();
-    let cgroup = read(root, "/proc/1/cgroup").unwrap_or_default();
-    let in_cgroup = ["docker", "kubepods", "containerd", "libpod", "lxc"]
-        .iter()
-        .find(|k| cgroup.contains(*k));
-    match (markers.first(), in_cgroup) {
-        (None, None) => Check::new(
-            "running in a container",
-            Status::Ok,
-            "no container markers found",
-            "",
-        ),
-        (m, c) => Check::new(
-            "running in a container",
-            Status::Warn,
-            format!(
-                "inside a container ({}): its seccomp profile or masked /proc may block user namespaces or mounts",
-                m.map(|m| m.to_string())
-                    .or(c.map(|c| format!("{c} in /proc/1/cgroup")))
-                    .unwrap_or_default()
-            ),
-            "if the live checks below fail, run the container with a seccomp profile that allows \
-             clone/unshare of namespaces and an unmasked /proc (e.g. docker --security-opt \
-             seccomp=unconfined --security-opt systempaths=unconfined)",
-        ),
-    }
 }
 
 fn namespaces(root: &Path) -> Vec<Check> {
@@ -283,7 +254,6 @@ fn cgroup() -> Check {
 /// Runs every check. `root` is `/` except in tests; live checks run only against `/`.
 pub fn run(root: &Path) -> Report {
     let mut checks = userns(root);
-    checks.push(container(root));
     checks.extend(namespaces(root));
     let real = root == Path::new("/");
     let abi = if real {
@@ -297,6 +267,8 @@ pub fn run(root: &Path) -> Report {
     checks.push(seccomp(root));
     checks.push(tiocsti(root));
     checks.push(newuidmap());
+    // What surrounds sbx, after the kernel's own checks.
+    checks.extend(environment::checks(&Host::read(root)));
     if real {
         checks.push(cgroup());
     }
@@ -334,10 +306,17 @@ pub fn render(r: &Report, color: bool) -> String {
             s.push_str(&format!("     fix: {}\n", c.fix));
         }
     }
-    s.push_str(if r.default_profile_runs {
-        "\nThe default profile runs on this host.\n"
-    } else {
-        "\nThe default profile cannot run on this host: see FAIL above.\n"
+    let with_proc_host = r
+        .checks
+        .iter()
+        .any(|c| c.name == live::WITH_PROC_HOST && c.status == Status::Ok);
+    s.push_str(match (r.default_profile_runs, with_proc_host) {
+        (true, _) => "\nThe default profile runs on this host.\n",
+        (false, true) => {
+            "\nThe default profile cannot run on this host as it is (see FAIL above); it runs \
+             with --proc host.\n"
+        }
+        (false, false) => "\nThe default profile cannot run on this host: see FAIL above.\n",
     });
     s
 }

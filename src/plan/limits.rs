@@ -132,6 +132,10 @@ pub struct LimitsPlan {
     pub cgroup: CgroupWants,
     /// The sandbox's own user-namespace limits (filled in once the namespaces are known).
     pub userns: Vec<UsernsLimit>,
+    /// Left out where /proc/sys is read-only: with `proc = "host"` (the mode for a
+    /// container's masked /proc, whose /proc/sys is read-only too) while seccomp denies
+    /// creating namespaces, which the limits back up.
+    pub userns_optional: bool,
     /// The fraction of the caller's per-user kernel limits the sandbox may take.
     pub host_share: f64,
     /// The limits a user set (not a built-in profile's defaults): what cannot be enforced of
@@ -227,6 +231,7 @@ pub fn build(l: &Limits) -> Result<LimitsPlan, PlanError> {
         userns: Vec::new(),
         host_share: l.host_share.unwrap_or(DEFAULT_HOST_SHARE),
         explicit,
+        userns_optional: false,
         warnings,
         degraded,
     })

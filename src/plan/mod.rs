@@ -24,7 +24,7 @@ pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan
 pub use namespaces::NamespaceSet;
 pub use network::{NetworkPlan, ProxyPlan};
 
-use crate::profile::{Enforcement, ProfileFile, Vars};
+use crate::profile::{Enforcement, ProcMode, ProfileFile, Vars};
 
 /// Settings of a run that are not profile keys.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +49,9 @@ pub struct Plan {
     /// What each op is, for messages; same index as `ops`.
     pub op_info: Vec<OpInfo>,
     pub hostname: Option<CString>,
+    /// The hostname is left out where the environment refuses it (a trailing `?`): it is a
+    /// label, and the UTS namespace stays private either way.
+    pub hostname_optional: bool,
     pub new_session: bool,
     pub as_pid_1: bool,
     /// Relay the terminal through a pty (when sbx's stdin is a terminal).
@@ -82,7 +85,11 @@ pub struct Plan {
 impl Plan {
     pub fn build(profile: &ProfileFile, vars: &Vars, opts: &RunOptions) -> Result<Plan, PlanError> {
         let network = NetworkPlan::build(profile)?;
-        let namespaces = NamespaceSet::build(&profile.namespaces, network.needs_namespace());
+        let namespaces = NamespaceSet::build(
+            &profile.namespaces,
+            network.needs_namespace(),
+            profile.filesystem.proc,
+        );
         let map_root = profile.process.map_root.unwrap_or(false);
         let (uid_map, gid_map) = namespaces::id_maps(map_root);
         let mut limits = limits::build(&profile.limits)?;
@@ -98,7 +105,7 @@ impl Plan {
         let mut warnings = std::mem::take(&mut layout.warnings);
         warnings.extend(limits.warnings.iter().cloned());
         let mut degradations = limits.degraded.clone();
-        let hostname = hostname(profile, namespaces.uts)?;
+        let (hostname, hostname_optional) = hostname(profile, namespaces.uts)?;
         let cwd = working_directory(profile, vars, &layout, &mut warnings)?;
         let mut env = profile.env.clone();
         if let Some(p) = network.proxy() {
@@ -120,6 +127,8 @@ impl Plan {
         )?;
         degradations.extend(landlock.degraded);
         let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
+        limits.userns_optional =
+            profile.filesystem.proc == Some(ProcMode::Host) && seccomp.is_some() && !nested;
         let protect = ProtectPlan {
             entries: profile
                 .filesystem
@@ -147,6 +156,7 @@ impl Plan {
             ops: layout.ops,
             op_info: layout.info,
             hostname,
+            hostname_optional,
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
             pty: profile.process.pty.unwrap_or(false),
@@ -191,20 +201,30 @@ impl Plan {
     }
 }
 
-/// The hostname to set, when the sandbox has a UTS namespace of its own.
-fn hostname(profile: &ProfileFile, uts: bool) -> Result<Option<CString>, PlanError> {
-    match &profile.process.hostname {
-        Some(h) if uts && !h.is_empty() => {
-            if h.len() > 64 || h.contains('\0') || h.contains('/') {
-                return Err(PlanError::merged(
-                    "process.hostname",
-                    format!("{h:?} is not a valid hostname (at most 64 bytes, no NUL or /)"),
-                ));
-            }
-            Ok(Some(CString::new(h.as_str()).expect("checked for NUL")))
-        }
-        _ => Ok(None),
+/// The hostname to set, when the sandbox has a UTS namespace of its own, and whether it is
+/// optional (a trailing `?`: left out where the environment refuses sethostname).
+fn hostname(profile: &ProfileFile, uts: bool) -> Result<(Option<CString>, bool), PlanError> {
+    let Some(asked) = profile.process.hostname.as_deref() else {
+        return Ok((None, false));
+    };
+    let (h, optional) = match asked.strip_suffix('?') {
+        Some(h) => (h, true),
+        None => (asked, false),
+    };
+    if !uts || h.is_empty() {
+        return Ok((None, false));
     }
+    if h.len() > 64 || h.contains('\0') || h.contains('/') || h.ends_with('?') {
+        return Err(PlanError::merged(
+            "process.hostname",
+            format!(
+                "{asked:?} is not a valid hostname (at most 64 bytes, no NUL or /; one \
+                 trailing ? makes it optional)"
+            ),
+        ));
+    }
+    let name = CString::new(h).expect("checked for NUL");
+    Ok((Some(name), optional))
 }
 
 /// Where the command starts: `process.chdir`, else the caller's directory as the sandbox sees

@@ -1,6 +1,6 @@
 //! Which namespaces the sandbox gets, and the one-line id maps of its user namespace.
 
-use crate::profile::Namespaces;
+use crate::profile::{Namespaces, ProcMode};
 
 /// Which namespaces the sandbox gets besides the user and mount ones, which it always gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,9 +14,11 @@ pub struct NamespaceSet {
 
 impl NamespaceSet {
     /// From the profile; whether there is a network namespace is the network plan's to say.
-    pub fn build(ns: &Namespaces, net: bool) -> NamespaceSet {
+    /// `proc = "host"` shows the processes of sbx's own PID namespace, so the command lives
+    /// there too: the PIDs that `ps` shows are the ones it can signal.
+    pub fn build(ns: &Namespaces, net: bool, proc: Option<ProcMode>) -> NamespaceSet {
         NamespaceSet {
-            pid: ns.pid.unwrap_or(true),
+            pid: ns.pid.unwrap_or(true) && proc != Some(ProcMode::Host),
             net,
             ipc: ns.ipc.unwrap_or(true),
             uts: ns.uts.unwrap_or(true),

@@ -11,6 +11,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("node", include_str!("../../profiles/node.toml")),
     ("make", include_str!("../../profiles/make.toml")),
     ("shell", include_str!("../../profiles/shell.toml")),
+    ("nest", include_str!("../../profiles/nest.toml")),
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {

@@ -7,6 +7,7 @@ mod load;
 mod merge;
 mod model;
 mod passwd;
+mod proc_mode;
 mod spec;
 mod trust;
 mod units;
@@ -26,6 +27,7 @@ pub use model::{
     Overlay, OverlayMode, Process, ProfileFile, Seccomp, SeccompAction, SeccompMode, Security,
     Sourced,
 };
+pub use proc_mode::ProcMode;
 pub use spec::{BindSpec, destination_of, lexical};
 pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};

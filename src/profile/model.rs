@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::proc_mode::ProcMode;
 use super::units::{Size, Span};
 
 /// Where a value came from, so that an error about it can name the profile and the key.
@@ -315,8 +316,9 @@ pub struct Filesystem {
     pub files: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<DevMode>,
+    /// Where /proc comes from (see [`ProcMode`]); `host` also turns the PID namespace off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proc: Option<bool>,
+    pub proc: Option<ProcMode>,
     /// Keep the writable overlays' upper layers in this directory (like --keep-changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<String>,

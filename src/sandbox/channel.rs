@@ -158,6 +158,9 @@ pub enum Fact {
     /// The newer system calls the first process found missing and replaced
     /// (`sys::Fallbacks`); sent once the root is built, when there are any.
     Fallbacks(u32),
+    /// A step the plan marks optional failed (with this errno) and was left out: the run
+    /// goes on without it (a hostname the environment refuses).
+    Skipped(Step, i32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +200,7 @@ impl Record {
             Record::Fact(Fact::Finished) => fact(6, [0, 0]),
             Record::Fact(Fact::Protected(i)) => fact(7, [i, 0]),
             Record::Fact(Fact::Fallbacks(bits)) => fact(8, [bits, 0]),
+            Record::Fact(Fact::Skipped(step, errno)) => fact(9, [step as u32, errno as u32]),
         }
     }
 
@@ -224,6 +228,7 @@ impl Record {
             Some(6) => Fact::Finished,
             Some(7) => Fact::Protected(a),
             Some(8) => Fact::Fallbacks(a),
+            Some(9) => Fact::Skipped(Step::from_u32(a)?, b as i32),
             Some(_) => return None,
         };
         Some(Record::Fact(fact))
@@ -337,6 +342,7 @@ mod tests {
             Fact::PayloadStatus(-1).into(),
             Fact::Fallbacks(0b1011).into(),
             Fact::Finished.into(),
+            Fact::Skipped(Step::Hostname, libc::EPERM).into(),
         ];
         send_all(w.as_raw_fd(), &batch);
         drop(w);

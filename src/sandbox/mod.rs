@@ -59,6 +59,10 @@ pub struct SpawnOptions {
     pub store: bool,
 }
 
+/// The source name of the tmpfs that becomes the sandbox's `/`: an sbx inside tells from its
+/// mountinfo that it runs in one (see `diagnose::host`); `df /` shows it too.
+pub const ROOT_SOURCE: &std::ffi::CStr = c"sbx";
+
 /// Signals sent to sbx that the command receives.
 pub const FORWARDED_SIGNALS: [libc::c_int; 6] = [
     libc::SIGINT,

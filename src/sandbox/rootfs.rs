@@ -35,7 +35,7 @@ pub fn build(plan: &Plan) -> Result<(), Failure> {
     sys::mkdir(c"newroot", 0o755).map_err(fail(Step::EnterScratch))?;
     sys::mkdir(c"oldroot", 0o755).map_err(fail(Step::EnterScratch))?;
     sys::mount(
-        Some(c"tmpfs"),
+        Some(super::ROOT_SOURCE),
         c"newroot",
         Some(c"tmpfs"),
         SCRATCH.ms_flags(),

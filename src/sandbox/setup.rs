@@ -38,7 +38,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         // While init still sees the host's /proc (the sandbox may have none), and on init's
         // path before the root is built: the network helper's namespace takes longer than the
         // root anyway, so init has the time (see benches/README.md).
-        userns::set_limits(plan)?;
+        userns::set_limits(plan, report)?;
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
         mark(Milestone::RootBuilt);
@@ -55,7 +55,13 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             netns::join(sock)?;
         }
         if let Some(name) = &plan.hostname {
-            step(Step::Hostname, || sys::sethostname(name))?;
+            match sys::sethostname(name) {
+                // A label, not a protection: the UTS namespace stays the sandbox's own.
+                Err(e) if plan.hostname_optional => {
+                    channel::send(report, Fact::Skipped(Step::Hostname, e as i32))
+                }
+                r => r.map_err(|e| Failure::new(Step::Hostname, e))?,
+            }
         }
         if let (Some(proxy), Some(sock)) = (plan.network.proxy(), ends.handover) {
             // The listener lives in the sandbox's network namespace; the supervisor serves it

@@ -2,7 +2,9 @@
 //! itself. An unprivileged process may map exactly its own uid and gid, one line each, and must
 //! deny setgroups before writing the gid map.
 
-use super::channel::{Failure, Step};
+use std::os::fd::RawFd;
+
+use super::channel::{self, Fact, Failure, Step};
 use crate::plan::Plan;
 use crate::sys;
 
@@ -20,9 +22,18 @@ pub fn write_id_maps(plan: &Plan) -> Result<(), Failure> {
 /// holding CAP_SYS_RESOURCE there that sees the host's /proc: /proc/sys/user is the opener's
 /// namespace. Before the root is built, which takes transient mount namespaces (`open_tree`):
 /// with nesting, `max_mnt_namespaces` is a share of the caller's, never a count.
-pub fn set_limits(plan: &Plan) -> Result<(), Failure> {
+/// Where the plan allows (`userns_optional`), a read-only /proc/sys leaves them all out, and
+/// the supervisor is told.
+pub fn set_limits(plan: &Plan, report: RawFd) -> Result<(), Failure> {
     for (i, l) in plan.limits.userns.iter().enumerate() {
-        sys::write_file(&l.path, 0, &l.text).map_err(|e| Failure::at(Step::UsernsLimit, i, e))?;
+        match sys::write_file(&l.path, 0, &l.text) {
+            Ok(()) => {}
+            Err(sys::Errno::EROFS) if plan.limits.userns_optional => {
+                channel::send(report, Fact::Skipped(Step::UsernsLimit, libc::EROFS));
+                return Ok(());
+            }
+            Err(e) => return Err(Failure::at(Step::UsernsLimit, i, e)),
+        }
     }
     Ok(())
 }

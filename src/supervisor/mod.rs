@@ -321,6 +321,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         );
     }
     drop(spawned.lifeline);
+    let skipped: Vec<String> = (records.skipped().iter())
+        .map(|f| crate::diagnose::skipped(plan, f))
+        .collect();
+    for s in &skipped {
+        tracing::info!("{s}");
+    }
     let (ending, usage) = records.ending(end);
     Ok(Outcome {
         ending,
@@ -335,6 +341,6 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         crossed,
         watchdog,
         protected,
-        degradations: cgroup_note.into_iter().collect(),
+        degradations: cgroup_note.into_iter().chain(skipped).collect(),
     })
 }

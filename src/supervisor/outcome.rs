@@ -118,6 +118,20 @@ impl Records {
     }
 
     /// The guards of protected paths init reported tripped.
+    /// The optional steps the sandbox left out, as failures (the step and the errno).
+    pub(super) fn skipped(&self) -> Vec<Failure> {
+        self.facts()
+            .filter_map(|f| match f {
+                Fact::Skipped(step, errno) => Some(Failure {
+                    step: *step,
+                    index: 0,
+                    errno: *errno,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(super) fn protected(&self) -> Vec<usize> {
         self.facts()
             .filter_map(|f| match f {

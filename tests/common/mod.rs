@@ -17,6 +17,8 @@
 //! The helpers of one topic, which only a few files use, are reached by path
 //! (`common::tree::snapshot`, `common::http::Server`):
 //!
+//! * `envs`: what container runtimes do to sbx (masked /proc, seccomp filters, no
+//!   capabilities), built as a process tree around it;
 //! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
 //! * `overlay`: the workspace, script and expected change report of the overlay tests;
 //! * `http`: servers on the host's loopback;
@@ -29,6 +31,7 @@
 #![allow(dead_code)]
 
 pub mod enosys;
+pub mod envs;
 pub mod http;
 pub mod overlay;
 pub mod procs;

@@ -210,5 +210,14 @@ case $(uname -r) in
   ;;
 esac
 
+# --- containers and nesting (#13) -----------------------------------------------------------
+# --proc host binds the /proc sbx sees, without a PID namespace (the mode for a container's
+# masked /proc): ps and /dev/fd keep working.
+check proc-host 0 --out '^ok$' \
+  -- sbx --proc host -- sh -c 'ps >/dev/null && ls /dev/fd/ >/dev/null && echo ok'
+# sbx inside sbx: refused by the default profile with the fix named, run under nest.
+check nested-default 125 --err 'profile nest' -- sbx -- sbx -- true
+check nested-nest 0 --out '^sbx$' -- sbx --profile nest -- sbx -- hostname
+
 # --- informational -------------------------------------------------------------------------
 check doctor any -- sbx doctor # its output is in the log (suite_info)

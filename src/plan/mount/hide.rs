@@ -212,7 +212,7 @@ mod tests {
     use super::super::{Layout, build};
     use super::{EMPTY_DIR, EMPTY_FILE, WHAT};
     use crate::plan::Op;
-    use crate::profile::{DevMode, Filesystem, Overlay, OverlayMode, Sourced};
+    use crate::profile::{DevMode, Filesystem, Overlay, OverlayMode, ProcMode, Sourced};
 
     /// A host home with a credential file, a key directory, a plain file and a symlink into a
     /// dotfiles directory.
@@ -236,7 +236,7 @@ mod tests {
             tmpfs: s(tmpfs, "filesystem.tmpfs"),
             hide: s(hide, "filesystem.hide"),
             dev: Some(DevMode::None),
-            proc: Some(false),
+            proc: Some(ProcMode::Off),
             ..Default::default()
         }
     }

@@ -10,7 +10,7 @@ use super::path::{clean_absolute, depth};
 use super::source::{self, Claim};
 use crate::plan::error::PlanError;
 use crate::profile::{
-    BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, Sourced, lexical,
+    BindSpec, DevMode, Filesystem, Origin, Overlay, OverlayMode, ProcMode, Sourced, lexical,
 };
 
 /// A mount, directory, link or file wanted at `dst`, before ordering.
@@ -101,7 +101,7 @@ pub fn requests(
             None => Ok(()),
         }
     };
-    let proc_on = fs.proc.unwrap_or(true);
+    let proc_on = fs.proc.unwrap_or(ProcMode::Fresh) != ProcMode::Off;
     if proc_on {
         reserved(&requests, "/proc", "proc")?;
     }
@@ -110,8 +110,9 @@ pub fn requests(
         reserved(&requests, "/dev", "dev")?;
     }
     if proc_on {
-        // A fresh proc needs a PID namespace owned by our user namespace; without one the
-        // host's /proc is bound instead (it then shows the host's processes).
+        // A fresh proc needs a PID namespace owned by our user namespace; without one (as with
+        // proc = "host", which turns it off) the host's /proc is bound instead, recursively,
+        // with whatever masks it has (it then shows the host's processes).
         requests.push(Request {
             dst: "/proc".into(),
             kind: if pid_ns {

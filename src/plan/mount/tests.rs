@@ -22,7 +22,7 @@ fn parents_come_first_and_are_created_in_tmpfs() {
         tmpfs: vec![entry(&home, "filesystem.tmpfs")],
         ro: vec![entry("/usr", "filesystem.ro")],
         dev: Some(DevMode::None),
-        proc: Some(false),
+        proc: Some(ProcMode::Off),
         ..Default::default()
     };
     let l = build(&fs, true, None, None).unwrap();
@@ -54,7 +54,7 @@ fn never_creates_inside_a_bind() {
         ro: vec![entry("/usr", "filesystem.ro")],
         tmpfs: vec![entry("/usr/does-not-exist-sbx", "filesystem.tmpfs")],
         dev: Some(DevMode::None),
-        proc: Some(false),
+        proc: Some(ProcMode::Off),
         ..Default::default()
     };
     let e = build(&fs, true, None, None)
@@ -66,7 +66,7 @@ fn never_creates_inside_a_bind() {
         ro: vec![entry("/usr", "filesystem.ro")],
         dirs: vec![entry("/usr/newdir", "filesystem.dirs")],
         dev: Some(DevMode::None),
-        proc: Some(false),
+        proc: Some(ProcMode::Off),
         ..Default::default()
     };
     let e = build(&fs, true, None, None)
@@ -113,7 +113,7 @@ fn rw_wins_over_tmpfs_in_one_layer() {
         rw: vec![entry(&p, "filesystem.rw")],
         tmpfs: vec![entry(&p, "filesystem.tmpfs")],
         dev: Some(DevMode::None),
-        proc: Some(false),
+        proc: Some(ProcMode::Off),
         ..Default::default()
     };
     let l = build(&fs, true, None, None).unwrap();
@@ -166,7 +166,7 @@ fn symlinks_block_paths_through_them() {
 
 // ---- sources resolved to the directory they name (issue #21) ----
 
-use crate::profile::{Overlay, OverlayMode};
+use crate::profile::{Overlay, OverlayMode, ProcMode};
 
 fn overlay(src: &str, dst: Option<&str>) -> Overlay {
     Overlay {
@@ -204,7 +204,7 @@ fn fs_with(rw: &[String], ro: &[String], overlays: Vec<Overlay>) -> Filesystem {
         ro: ro.iter().map(|p| entry(p, "filesystem.ro")).collect(),
         overlay: overlays,
         dev: Some(DevMode::None),
-        proc: Some(false),
+        proc: Some(ProcMode::Off),
         ..Default::default()
     }
 }
