@@ -305,3 +305,120 @@ fn a_command_writing_to_a_broken_pipe_ends_as_it_does_without_sbx() {
         w.path().join("after.txt").exists()
     );
 }
+
+/// The proxy resolves names (a `getaddrinfo` in the static binary) without loading any of the
+/// host's NSS modules: glibc is kept to its built-in "files" and "dns". Run in a private mount
+/// namespace whose /etc/nsswitch.conf names modules first (as on a systemd host), so that a
+/// lookup through NSS would load them: the control, getent, does. The trace must also show the
+/// lookup itself (sbx reading /etc/hosts for `localhost`), or it cannot tell.
+#[test]
+fn the_proxy_resolves_names_without_nss_modules() {
+    let test = "the_proxy_resolves_names_without_nss_modules";
+    let module = Path::new("/lib/x86_64-linux-gnu/libnss_systemd.so.2");
+    if !common::is_root()
+        || !common::usable("/usr/bin/strace")
+        || !common::usable("/usr/bin/curl")
+        || !common::usable("/usr/bin/unshare")
+        || !module.exists()
+    {
+        common::note_skip(test, "needs root, strace, curl, unshare and libnss_systemd");
+        return;
+    }
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in server.incoming().flatten() {
+            use std::io::Write;
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        }
+    });
+    let uid = common::test_uid();
+    let (_cmd, work, dir) = bare_identity(uid, &[]);
+    let conf = work.path().join("nsswitch.conf");
+    std::fs::write(
+        &conf,
+        "passwd: files systemd\nhosts: mymachines systemd files dns\n",
+    )
+    .unwrap();
+    let traced = |trace: &Path, program: &[&str]| -> Ran {
+        let script = r#"mount --bind "$1" /etc/nsswitch.conf && shift && exec "$@""#;
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+            .arg(&conf)
+            .args([
+                "strace",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat,execve",
+                "-o",
+            ])
+            .arg(trace)
+            .args([
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+            ])
+            .args(["--clear-groups", "env", "-i", "PATH=/usr/bin:/bin"])
+            .arg(format!("HOME={}", work.path().display()))
+            .args(program)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        Ran::from_output(out)
+    };
+    let modules = |text: &str, skip: &[String]| -> Vec<String> {
+        text.lines()
+            .filter(|l| !skip.iter().any(|p| l.starts_with(&format!("{p} "))))
+            .filter(|l| l.contains("libnss_"))
+            .map(str::to_string)
+            .collect()
+    };
+    // Control: a dynamically linked lookup of `localhost` here loads a module.
+    let control = dir.join("control");
+    let r = traced(&control, &["getent", "hosts", "localhost"]);
+    assert_eq!(r.code, 0, "control: {r:?}");
+    let text = std::fs::read_to_string(&control).unwrap();
+    assert!(
+        !modules(&text, &[]).is_empty(),
+        "the control loaded no NSS module, so the test cannot tell:\n{text}"
+    );
+    let trace = dir.join("trace");
+    let sbx = common::binary().display().to_string();
+    let allow = format!("localhost:{port}");
+    let url = format!("http://localhost:{port}/");
+    let r = traced(
+        &trace,
+        &[
+            &sbx, "--net", "proxy", "--allow", &allow, "--", "curl", "-sS", &url,
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "ok\n", "{r:?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // setpriv, env and the command's curl are dynamically linked and use NSS as they like: only
+    // the processes of sbx itself count.
+    let sbx_start = text
+        .lines()
+        .position(|l| l.contains(&format!("execve(\"{sbx}\"")))
+        .expect("sbx in the trace");
+    let others: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("execve(\"/usr/bin/curl\"") || l.contains("execve(\"/usr/bin/sh\""))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let after: String = text.lines().skip(sbx_start).collect::<Vec<_>>().join("\n");
+    let sbx_lines: Vec<&str> = after
+        .lines()
+        .filter(|l| !others.iter().any(|p| l.starts_with(&format!("{p} "))))
+        .collect();
+    assert!(
+        sbx_lines.iter().any(|l| l.contains("\"/etc/hosts\"")),
+        "the trace shows no lookup by sbx, so it cannot tell:\n{text}"
+    );
+    assert_eq!(
+        modules(&after, &others),
+        Vec::<String>::new(),
+        "sbx loaded NSS modules"
+    );
+}

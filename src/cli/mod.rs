@@ -116,6 +116,8 @@ fn init_logging(run: &RunArgs) {
 
 /// Parses the command line, runs, and returns the exit code.
 pub fn main() -> i32 {
+    // This binary links glibc statically: the proxy must not load the host's NSS modules.
+    crate::proxy::allow::resolve_without_nss_modules();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -174,8 +174,29 @@ impl Allowlist {
 
     pub fn decide(&self, host: &str, port: u16) -> Decision {
         self.decide_with(host, port, |h, p| {
+            builtin_name_service();
             (h, p).to_socket_addrs().map(Iterator::collect)
         })
+    }
+}
+
+/// Set by the sbx binary (see [`resolve_without_nss_modules`]).
+static BUILTIN_NSS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the proxy resolve names with the lookups built into glibc only ("files", "dns"),
+/// never loading the host's NSS modules: the sbx binary links glibc statically, and a module
+/// such as libnss_systemd loaded into it crashes it. Process-wide, so a program using sbx as a
+/// library keeps its own name service unless it asks for this.
+pub fn resolve_without_nss_modules() {
+    BUILTIN_NSS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Configures glibc once, before the first lookup: every lookup passes here first, so none
+/// runs while it is being configured. Nothing of NSS is touched by a run without the proxy.
+fn builtin_name_service() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if BUILTIN_NSS.load(std::sync::atomic::Ordering::Relaxed) {
+        ONCE.call_once(crate::sys::nss_builtin_only);
     }
 }
 

@@ -57,3 +57,30 @@ pub fn loopback_listener(port: u16) -> SysResult<RawFd> {
         }
     }
 }
+
+/// Keeps glibc's name service to the lookups built into libc itself ("files" and "dns"), so
+/// that the proxy's name resolution never loads the host's NSS modules: sbx links glibc
+/// statically, and a module such as libnss_systemd loaded into a static binary crashes it.
+/// Call once, before any other lookup (glibc's configuration is not thread-safe).
+#[cfg(target_env = "gnu")]
+pub fn nss_builtin_only() {
+    unsafe extern "C" {
+        fn __nss_configure_lookup(
+            db: *const libc::c_char,
+            service_line: *const libc::c_char,
+        ) -> libc::c_int;
+    }
+    for (db, services) in [
+        (c"hosts", c"files dns"),
+        (c"passwd", c"files"),
+        (c"group", c"files"),
+    ] {
+        // SAFETY: both arguments are NUL-terminated static strings; the caller runs this
+        // before any other lookup. A failure leaves glibc's default, which is no worse.
+        let _ = unsafe { __nss_configure_lookup(db.as_ptr(), services.as_ptr()) };
+    }
+}
+
+/// Other C libraries have no NSS modules to load.
+#[cfg(not(target_env = "gnu"))]
+pub fn nss_builtin_only() {}
