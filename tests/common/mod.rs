@@ -22,6 +22,9 @@
 //! * `tree`: building trees on the host, snapshots, and checks that the host did not change;
 //! * `overlay`: the workspace, script and expected change report of the overlay tests;
 //! * `http`: servers on the host's loopback;
+//! * `netlab`: a network lab of two namespaces of its own (a "host" where sbx runs and an
+//!   "internet" with a metadata server and a DNS server), joined by a veth pair, for the
+//!   network modes' tests; root only (it says SKIP otherwise);
 //! * `proxy`: clients run behind the egress proxy and what they printed;
 //! * `enosys`: sbx under a seccomp filter that answers newer system calls with ENOSYS, with
 //!   mounts of its own.
@@ -33,6 +36,7 @@
 pub mod enosys;
 pub mod envs;
 pub mod http;
+pub mod netlab;
 pub mod overlay;
 pub mod procs;
 pub mod proxy;
