@@ -9,8 +9,9 @@
 //! printed of the sandbox's and the profiles' strings) and [`hostfile`] (the files a run
 //! writes on the host, opened before it); the leaves
 //! [`profile`], [`proxy`], [`overlay`] and [`cgroup`]; [`plan`]; `sandbox` (the processes
-//! inside); `diagnose` (failures and plans in words); [`error`]; `supervisor` (the process
-//! outside); [`report`]; [`api`]; `doctor`; [`cli`].
+//! inside); [`egress`] (the sandbox's connections out, made by sbx); `diagnose` (failures and
+//! plans in words); [`error`]; `supervisor` (the process outside); [`report`]; [`api`];
+//! `doctor`; [`cli`].
 
 #![deny(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod cgroup;
 pub mod cli;
 pub(crate) mod diagnose;
 pub(crate) mod doctor;
+pub mod egress;
 pub mod error;
 pub mod exit;
 pub mod hostfile;

@@ -260,10 +260,10 @@ fn explain_every_builtin_profile() {
         let cwd_mounts = e.mounts_at(&cwd);
         match name.as_str() {
             "net-on" => {
-                assert!(network.contains("host"), "{}", ctx());
+                assert!(network.contains("on (private namespace"), "{}", ctx());
                 assert!(
-                    !e.line("namespaces:").contains("net"),
-                    "net-on creates a network namespace: {}",
+                    e.line("namespaces:").contains("net"),
+                    "net-on shares the host's network namespace: {}",
                     ctx()
                 );
             }

@@ -149,11 +149,12 @@ fn user_profiles_come_from_xdg_config_home_and_later_profile_wins() {
     assert_eq!(field(&r, "host"), "mine", "{r:?}");
     assert_ne!(field(&r, "net"), host_net, "{r:?}");
 
-    // net-on (which extends default, hostname "sbx") comes last and wins.
+    // net-on (which extends default, hostname "sbx") comes last and wins; its network is a
+    // private one too.
     let r = mine(bare(), &["--profile", "mine", "--profile", "net-on"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(field(&r, "host"), "sbx", "{r:?}");
-    assert_eq!(field(&r, "net"), host_net, "{r:?}");
+    assert_ne!(field(&r, "net"), host_net, "{r:?}");
 
     // The other order: mine wins, with its private network from default.
     let r = mine(bare(), &["--profile", "net-on", "--profile", "mine"]);
@@ -191,9 +192,17 @@ fn strict_makes_the_cwd_read_only() {
 }
 
 #[test]
-fn net_on_shares_the_host_network_namespace() {
+fn net_on_is_a_private_network_and_host_is_the_opt_in_to_share() {
     let host = common::host_ns("net");
     let r = common::sbx(["--profile", "net-on", "--", "readlink", "/proc/self/ns/net"]).run();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("net:["), "{r:?}");
+    assert_ne!(
+        r.stdout.trim(),
+        host,
+        "net-on shares the host network: {r:?}"
+    );
+    let r = common::sbx(["--net", "host", "--", "readlink", "/proc/self/ns/net"]).run();
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout.trim(), host, "{r:?}");
     let r = common::sbx([

@@ -460,8 +460,11 @@ except Exception as e:
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(
-        after, "tunnel b'', proxy refused",
+    // Its connect(2) is sbx's to decide (the interception), and sbx is gone: the kernel
+    // answers ENOSYS for a listener no one holds; either way nothing is reached.
+    assert!(
+        after == "tunnel b'', proxy refused"
+            || after == "tunnel b'', proxy OSError(38, 'Function not implemented')",
         "the daemon saw: {after}"
     );
 }

@@ -58,12 +58,15 @@ pub struct RunArgs {
     /// fresh one), or off
     #[arg(long, value_enum, value_name = "MODE")]
     pub proc: Option<ProcMode>,
-    /// Network: none (private namespace, only lo), host (share the host's), or proxy (only
-    /// the hosts allowed with --allow, through sbx's HTTP/SOCKS5 proxy)
+    /// Network: none (private namespace, only lo), on (the internet but not the host: public
+    /// addresses, DNS answered by sbx), proxy (only the hosts allowed with --allow, for every
+    /// program, with sbx's HTTP/SOCKS5 proxy for the tools that want one), or host (share the
+    /// host's network)
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetMode>,
-    /// With --net proxy: a destination the proxy may connect to (HOST:PORT, *.DOMAIN:PORT,
-    /// PORT may be *); repeatable
+    /// With --net proxy: a destination the sandbox may reach (HOST:PORT, *.DOMAIN:PORT, PORT
+    /// may be *); with --net on: an internal address it may reach besides the internet; with
+    /// either, 127.0.0.1:PORT (or localhost:PORT) maps that host port in; repeatable
     #[arg(long, value_name = "HOST:PORT")]
     pub allow: Vec<String>,
     /// Landlock (security.landlock): required (the default: exit 125 where the kernel lacks

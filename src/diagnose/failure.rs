@@ -151,6 +151,17 @@ fn general(plan: &Plan, f: &Failure) -> (String, Option<&'static str>) {
              \"host\"` with `namespaces.net = false`",
         ),
         Step::Loopback => ("bringing up lo".into(), ""),
+        Step::EgressSockets => (
+            crate::sandbox::egress_socket_name(plan, f.index as usize),
+            "a port of `--allow 127.0.0.1:PORT` given twice, or an address the sandbox's \
+             network refuses; --net none runs without sbx's egress",
+        ),
+        Step::Interception => (
+            "installing the seccomp listener that hands connect(2) to sbx".into(),
+            "EBUSY: a filter above already has a listener (sbx --net on or proxy inside another \
+             such sandbox, or a runtime's notifying filter): use --net none or host inside; \
+             otherwise the kernel needs Linux 5.9 with seccomp user notification",
+        ),
         Step::Hostname => ("sethostname".into(), ""),
         Step::Protect => (
             match plan.protect.guards.get(f.index as usize) {

@@ -22,7 +22,7 @@ pub use error::{PlanError, WorkspaceRisk};
 pub use exec::ExecPlan;
 pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
 pub use namespaces::NamespaceSet;
-pub use network::{NetworkPlan, ProxyPlan};
+pub use network::{Egress, NetworkPlan, ProxyPlan, nameservers};
 
 use crate::profile::{Enforcement, ProcMode, ProfileFile, Vars};
 

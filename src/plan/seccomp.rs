@@ -160,6 +160,25 @@ fn ret(action: SeccompAction) -> u32 {
     }
 }
 
+/// The program behind `network.mode = "on"` and `"proxy"`: connect(2) of the native
+/// architecture goes to sbx's supervisor, which makes the allowed connections out (see
+/// `egress`). Every other call, and other architectures' connect, run as made: the socket
+/// lives in the sandbox's network namespace, where they reach nothing outside.
+pub fn interception_program() -> BpfProgram {
+    let frame = bpf::Frame {
+        arch: audit_arch(),
+        foreign: libc::SECCOMP_RET_ALLOW,
+        x32: cfg!(target_arch = "x86_64").then_some(libc::SECCOMP_RET_ALLOW),
+    };
+    let table = [(
+        libc::SYS_connect as u32,
+        Verdict::Always(libc::SECCOMP_RET_USER_NOTIF),
+    )]
+    .into_iter()
+    .collect();
+    bpf::compile(&frame, &table)
+}
+
 /// `AUDIT_ARCH_*` of the architecture sbx is built for (64-bit, little-endian).
 fn audit_arch() -> u32 {
     const LE_64: u32 = 0x8000_0000 | 0x4000_0000;

@@ -404,7 +404,11 @@ pub enum NetMode {
     None,
     /// The host's network, shared.
     Host,
-    /// A private network namespace whose only way out is sbx's proxy, to the hosts in `allow`.
+    /// The internet, not the host: a private network namespace whose connections out are made
+    /// by sbx, to public addresses only (and the exceptions in `allow`).
+    On,
+    /// A private network namespace whose only way out is sbx's proxy, to the hosts in `allow`;
+    /// programs that ignore the proxy are held to the same list.
     Proxy,
 }
 
@@ -413,7 +417,9 @@ pub enum NetMode {
 pub struct Network {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<NetMode>,
-    /// With `mode = "proxy"`: `HOST:PORT` entries the proxy connects to (`*.domain`, port `*`).
+    /// With `mode = "proxy"`: `HOST:PORT` entries the sandbox may reach (`*.domain`, port `*`).
+    /// With `mode = "on"`: the internal addresses it may reach besides the internet
+    /// (`10.0.0.5:5432`); with either, `127.0.0.1:PORT` maps that host port in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
     /// With `mode = "proxy"`: the port of the proxy on the sandbox's 127.0.0.1 (default 3128).

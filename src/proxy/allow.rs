@@ -82,6 +82,24 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The host's loopback port this entry maps into the sandbox: `127.0.0.1:PORT`,
+    /// `localhost:PORT` or `[::1]:PORT`.
+    pub fn loopback_port(&self) -> Option<u16> {
+        match &self.host {
+            HostPattern::Exact(h) if h == "127.0.0.1" || h == "localhost" || h == "::1" => {
+                self.port
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the entry names an address literal rather than a name.
+    pub fn is_literal(&self) -> bool {
+        matches!(&self.host, HostPattern::Exact(h) if h.parse::<IpAddr>().is_ok())
+    }
+}
+
 /// How a destination matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Match {
@@ -106,6 +124,25 @@ pub enum Decision {
 impl Allowlist {
     pub fn new(rules: Vec<Rule>) -> Allowlist {
         Allowlist { rules }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether any entry could match `name` on some port: a DNS question for it is answered.
+    pub fn names(&self, name: &str) -> Match {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut best = Match::None;
+        for r in &self.rules {
+            match &r.host {
+                HostPattern::Exact(h) if *h == name => return Match::Exact,
+                HostPattern::Suffix(s) if name.ends_with(s.as_str()) => best = Match::Wildcard,
+                HostPattern::Any => best = Match::Wildcard,
+                _ => {}
+            }
+        }
+        best
     }
 
     pub fn matches(&self, host: &str, port: u16) -> Match {
@@ -200,8 +237,8 @@ fn builtin_name_service() {
     }
 }
 
-/// Loopback, private, link-local (cloud metadata lives there), shared, unspecified and other
-/// non-public ranges.
+/// Loopback, private, link-local (cloud metadata lives there), shared, multicast, unspecified
+/// and other non-public ranges.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_internal_v4(v4),
@@ -215,6 +252,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254
                 || (seg[0] & 0xffc0) == 0xfe80 // link-local
                 || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (seg[0] & 0xff00) == 0xff00 // multicast
                 || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xa9fe, 0xa9fe) // NAT64 of metadata
         }
     }
@@ -227,6 +265,7 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || ip.is_link_local() // 169.254/16: cloud metadata at 169.254.169.254
         || ip.is_unspecified()
         || ip.is_broadcast()
+        || ip.is_multicast() // 224/4
         || o[0] == 0
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared address space
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments

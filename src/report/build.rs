@@ -15,6 +15,7 @@ fn network(plan: &Plan, outcome: Option<&Outcome>) -> NetworkStatus {
         mode: plan.network.name(),
         allow: plan.network.allow().to_vec(),
         proxy: outcome.and_then(|o| o.proxy.clone()),
+        connections: outcome.and_then(|o| o.egress.clone()),
     }
 }
 
@@ -103,6 +104,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
             mode: "none",
             allow: Vec::new(),
             proxy: None,
+            connections: None,
         },
         protect: ProtectStatus::default(),
         hide: HideStatus::default(),

@@ -125,9 +125,12 @@ pub struct WatchdogStatus {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct NetworkStatus {
-    /// none | host | proxy
+    /// none | host | on | proxy
     pub mode: &'static str,
-    /// With proxy: the allowlist and what the proxy let through or refused.
+    /// With on or proxy: the allowlist as written.
     pub allow: Vec<String>,
+    /// With proxy: what the proxy let through or refused.
     pub proxy: Option<crate::proxy::ProxyStats>,
+    /// With on or proxy: the connections sbx made out for any program, and what it refused.
+    pub connections: Option<crate::egress::EgressStats>,
 }

@@ -52,10 +52,16 @@ steps! {
     /// joining it.
     NetNamespace,
     Loopback,
+    /// sbx's sockets in the sandbox's network (network.mode "on" or "proxy", in the helper):
+    /// a nameserver's address on `lo`, the DNS sockets, the relay, a mapped host port; the
+    /// index says which (see `netns::egress_sockets`).
+    EgressSockets,
     Hostname,
     /// Watching the protected paths that do not exist; the index says which.
     Protect,
     ProxyListener,
+    /// Installing the seccomp listener that hands connect(2) to the supervisor.
+    Interception,
     Pty,
     /// Handing the tmpfs store over to the supervisor's watchdog.
     Store,

@@ -15,6 +15,8 @@ mod watch;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+pub use netns::{EgressSocket, egress_socket_name, egress_sockets};
+
 use crate::plan::Plan;
 use crate::sys;
 
@@ -26,10 +28,14 @@ pub struct Spawned {
     /// Write end of the lifeline: when the supervisor dies it closes, and the sandbox knows.
     pub lifeline: OwnedFd,
     /// The supervisor's end of the socket on which init hands over what it opened inside for
-    /// the supervisor: the proxy's listener, the pty's master, the tmpfs store, in that order.
+    /// the supervisor: the proxy's listener, the interception's seccomp listener, the pty's
+    /// master, the tmpfs store, in that order.
     pub handover: Option<OwnedFd>,
     /// The network namespace's helper (see `netns`), a child of the supervisor to reap.
     pub net_helper: Option<libc::pid_t>,
+    /// The supervisor's end of the socket on which the helper sends sbx's egress sockets (see
+    /// `netns::egress_sockets`).
+    pub egress: Option<OwnedFd>,
 }
 
 /// What the sandbox's first process is handed: its ends of the channels to the supervisor.
@@ -88,10 +94,15 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     let argv = exec::Argv::new(plan);
     let (report_r, report_w) = sys::pipe()?;
     let (life_r, life_w) = sys::pipe()?;
-    let handover = plan.network.proxy().is_some() || opts.pty || opts.store;
+    let handover = plan.network.egress().is_some() || opts.pty || opts.store;
     let (handover_ours, handover_theirs) = unzip(handover.then(sys::socketpair).transpose()?);
     let (net_helper_end, net_init_end) =
         unzip(plan.namespaces.net.then(sys::socketpair).transpose()?);
+    let (egress_ours, egress_helper) = unzip(
+        (plan.namespaces.net && plan.network.egress().is_some())
+            .then(sys::socketpair)
+            .transpose()?,
+    );
     let mut flags = plan.namespaces.clone_flags();
     if opts.late_cgroupns {
         flags &= !libc::CLONE_NEWCGROUP;
@@ -103,6 +114,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     match unsafe { sys::clone_fork(flags) }? {
         0 => {
             drop((report_r, life_w, handover_ours, net_helper_end));
+            drop((egress_ours, egress_helper));
             let ends = ChildEnds {
                 report: report_w.as_raw_fd(),
                 lifeline: life_r.as_raw_fd(),
@@ -118,9 +130,12 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             drop((net_init_end, handover_theirs));
             // The helper needs the report pipe's write end: fork it before that closes.
             let helper = net_helper_end
-                .map(|h| netns::spawn_helper(pid, h.as_raw_fd(), report_w.as_raw_fd()))
+                .map(|h| {
+                    let egress = raw(&egress_helper);
+                    netns::spawn_helper(plan, pid, h.as_raw_fd(), report_w.as_raw_fd(), egress)
+                })
                 .transpose();
-            drop((report_w, life_r));
+            drop((report_w, life_r, egress_helper));
             match helper {
                 Ok(net_helper) => Ok(Spawned {
                     pid,
@@ -128,6 +143,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
                     lifeline: life_w,
                     handover: handover_ours,
                     net_helper,
+                    egress: egress_ours,
                 }),
                 Err(e) => {
                     let _ = sys::kill(pid, libc::SIGKILL);

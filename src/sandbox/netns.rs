@@ -15,32 +15,117 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
 use super::channel::{self, Failure, Step};
 use crate::exit::EXIT_SBX_FAILED;
+use crate::plan::Egress;
+use crate::plan::Plan;
 use crate::sys;
+
+/// One of sbx's own sockets in the sandbox's network, made by the helper and handed to the
+/// supervisor in this order (see `egress_sockets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EgressSocket {
+    /// A host nameserver's address, added to the sandbox's `lo` (no socket is sent).
+    Address([u8; 4]),
+    /// The listener every connection out reaches before sbx relays it.
+    Relay,
+    DnsUdp([u8; 4]),
+    DnsTcp([u8; 4]),
+    /// A listener on 127.0.0.1:PORT relayed to the host's same port.
+    HostPort(u16),
+}
+
+/// Every socket of `e`, in the order the helper makes and sends them. Never allocates.
+pub fn egress_sockets(e: &Egress) -> impl Iterator<Item = EgressSocket> + '_ {
+    let foreign = |a: &&[u8; 4]| a[0] != 127;
+    (e.dns_inside.iter().filter(foreign))
+        .map(|a| EgressSocket::Address(*a))
+        .chain(std::iter::once(EgressSocket::Relay))
+        .chain(
+            e.dns_inside
+                .iter()
+                .flat_map(|a| [EgressSocket::DnsUdp(*a), EgressSocket::DnsTcp(*a)]),
+        )
+        .chain(e.host_ports.iter().map(|p| EgressSocket::HostPort(*p)))
+}
+
+/// What the `index`th egress socket of `plan` is, for a failure message.
+pub fn egress_socket_name(plan: &Plan, index: usize) -> String {
+    let ip = |a: [u8; 4]| std::net::Ipv4Addr::from(a);
+    match plan
+        .network
+        .egress()
+        .and_then(|e| egress_sockets(e).nth(index))
+    {
+        Some(EgressSocket::Address(a)) => format!(
+            "adding the host's nameserver {} to the sandbox's lo (rtnetlink)",
+            ip(a)
+        ),
+        Some(EgressSocket::Relay) => "listening for sbx's relay on 127.0.0.1 inside".into(),
+        Some(EgressSocket::DnsUdp(a)) => format!("answering DNS on {}:53/udp inside", ip(a)),
+        Some(EgressSocket::DnsTcp(a)) => format!("answering DNS on {}:53/tcp inside", ip(a)),
+        Some(EgressSocket::HostPort(p)) => {
+            format!("listening on 127.0.0.1:{p} inside for the host's port {p}")
+        }
+        None => "creating sbx's sockets in the sandbox's network".into(),
+    }
+}
+
+/// Makes the sockets of `e` in the current (the sandbox's) network namespace and sends each
+/// over `to` (the supervisor). Never allocates.
+fn make_egress(e: &Egress, to: RawFd) -> Result<(), (usize, sys::Errno)> {
+    for (i, s) in egress_sockets(e).enumerate() {
+        let fd = match s {
+            EgressSocket::Address(a) => {
+                sys::add_loopback_address(a).map_err(|e| (i, e))?;
+                continue;
+            }
+            EgressSocket::Relay => sys::bound_socket([127, 0, 0, 1], 0, libc::SOCK_STREAM),
+            EgressSocket::DnsUdp(a) => sys::bound_socket(a, 53, libc::SOCK_DGRAM),
+            EgressSocket::DnsTcp(a) => sys::bound_socket(a, 53, libc::SOCK_STREAM),
+            EgressSocket::HostPort(p) => sys::bound_socket([127, 0, 0, 1], p, libc::SOCK_STREAM),
+        }
+        .map_err(|e| (i, e))?;
+        let sent = sys::send_fd(to, fd);
+        sys::close(fd);
+        sent.map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
 
 /// Forks the helper from the supervisor, for the sandbox whose init is `init`. `sock` is the
 /// helper's end of the socket to init, `report` the write end of the report pipe; every other
 /// descriptor is closed in the helper. Returns the helper's pid (the supervisor's child).
 #[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
-pub fn spawn_helper(init: libc::pid_t, sock: RawFd, report: RawFd) -> sys::SysResult<libc::pid_t> {
+pub fn spawn_helper(
+    plan: &Plan,
+    init: libc::pid_t,
+    sock: RawFd,
+    report: RawFd,
+    egress: Option<RawFd>,
+) -> sys::SysResult<libc::pid_t> {
     let supervisor = nix::unistd::getpid().as_raw();
     // SAFETY: the child runs `helper`, which never allocates, takes no lock and ends in _exit
     // (the supervisor may have other threads).
     match unsafe { sys::clone_fork(0) }? {
-        0 => helper(init, supervisor, sock, report),
+        0 => helper(plan, init, supervisor, [sock, report, egress.unwrap_or(-1)]),
         pid => Ok(pid),
     }
 }
 
 /// The helper's whole life. Never returns; never allocates (the supervisor may have other
 /// threads, whose locks a forked child must not touch).
-fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd) -> ! {
+fn helper(plan: &Plan, init: libc::pid_t, supervisor: libc::pid_t, fds: [RawFd; 3]) -> ! {
+    let [sock, report, egress] = fds;
     let fail = |step, e| -> ! {
         channel::send(report, Failure::new(step, e));
         sys::exit(EXIT_SBX_FAILED)
     };
-    let mut keep = [sock, report];
+    let mut keep = fds;
     keep.sort_unstable();
-    if let Err(e) = sys::close_all_except(&keep) {
+    let keep = match keep[0] {
+        -1 => &keep[1..],
+        _ => &keep[..],
+    };
+    if let Err(e) = sys::close_all_except(keep) {
         fail(Step::NetNamespace, e)
     }
     // Die with the supervisor; a supervisor gone before the prctl is caught by the check.
@@ -68,6 +153,14 @@ fn helper(init: libc::pid_t, supervisor: libc::pid_t, sock: RawFd, report: RawFd
     // A private network namespace always gets a working loopback.
     if let Err(e) = sys::loopback_up() {
         fail(Step::Loopback, e)
+    }
+    // Before init may run the command: its first connection finds sbx's sockets in place.
+    if let (Some(e), true) = (plan.network.egress(), egress >= 0) {
+        if let Err((i, e)) = make_egress(e, egress) {
+            channel::send(report, Failure::at(Step::EgressSockets, i, e));
+            sys::exit(EXIT_SBX_FAILED)
+        }
+        sys::close(egress);
     }
     // The helper is still in the host's mount and PID namespaces: this is its own entry.
     let net = sys::open(c"/proc/self/ns/net", libc::O_RDONLY | libc::O_CLOEXEC, 0)

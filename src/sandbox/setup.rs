@@ -72,6 +72,16 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
                 sys::loopback_listener(proxy.port),
             )?;
         }
+        if let (Some(egress), Some(sock)) = (plan.network.egress(), ends.handover) {
+            // Init and everything it forks hand connect(2) to the supervisor, which makes the
+            // allowed connections out from the host's network (see `egress`). Installed with
+            // init's capabilities, before no_new_privs.
+            hand_over(
+                Step::Interception,
+                sock,
+                sys::seccomp_listener(&egress.interception),
+            )?;
+        }
         let pty = match (ends.pty, ends.handover) {
             (true, Some(sock)) => Some(open_pty(sock)?),
             _ => None,

@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 pub use outcome::Outcome;
 
 use crate::cgroup::{self, RunCgroup};
+use crate::egress::Egress;
 use crate::error::Error;
 use crate::plan::{Plan, ProxyPlan};
 use crate::profile::Enforcement;
@@ -117,10 +118,32 @@ fn receive(sock: &OwnedFd) -> Option<OwnedFd> {
 
 /// Serves the listener init bound inside the sandbox.
 fn start_proxy(p: &ProxyPlan, listener: OwnedFd) -> Option<Proxy> {
-    match Proxy::start(listener, p.allow.clone()) {
+    match Proxy::start(listener, p.egress.allow.clone()) {
         Ok(proxy) => Some(proxy),
         Err(e) => {
             tracing::error!("proxy: cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// Serves sbx's egress: the sockets the network helper made inside, and init's listener.
+fn start_egress(
+    plan: &crate::plan::Egress,
+    from_helper: &OwnedFd,
+    listener: Option<OwnedFd>,
+) -> Option<Egress> {
+    let mut sockets = Vec::new();
+    for what in crate::sandbox::egress_sockets(plan) {
+        if matches!(what, crate::sandbox::EgressSocket::Address(_)) {
+            continue;
+        }
+        sockets.push((what, receive(from_helper)?));
+    }
+    match Egress::start(plan, sockets, listener) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::error!("egress: cannot start: {e}");
             None
         }
     }
@@ -227,14 +250,19 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             errno,
         })
     })?;
-    // init hands over, in order, the proxy's listener, the pty's master and the tmpfs store. If
-    // it failed before, there is nothing to serve: its own failure report says why.
+    // init hands over, in order, the proxy's listener, the interception's seccomp listener, the
+    // pty's master and the tmpfs store. If it failed before, there is nothing to serve: its own
+    // failure report says why.
     let handover = spawned.handover;
     let proxy = plan
         .network
         .proxy()
         .and_then(|p| Some((p, receive(handover.as_ref()?)?)))
         .and_then(|(p, fd)| start_proxy(p, fd));
+    let egress = plan.network.egress().and_then(|e| {
+        let listener = receive(handover.as_ref()?);
+        start_egress(e, spawned.egress.as_ref()?, listener)
+    });
     let relay = terminal
         .and_then(|t| Some((t, receive(handover.as_ref()?)?)))
         .and_then(|(t, master)| match t.attach(master) {
@@ -294,6 +322,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     }
     tty.restore();
     let proxy = proxy.map(Proxy::stop);
+    let egress = egress.map(Egress::stop);
     let cgroup = cgroup.map(|cg| {
         let stats = cg.stats();
         let path = cg.path().display().to_string();
@@ -338,6 +367,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         usage,
         cgroup,
         proxy,
+        egress,
         crossed,
         watchdog,
         protected,

@@ -50,6 +50,8 @@ pub struct Outcome {
     pub degradations: Vec<String>,
     /// The proxy's counts, with `network.mode = "proxy"`.
     pub proxy: Option<ProxyStats>,
+    /// sbx's egress counts, with `network.mode = "on"` or `"proxy"`.
+    pub egress: Option<crate::egress::EgressStats>,
     /// The whole-sandbox limit the watchdog killed the sandbox for.
     pub crossed: Option<Crossed>,
     /// Whether the watchdog held the limits, and the largest sample it took.

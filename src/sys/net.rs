@@ -2,7 +2,7 @@
 
 use std::os::fd::RawFd;
 
-use super::{SysResult, check};
+use super::{Errno, SysResult, check};
 
 /// Brings the loopback interface up in the current network namespace.
 pub fn loopback_up() -> SysResult {
@@ -28,14 +28,19 @@ pub fn loopback_up() -> SysResult {
 
 /// A TCP listener on 127.0.0.1:`port` in the current network namespace.
 pub fn loopback_listener(port: u16) -> SysResult<RawFd> {
+    bound_socket([127, 0, 0, 1], port, libc::SOCK_STREAM)
+}
+
+/// A socket of `kind` (`SOCK_STREAM`, listening, or `SOCK_DGRAM`) bound to `ip`:`port` in the
+/// current network namespace. Never allocates (the network namespace's helper calls it).
+pub fn bound_socket(ip: [u8; 4], port: u16, kind: libc::c_int) -> SysResult<RawFd> {
     // SAFETY: plain socket creation.
-    let fd =
-        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = check(unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) })?;
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            s_addr: u32::from_ne_bytes(ip),
         },
         sin_zero: [0; 8],
     };
@@ -47,8 +52,11 @@ pub fn loopback_listener(port: u16) -> SysResult<RawFd> {
             std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     })
-    // SAFETY: listen on our own socket.
-    .and_then(|_| check(unsafe { libc::listen(fd, 1024) }));
+    .and_then(|_| match kind {
+        // SAFETY: listen on our own socket.
+        libc::SOCK_STREAM => check(unsafe { libc::listen(fd, 1024) }),
+        _ => Ok(0),
+    });
     match r {
         Ok(_) => Ok(fd),
         Err(e) => {
@@ -56,6 +64,93 @@ pub fn loopback_listener(port: u16) -> SysResult<RawFd> {
             Err(e)
         }
     }
+}
+
+/// Adds `ip`/32 to the loopback interface of the current network namespace (rtnetlink
+/// RTM_NEWADDR; needs CAP_NET_ADMIN there). Never allocates.
+pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
+    #[repr(C)]
+    struct Request {
+        hdr: libc::nlmsghdr,
+        family: u8,
+        prefixlen: u8,
+        flags: u8,
+        scope: u8,
+        index: u32,
+        local_len: u16,
+        local_type: u16,
+        local: [u8; 4],
+        address_len: u16,
+        address_type: u16,
+        address: [u8; 4],
+    }
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const RT_SCOPE_HOST: u8 = 254;
+    let req = Request {
+        hdr: libc::nlmsghdr {
+            nlmsg_len: std::mem::size_of::<Request>() as u32,
+            nlmsg_type: libc::RTM_NEWADDR,
+            nlmsg_flags: (libc::NLM_F_REQUEST
+                | libc::NLM_F_ACK
+                | libc::NLM_F_CREATE
+                | libc::NLM_F_REPLACE) as u16,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        family: libc::AF_INET as u8,
+        prefixlen: 32,
+        flags: 0,
+        scope: RT_SCOPE_HOST,
+        // A new network namespace registers its loopback device first: index 1.
+        index: 1,
+        local_len: 8,
+        local_type: IFA_LOCAL,
+        local: ip,
+        address_len: 8,
+        address_type: IFA_ADDRESS,
+        address: ip,
+    };
+    // SAFETY: plain socket creation.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    let r = (|| {
+        // SAFETY: req is a complete request of nlmsg_len bytes; the kernel's netlink address
+        // is the default (pid 0) for an unaddressed send.
+        let n = unsafe {
+            libc::send(
+                fd,
+                (&req as *const Request).cast(),
+                std::mem::size_of::<Request>(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        // The acknowledgement: a header and an nlmsgerr whose error is 0 or -errno.
+        let mut ack = [0u8; 64];
+        // SAFETY: ack is a writable buffer of its length.
+        let n = unsafe { libc::recv(fd, ack.as_mut_ptr().cast(), ack.len(), 0) };
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        if (n as usize) < 20 {
+            return Err(Errno::EPROTO);
+        }
+        let error = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+        match error {
+            0 => Ok(()),
+            e => Err(Errno::from_raw(-e)),
+        }
+    })();
+    super::close(fd);
+    r
 }
 
 /// Keeps glibc's name service to the lookups built into libc itself ("files" and "dns"), so

@@ -116,6 +116,17 @@ pub fn set_no_new_privs() -> SysResult {
 
 /// Installs one classic-BPF seccomp program (no_new_privs must be set).
 pub fn seccomp_filter(prog: &[seccompiler::sock_filter]) -> SysResult {
+    seccomp_install(prog, 0).map(drop)
+}
+
+/// Installs a program whose `SECCOMP_RET_USER_NOTIF` answers a supervisor listens to, and
+/// returns the listener (Linux 5.0; EBUSY when a filter above already has one). Needs
+/// no_new_privs or CAP_SYS_ADMIN in the process's user namespace.
+pub fn seccomp_listener(prog: &[seccompiler::sock_filter]) -> SysResult<RawFd> {
+    seccomp_install(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER).map(|fd| fd as RawFd)
+}
+
+fn seccomp_install(prog: &[seccompiler::sock_filter], flags: c_ulong) -> SysResult<libc::c_long> {
     #[repr(C)]
     struct SockFprog {
         len: libc::c_ushort,
@@ -131,9 +142,9 @@ pub fn seccomp_filter(prog: &[seccompiler::sock_filter]) -> SysResult {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0 as c_ulong,
+            flags,
             &fprog as *const SockFprog,
         )
     };
-    check_long(ret).map(drop)
+    check_long(ret)
 }

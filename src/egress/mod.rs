@@ -1,0 +1,195 @@
+//! sbx's egress for `network.mode = "on"` and `"proxy"`: the connections out the sandbox
+//! makes, made by sbx from the host's network and held to the rules (`policy`); DNS inside,
+//! answered by sbx (`dns`); the relay that joins the two sides (`relay`); and the seccomp
+//! listener through which the sandbox's connect(2) reaches sbx (`intercept`).
+//!
+//! Nothing here is a network stack: the sandbox's sockets are the kernel's, in the sandbox's
+//! network namespace, and only their connections out pass through sbx, as byte streams moved
+//! with splice(2).
+
+mod dns;
+mod intercept;
+mod policy;
+mod relay;
+
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub use policy::{Policy, Verdict};
+
+use crate::plan::Egress as EgressPlan;
+use crate::sandbox::EgressSocket;
+use crate::text::escape;
+
+/// What sbx's egress did, for the run report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EgressStats {
+    /// Connections made out (and to mapped host ports).
+    pub allowed: u64,
+    /// Connections and DNS questions refused.
+    pub denied: u64,
+    /// What was refused, in order (`ADDRESS:PORT`, or `dns NAME`), at most 100.
+    pub denied_destinations: Vec<String>,
+}
+
+pub(crate) struct Shared {
+    policy: Policy,
+    pending: relay::Pending,
+    relay_port: Mutex<Option<u16>>,
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    denied_list: Mutex<Vec<String>>,
+    /// Open connections, shut down when the sandbox ends.
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    fn relay_port(&self) -> Option<u16> {
+        *self.relay_port.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // What the sandbox named is escaped: a name cannot forge a line of the log.
+    fn deny(&self, what: &str, why: &str) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("egress: refused {}: {}", escape(what), escape(why));
+        let mut list = self.denied_list.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() < 100 {
+            list.push(what.to_string());
+        }
+    }
+
+    fn allow(&self, what: &str) {
+        self.allowed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("egress: connected {}", escape(what));
+    }
+
+    fn track(&self, s: &TcpStream) -> Option<u64> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let clone = s.try_clone().ok()?;
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, clone);
+        Some(id)
+    }
+
+    fn untrack(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+    }
+}
+
+/// sbx's egress for one running sandbox.
+pub struct Egress {
+    shared: Arc<Shared>,
+    /// Sockets in the sandbox's network, shut down to wake their threads at the end.
+    listeners: Vec<OwnedFd>,
+    stop: OwnedFd,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+impl Egress {
+    /// Serves the sockets the helper made (`sockets`, in `sandbox::egress_sockets` order) and
+    /// the seccomp `listener` init installed.
+    pub fn start(
+        plan: &EgressPlan,
+        sockets: Vec<(EgressSocket, OwnedFd)>,
+        listener: Option<OwnedFd>,
+    ) -> std::io::Result<Egress> {
+        let shared = Arc::new(Shared {
+            policy: Policy::new(plan.clone()),
+            pending: relay::Pending::default(),
+            relay_port: Mutex::new(None),
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            denied_list: Mutex::new(Vec::new()),
+            open: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let (stop_r, stop_w) = nix::unistd::pipe()?;
+        let mut threads = Vec::new();
+        let mut listeners = Vec::new();
+        for (what, fd) in sockets {
+            listeners.push(fd.try_clone()?);
+            let s = shared.clone();
+            threads.push(match what {
+                EgressSocket::Relay => {
+                    let l = TcpListener::from(fd);
+                    *shared.relay_port.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(l.local_addr()?.port());
+                    spawn("sbx-relay", move || relay::serve_relay(s, l))?
+                }
+                EgressSocket::DnsUdp(_) => {
+                    let u = UdpSocket::from(fd);
+                    spawn("sbx-dns", move || dns::serve_udp(s, u))?
+                }
+                EgressSocket::DnsTcp(_) => {
+                    let l = TcpListener::from(fd);
+                    spawn("sbx-dns", move || dns::serve_tcp(s, l))?
+                }
+                EgressSocket::HostPort(port) => {
+                    let l = TcpListener::from(fd);
+                    spawn("sbx-host-port", move || relay::serve_host_port(s, l, port))?
+                }
+                EgressSocket::Address(_) => continue,
+            });
+        }
+        if let Some(listener) = listener {
+            let s = shared.clone();
+            threads.push(spawn("sbx-intercept", move || {
+                intercept::serve(s, listener, stop_r)
+            })?);
+        }
+        Ok(Egress {
+            shared,
+            listeners,
+            stop: stop_w,
+            threads,
+        })
+    }
+
+    /// Closes sbx's sockets and every connection, and returns the counts.
+    pub fn stop(self) -> EgressStats {
+        let s = &self.shared;
+        s.stopping.store(true, Ordering::Relaxed);
+        let _ = nix::unistd::write(&self.stop, b"x");
+        for l in &self.listeners {
+            // Wakes a blocked accept(2) or recvfrom(2) with an error.
+            let _ = nix::sys::socket::shutdown(l.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        for c in s.open.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        EgressStats {
+            allowed: s.allowed.load(Ordering::Relaxed),
+            denied: s.denied.load(Ordering::Relaxed),
+            denied_destinations: s
+                .denied_list
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}

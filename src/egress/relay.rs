@@ -1,0 +1,161 @@
+//! The relay: each connection sbx lets out reaches, inside the sandbox, sbx's listener on
+//! 127.0.0.1, and is joined there with the connection sbx made from the host's network. A
+//! mapped host port (`--allow 127.0.0.1:PORT`) is a listener of its own, joined with the
+//! host's same port.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+
+/// Connections sbx made out, waiting for the sandbox's side to reach the relay: keyed by the
+/// local port of the sandbox's socket, bound before it connects.
+#[derive(Default)]
+pub struct Pending(Mutex<HashMap<u16, TcpStream>>);
+
+impl Pending {
+    pub fn put(&self, port: u16, out: TcpStream) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port, out);
+    }
+
+    pub fn take(&self, port: u16) -> Option<TcpStream> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port)
+    }
+}
+
+/// Accepts on the relay listener until shut down, joining each connection with its own.
+pub fn serve_relay(shared: Arc<Shared>, listener: TcpListener) {
+    for conn in listener.incoming() {
+        if shared.stopping() {
+            return;
+        }
+        let Ok(inside) = conn else { continue };
+        let Ok(peer) = inside.peer_addr() else {
+            continue;
+        };
+        // Registered before the sandbox's socket connected; a connection no decision made (a
+        // program that found the port) is closed.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let out = loop {
+            match shared.pending.take(peer.port()) {
+                Some(out) => break Some(out),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                None => break None,
+            }
+        };
+        if let Some(out) = out {
+            join(shared.clone(), inside, out);
+        }
+    }
+}
+
+/// Accepts on a mapped host port's listener, joining each connection with the host's port.
+pub fn serve_host_port(shared: Arc<Shared>, listener: TcpListener, port: u16) {
+    for conn in listener.incoming() {
+        if shared.stopping() {
+            return;
+        }
+        let Ok(inside) = conn else { continue };
+        let shared = shared.clone();
+        let _ = std::thread::Builder::new()
+            .name("sbx-host-port".into())
+            .spawn(move || {
+                let to = SocketAddr::from(([127, 0, 0, 1], port));
+                match TcpStream::connect_timeout(&to, Duration::from_secs(15)) {
+                    Ok(out) => {
+                        shared.allow(&to.to_string());
+                        join(shared, inside, out);
+                    }
+                    Err(e) => {
+                        tracing::info!("egress: host port {port}: {e}");
+                        let _ = inside.shutdown(Shutdown::Both);
+                    }
+                }
+            });
+    }
+}
+
+/// Copies both ways between the sandbox's connection and the one out, each way on its own
+/// thread, until both ends are done.
+fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
+    let ids = (shared.track(&inside), shared.track(&out));
+    let (Ok(inside2), Ok(out2)) = (inside.try_clone(), out.try_clone()) else {
+        return;
+    };
+    let up = std::thread::Builder::new()
+        .name("sbx-relay-up".into())
+        .spawn(move || pump(inside2, out2));
+    let down_shared = shared.clone();
+    let down = std::thread::Builder::new()
+        .name("sbx-relay-down".into())
+        .spawn(move || {
+            pump(out, inside);
+            if let Ok(up) = up {
+                let _ = up.join();
+            }
+            down_shared.untrack(ids.0);
+            down_shared.untrack(ids.1);
+        });
+    if down.is_err() {
+        shared.untrack(ids.0);
+        shared.untrack(ids.1);
+    }
+}
+
+/// Moves what `from` sends to `to` until end of file, then half-closes `to`.
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    if splice_all(&from, &to).is_err() {
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Moves the bytes through a pipe with splice(2), never copying them into sbx. An error before
+/// the first byte moved (no splice here) leaves the copy to the caller.
+fn splice_all(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
+    use nix::fcntl::{SpliceFFlags, splice};
+    const CHUNK: usize = 1 << 20;
+    let (r, w) = nix::unistd::pipe()?;
+    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    let mut moved_any = false;
+    loop {
+        let n = match splice(from.as_fd(), None, w.as_fd(), None, CHUNK, flags) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) if !moved_any => return Err(e.into()),
+            Err(_) => return Ok(()),
+        };
+        moved_any = true;
+        let mut left = n;
+        while left > 0 {
+            match splice(r.as_fd(), None, to.as_fd(), None, left, flags) {
+                Ok(0) => return Ok(()),
+                Ok(m) => left -= m,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+}
