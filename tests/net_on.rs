@@ -306,3 +306,85 @@ fn many_parallel_connections_are_all_served_and_nothing_is_left() {
     let left = common::survivors_with(&[&marker], std::time::Duration::from_secs(2));
     assert!(left.is_empty(), "processes left: {left:?}");
 }
+
+/// A connected UDP socket (connect, send, recv), for the other path of datagrams.
+const PY_UDP_CONNECTED: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    s.send(b"connected")
+    print("OK", s.recv(100).decode(), s.getpeername()[0])
+except OSError as e:
+    print("ERR", e.errno)
+"#;
+
+#[test]
+fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
+    let Some(lab) =
+        Lab::start("datagrams_reach_the_internet_from_its_own_address_and_not_the_host")
+    else {
+        return;
+    };
+    // Control: the lab's echo answers the host.
+    assert_eq!(bare(&lab, &["udp", PUBLIC, "7", "ping"]), "OK echo:ping");
+    let (says, r) = client(&lab, &["--net", "on"], &["udp", PUBLIC, "7", "ping"]);
+    assert_eq!(says, "OK echo:ping", "{r:?}");
+    // Connected: the answer comes from the destination's own address.
+    let r = lab.run_sbx(&[
+        "--net",
+        "on",
+        "--",
+        "python3",
+        "-c",
+        PY_UDP_CONNECTED,
+        PUBLIC,
+        "7",
+    ]);
+    assert_eq!(
+        client_says(&r),
+        format!("OK echo:connected {PUBLIC}"),
+        "{r:?}"
+    );
+    // Internal destinations, and anything not listed in proxy mode, are refused (EPERM).
+    let echoes = |lab: &Lab| {
+        lab.log()
+            .iter()
+            .filter(|l| l.starts_with("udp echo"))
+            .count()
+    };
+    let n0 = echoes(&lab);
+    for (args, to) in [
+        (&["--net", "on"][..], "127.0.0.1"),
+        (&["--net", "on"][..], HOST_PRIVATE),
+        (&["--net", "on"][..], METADATA),
+        (
+            &["--net", "proxy", "--allow", "allowed.test:80"][..],
+            PUBLIC,
+        ),
+    ] {
+        let (says, r) = client(&lab, args, &["udp", to, "7", "ping"]);
+        assert!(
+            says == "ERR EPERM" || says == "ERR ECONNREFUSED" || says == "ERR timeout",
+            "{args:?} {to}: {r:?}"
+        );
+    }
+    assert_eq!(echoes(&lab), n0, "{:?}", lab.log());
+    // Listed, the proxy mode lets it through.
+    let (says, r) = client(
+        &lab,
+        &["--net", "proxy", "--allow", "allowed.test:7"],
+        &["udp", PUBLIC, "7", "ping"],
+    );
+    assert_eq!(
+        says, "ERR EPERM",
+        "an address, not a name, was listed: {r:?}"
+    );
+    let (says, r) = client(
+        &lab,
+        &["--net", "proxy", "--allow", &format!("{PUBLIC}:7")],
+        &["udp", PUBLIC, "7", "ping"],
+    );
+    assert_eq!(says, "OK echo:ping", "{r:?}");
+}

@@ -1,8 +1,11 @@
 //! connect(2) of the sandbox, handed to sbx by its seccomp listener (see
-//! `plan::seccomp::interception_program`). sbx reads the address from the caller's memory
-//! and decides (see `policy`): a connection within the sandbox's own network runs as made; one
-//! that may go out is made by sbx from the host's network, and the caller's own socket is
-//! connected to sbx's relay inside (see `relay`); anything else fails with ECONNREFUSED.
+//! `plan::seccomp::interception_program`), with sendto(2), sendmsg(2) and sendmmsg(2) that
+//! name an address. sbx reads the address from the caller's memory and decides (see
+//! `policy`): what stays within the sandbox's own network runs as made; a TCP connection that
+//! may go out is made by sbx from the host's network, and the caller's own socket is connected
+//! to sbx's relay inside (see `relay`); a datagram destination that may be reached gets sbx's
+//! socket standing for it inside, and the call then runs as made (see `udp`); anything else
+//! fails with ECONNREFUSED (connect) or EPERM (datagrams).
 //!
 //! Why this is safe: every socket of the sandbox lives in its network namespace, whose only
 //! interface is `lo`: sbx never hands the sandbox a socket of the host's. A call the kernel runs
@@ -58,22 +61,30 @@ pub fn serve(shared: Arc<Shared>, listener: OwnedFd, stop: OwnedFd) {
 
 fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
     let fd = listener.as_raw_fd();
-    let dest = match destination(&n) {
-        Some(d) => d,
-        None => {
-            let _ = sys::notif_respond(fd, n.id, Answer::Continue);
-            return;
+    let connect = n.nr == libc::SYS_connect;
+    let dests = destinations(&n);
+    let verdicts: Vec<(SocketAddr, Verdict)> = dests
+        .into_iter()
+        .map(|d| (d, shared.policy.decide(d)))
+        .collect();
+    let mut refused = false;
+    for (d, v) in &verdicts {
+        if let Verdict::Refuse(why) = v {
+            shared.deny(&d.to_string(), why);
+            refused = true;
         }
-    };
-    match shared.policy.decide(dest) {
-        Verdict::Local => {
-            let _ = sys::notif_respond(fd, n.id, Answer::Continue);
-        }
-        Verdict::Refuse(why) => {
-            shared.deny(&dest.to_string(), &why);
-            let _ = sys::notif_respond(fd, n.id, Answer::Fail(Errno::ECONNREFUSED));
-        }
-        Verdict::Out => {
+    }
+    let out: Vec<SocketAddr> = verdicts
+        .iter()
+        .filter(|(_, v)| *v == Verdict::Out)
+        .map(|(d, _)| *d)
+        .collect();
+    let answer = match (refused, out.first()) {
+        // A datagram refused is what a local firewall's refusal says: EPERM.
+        (true, _) if connect => Answer::Fail(Errno::ECONNREFUSED),
+        (true, _) => Answer::Fail(Errno::EPERM),
+        (false, None) => Answer::Continue,
+        (false, Some(&dest)) if connect => {
             // The connection out may take a round trip or a timeout: never in this loop.
             let (shared, listener) = (shared.clone(), listener.clone());
             let spawned = std::thread::Builder::new()
@@ -82,19 +93,75 @@ fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
                     let answer = go_out(&shared, listener.as_raw_fd(), &n, dest);
                     let _ = sys::notif_respond(listener.as_raw_fd(), n.id, answer);
                 });
-            if spawned.is_err() {
-                let _ = sys::notif_respond(fd, n.id, Answer::Fail(Errno::EAGAIN));
+            match spawned {
+                Ok(_) => return,
+                Err(_) => Answer::Fail(Errno::EAGAIN),
             }
+        }
+        (false, Some(_)) => out
+            .iter()
+            .map(|d| datagrams_to(shared, *d))
+            .find(|a| *a != Answer::Continue)
+            .unwrap_or(Answer::Continue),
+    };
+    let _ = sys::notif_respond(fd, n.id, answer);
+}
+
+/// Sets up the datagram destination `dest` (see `udp`); Continue once its socket stands inside.
+fn datagrams_to(shared: &Arc<Shared>, dest: SocketAddr) -> Answer {
+    let SocketAddr::V4(v4) = SocketAddr::new(canonical(dest.ip()), dest.port()) else {
+        shared.deny(&dest.to_string(), "IPv6 datagrams are not relayed");
+        return Answer::Fail(Errno::ENETUNREACH);
+    };
+    match shared.datagrams.ensure(shared, v4) {
+        Ok(true) => {
+            shared.allow(&format!("udp {v4}"));
+            Answer::Continue
+        }
+        Ok(false) => Answer::Continue,
+        Err(e) => {
+            tracing::info!("egress: udp {v4}: {e}");
+            Answer::Fail(Errno::ENETUNREACH)
         }
     }
 }
 
-/// The internet address connect(2) names, read from the caller's memory; None for any other
+/// The addresses an intercepted call names: connect's, sendto's, or each message's of
+/// sendmsg and sendmmsg (the first 64). None for calls without one or with another family.
+fn destinations(n: &Notification) -> Vec<SocketAddr> {
+    let read = |addr: u64, len: u64| address_at(n.pid, addr, len);
+    match n.nr {
+        libc::SYS_connect => read(n.args[1], n.args[2]).into_iter().collect(),
+        libc::SYS_sendto => read(n.args[4], n.args[5]).into_iter().collect(),
+        libc::SYS_sendmsg => message_name(n.pid, n.args[1]).into_iter().collect(),
+        libc::SYS_sendmmsg => (0..n.args[2].min(64))
+            .filter_map(|i| message_name(n.pid, n.args[1] + i * MMSGHDR_SIZE))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `struct mmsghdr`: a `struct msghdr` (56 bytes on 64-bit Linux) and an unsigned int, padded.
+const MMSGHDR_SIZE: u64 = 64;
+
+/// The destination of the `struct msghdr` at `at` in process `pid`.
+fn message_name(pid: libc::pid_t, at: u64) -> Option<SocketAddr> {
+    let mut hdr = [0u8; 16];
+    let got = sys::read_memory(pid, at, &mut hdr).ok()?;
+    if got < 12 {
+        return None;
+    }
+    let name = u64::from_ne_bytes(hdr[..8].try_into().ok()?);
+    let len = u32::from_ne_bytes(hdr[8..12].try_into().ok()?);
+    (name != 0).then(|| address_at(pid, name, u64::from(len)))?
+}
+
+/// The internet address at `addr` (`len` bytes) in the caller's memory; None for any other
 /// family or an address the kernel would refuse itself.
-fn destination(n: &Notification) -> Option<SocketAddr> {
-    let len = usize::try_from(n.args[2]).ok()?.min(128);
+fn address_at(pid: libc::pid_t, addr: u64, len: u64) -> Option<SocketAddr> {
+    let len = usize::try_from(len).ok()?.min(128);
     let mut buf = [0u8; 128];
-    let got = sys::read_memory(n.pid, n.args[1], &mut buf[..len]).ok()?;
+    let got = sys::read_memory(pid, addr, &mut buf[..len]).ok()?;
     let b = &buf[..got];
     let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]) as i32;
     let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
@@ -151,19 +218,19 @@ fn errno_of(e: &std::io::Error) -> Errno {
 }
 
 /// Makes the connection out for `n` and connects the caller's socket to the relay.
-fn go_out(shared: &Shared, listener: RawFd, n: &Notification, dest: SocketAddr) -> Answer {
+fn go_out(shared: &Arc<Shared>, listener: RawFd, n: &Notification, dest: SocketAddr) -> Answer {
     let sock = match callers_socket(listener, n) {
         Ok(s) => s,
         Err(e) => return Answer::Fail(e),
     };
-    let kind = socket::getsockopt(&sock, socket::sockopt::SockType);
-    if kind != Ok(socket::SockType::Stream) {
-        // UDP and raw sockets have no relay yet: the sandbox's namespace has no route.
-        shared.deny(
-            &dest.to_string(),
-            "only TCP connections go out (UDP: DNS only)",
-        );
-        return Answer::Fail(Errno::ENETUNREACH);
+    match socket::getsockopt(&sock, socket::sockopt::SockType) {
+        Ok(socket::SockType::Stream) => {}
+        // A datagram socket connects, inside, to sbx's socket standing for the destination.
+        Ok(socket::SockType::Datagram) => return datagrams_to(shared, dest),
+        _ => {
+            shared.deny(&dest.to_string(), "only TCP and UDP go out");
+            return Answer::Fail(Errno::ENETUNREACH);
+        }
     }
     let local: Option<SockaddrStorage> = socket::getsockname(sock.as_raw_fd()).ok();
     let Some(family) = local.as_ref().and_then(SockaddrLike::family) else {

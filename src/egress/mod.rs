@@ -11,6 +11,7 @@ mod dns;
 mod intercept;
 mod policy;
 mod relay;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -38,6 +39,7 @@ pub struct EgressStats {
 
 pub(crate) struct Shared {
     policy: Policy,
+    datagrams: udp::Datagrams,
     pending: relay::Pending,
     relay_port: Mutex<Option<u16>>,
     allowed: AtomicU64,
@@ -108,14 +110,17 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinH
 
 impl Egress {
     /// Serves the sockets the helper made (`sockets`, in `sandbox::egress_sockets` order) and
-    /// the seccomp `listener` init installed.
+    /// the seccomp `listener` init installed; `helper` makes the sockets of datagram
+    /// destinations as they come (see `udp`).
     pub fn start(
         plan: &EgressPlan,
         sockets: Vec<(EgressSocket, OwnedFd)>,
         listener: Option<OwnedFd>,
+        helper: OwnedFd,
     ) -> std::io::Result<Egress> {
         let shared = Arc::new(Shared {
             policy: Policy::new(plan.clone()),
+            datagrams: udp::Datagrams::new(helper),
             pending: relay::Pending::default(),
             relay_port: Mutex::new(None),
             allowed: AtomicU64::new(0),
@@ -172,6 +177,7 @@ impl Egress {
         let s = &self.shared;
         s.stopping.store(true, Ordering::Relaxed);
         let _ = nix::unistd::write(&self.stop, b"x");
+        s.datagrams.stop();
         for l in &self.listeners {
             // Wakes a blocked accept(2) or recvfrom(2) with an error.
             let _ = nix::sys::socket::shutdown(l.as_raw_fd(), nix::sys::socket::Shutdown::Both);

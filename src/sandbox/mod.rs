@@ -28,8 +28,8 @@ pub struct Spawned {
     /// Write end of the lifeline: when the supervisor dies it closes, and the sandbox knows.
     pub lifeline: OwnedFd,
     /// The supervisor's end of the socket on which init hands over what it opened inside for
-    /// the supervisor: the proxy's listener, the interception's seccomp listener, the pty's
-    /// master, the tmpfs store, in that order.
+    /// the supervisor: the proxy's listener, the pty's master, the tmpfs store and the
+    /// interception's seccomp listener (by number, see `setup::intercept`), in that order.
     pub handover: Option<OwnedFd>,
     /// The network namespace's helper (see `netns`), a child of the supervisor to reap.
     pub net_helper: Option<libc::pid_t>,

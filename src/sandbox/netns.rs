@@ -160,7 +160,6 @@ fn helper(plan: &Plan, init: libc::pid_t, supervisor: libc::pid_t, fds: [RawFd; 
             channel::send(report, Failure::at(Step::EgressSockets, i, e));
             sys::exit(EXIT_SBX_FAILED)
         }
-        sys::close(egress);
     }
     // The helper is still in the host's mount and PID namespaces: this is its own entry.
     let net = sys::open(c"/proc/self/ns/net", libc::O_RDONLY | libc::O_CLOEXEC, 0)
@@ -168,7 +167,45 @@ fn helper(plan: &Plan, init: libc::pid_t, supervisor: libc::pid_t, fds: [RawFd; 
     if let Err(e) = sys::send_fd(sock, net) {
         fail(Step::NetNamespace, e)
     }
+    if plan.network.egress().is_some() && egress >= 0 {
+        serve_udp_requests(egress)
+    }
     sys::exit(0)
+}
+
+/// The helper's second life, with sbx's egress: it stays in the sandbox's network namespace
+/// (with the capabilities of its user namespace) and makes the sockets that need creating
+/// there while the command runs. A request is 8 bytes, an IPv4 address, a port (big-endian)
+/// and 2 unused: the answer is a UDP socket bound to that address and port inside, the address
+/// added to `lo` first (so that the sandbox's datagrams to it arrive at sbx's socket, and its
+/// answers come from it), or a message without a descriptor if that failed. Ends when the
+/// supervisor closes its end. Never allocates.
+fn serve_udp_requests(sock: RawFd) -> ! {
+    let mut req = [0u8; 8];
+    loop {
+        match sys::read(sock, &mut req) {
+            Ok(8) => {}
+            Ok(_) | Err(_) => sys::exit(0),
+        }
+        let ip = [req[0], req[1], req[2], req[3]];
+        let port = u16::from_be_bytes([req[4], req[5]]);
+        let made = match ip[0] {
+            127 => Ok(()),
+            _ => sys::add_loopback_address(ip),
+        }
+        .and_then(|_| sys::bound_socket(ip, port, libc::SOCK_DGRAM));
+        let answered = match made {
+            Ok(fd) => {
+                let r = sys::send_fd(sock, fd);
+                sys::close(fd);
+                r
+            }
+            Err(_) => sys::write_all(sock, b"!"),
+        };
+        if answered.is_err() {
+            sys::exit(0)
+        }
+    }
 }
 
 /// In init, once the root is built: waits for the helper's namespace and joins it. A helper

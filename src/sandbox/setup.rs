@@ -72,16 +72,6 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
                 sys::loopback_listener(proxy.port),
             )?;
         }
-        if let (Some(egress), Some(sock)) = (plan.network.egress(), ends.handover) {
-            // Init and everything it forks hand connect(2) to the supervisor, which makes the
-            // allowed connections out from the host's network (see `egress`). Installed with
-            // init's capabilities, before no_new_privs.
-            hand_over(
-                Step::Interception,
-                sock,
-                sys::seccomp_listener(&egress.interception),
-            )?;
-        }
         let pty = match (ends.pty, ends.handover) {
             (true, Some(sock)) => Some(open_pty(sock)?),
             _ => None,
@@ -89,6 +79,9 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         if let (true, Some(store), Some(sock)) = (ends.store, &plan.store, ends.handover) {
             let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
             hand_over(Step::Store, sock, sys::open(store, flags, 0))?;
+        }
+        if let (Some(egress), Some(sock)) = (plan.network.egress(), ends.handover) {
+            intercept(&egress.interception, sock)?;
         }
         if !plan.as_pid_1 {
             // Init stays inside with the payload: it must not be a target for ptrace or
@@ -133,6 +126,23 @@ fn lifeline(fd: RawFd) -> Result<(), Failure> {
     match sys::read_byte(fd) {
         Ok(true) if !sys::peer_gone(fd) => Ok(()),
         _ => sys::exit(crate::exit::EXIT_SBX_FAILED),
+    }
+}
+
+/// Hands connect(2) and the sends that name an address, of init and everything it forks, to
+/// the supervisor, which makes the allowed connections out from the host's network (see
+/// `egress`). Installed with init's capabilities, before no_new_privs, and last of what init
+/// hands over: its own sendmsg(2) would wait for a listener the supervisor does not have yet.
+/// So the listener goes by number (a plain write), the supervisor takes it with
+/// pidfd_getfd(2) and says so, and init closes its copy.
+fn intercept(prog: &[seccompiler::sock_filter], sock: RawFd) -> Result<(), Failure> {
+    let fail = |e| Failure::new(Step::Interception, e);
+    let listener = sys::seccomp_listener(prog).map_err(fail)?;
+    let taken = sys::write_all(sock, &listener.to_ne_bytes()).and_then(|_| sys::read_byte(sock));
+    sys::close(listener);
+    match taken.map_err(fail)? {
+        true => Ok(()),
+        false => Err(fail(sys::Errno::EPIPE)),
     }
 }
 

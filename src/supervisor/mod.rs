@@ -127,26 +127,40 @@ fn start_proxy(p: &ProxyPlan, listener: OwnedFd) -> Option<Proxy> {
     }
 }
 
-/// Serves sbx's egress: the sockets the network helper made inside, and init's listener.
+/// Serves sbx's egress: the sockets the network helper made inside, and init's seccomp
+/// listener, taken from init by number (see `sandbox::setup::intercept`). None when init
+/// failed before (its own report says why); an error when sbx cannot serve a sandbox whose
+/// connect(2) already waits for it.
 fn start_egress(
     plan: &crate::plan::Egress,
-    from_helper: &OwnedFd,
-    listener: Option<OwnedFd>,
-) -> Option<Egress> {
+    init: libc::pid_t,
+    sock: &OwnedFd,
+    helper: OwnedFd,
+) -> Result<Option<Egress>, sys::Errno> {
+    let mut number = [0u8; 4];
+    match sys::read(sock.as_raw_fd(), &mut number) {
+        Ok(4) => {}
+        _ => return Ok(None),
+    }
+    let pidfd = sys::pidfd_open(init)?;
+    let listener = sys::pidfd_getfd(pidfd.as_raw_fd(), i32::from_ne_bytes(number))?;
+    sys::write_all(sock.as_raw_fd(), b"t")?;
     let mut sockets = Vec::new();
     for what in crate::sandbox::egress_sockets(plan) {
         if matches!(what, crate::sandbox::EgressSocket::Address(_)) {
             continue;
         }
-        sockets.push((what, receive(from_helper)?));
-    }
-    match Egress::start(plan, sockets, listener) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            tracing::error!("egress: cannot start: {e}");
-            None
+        match receive(&helper) {
+            Some(fd) => sockets.push((what, fd)),
+            None => return Ok(None),
         }
     }
+    Egress::start(plan, sockets, Some(listener), helper)
+        .map(Some)
+        .map_err(|e| {
+            e.raw_os_error()
+                .map_or(sys::Errno::EIO, sys::Errno::from_raw)
+        })
 }
 
 /// Restores the signal mask when the supervisor is done, also on error paths.
@@ -250,8 +264,8 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             errno,
         })
     })?;
-    // init hands over, in order, the proxy's listener, the interception's seccomp listener, the
-    // pty's master and the tmpfs store. If it failed before, there is nothing to serve: its own
+    // init hands over, in order, the proxy's listener, the pty's master, the tmpfs store and the
+    // interception's seccomp listener. If it failed before, there is nothing to serve: its own
     // failure report says why.
     let handover = spawned.handover;
     let proxy = plan
@@ -259,10 +273,6 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         .proxy()
         .and_then(|p| Some((p, receive(handover.as_ref()?)?)))
         .and_then(|(p, fd)| start_proxy(p, fd));
-    let egress = plan.network.egress().and_then(|e| {
-        let listener = receive(handover.as_ref()?);
-        start_egress(e, spawned.egress.as_ref()?, listener)
-    });
     let relay = terminal
         .and_then(|t| Some((t, receive(handover.as_ref()?)?)))
         .and_then(|(t, master)| match t.attach(master) {
@@ -273,6 +283,17 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             }
         });
     let store = opts.store.then(|| receive(handover.as_ref()?)).flatten();
+    let egress = match (plan.network.egress(), &handover, spawned.egress) {
+        (Some(e), Some(sock), Some(helper)) => {
+            start_egress(e, pid, sock, helper).map_err(|errno| {
+                abandon(Error::Supervisor {
+                    what: "serve the sandbox's network (sbx's egress)",
+                    errno,
+                })
+            })?
+        }
+        _ => None,
+    };
     drop(handover);
     // The sandbox's first process is our child and not yet waited for: its pid cannot have
     // been reused, so the pidfd names it. Without pidfd_open (a seccomp filter answering

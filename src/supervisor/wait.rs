@@ -57,8 +57,9 @@ fn timeout_ms(until: Option<Instant>, now: Instant) -> libc::c_int {
 /// How often the loop asks whether the sandbox ended where it has no pidfd to poll.
 pub(super) const CHILD_POLL: Duration = Duration::from_millis(10);
 
-/// The network namespace's helper, reaped however the run ends. It never blocks for long: it
-/// only creates the namespace and hands it over, and any failure on the way ends it.
+/// The network namespace's helper, reaped however the run ends. Without sbx's egress it only
+/// creates the namespace and hands it over; with it, it stays to make sockets inside until the
+/// run ends (see `sandbox::netns`), and is killed then if still there.
 pub(super) struct Helper {
     pid: Option<libc::pid_t>,
     /// Watched too, so that it is reaped as soon as it is done, not at the end of the run.
@@ -95,6 +96,8 @@ impl Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         if let Some(pid) = self.pid {
+            // Not reaped yet, so the pid is still the helper's.
+            let _ = sys::kill(pid, libc::SIGKILL);
             let _ = sys::wait4(pid, 0);
         }
     }

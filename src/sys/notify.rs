@@ -11,6 +11,8 @@ pub struct Notification {
     pub id: u64,
     /// The caller, in the supervisor's PID namespace.
     pub pid: libc::pid_t,
+    /// The system call's number.
+    pub nr: i64,
     pub args: [u64; 6],
 }
 
@@ -28,6 +30,7 @@ pub fn notif_recv(listener: RawFd) -> SysResult<Notification> {
                 return Ok(Notification {
                     id: n.id,
                     pid: n.pid as libc::pid_t,
+                    nr: i64::from(n.data.nr),
                     args: n.data.args,
                 });
             }
