@@ -160,7 +160,7 @@ fn general(plan: &Plan, f: &Failure) -> (String, Option<&'static str>) {
             "installing the seccomp listener that hands connect(2) to sbx".into(),
             "EBUSY: a filter above already has a listener (sbx --net on or proxy inside another \
              such sandbox, or a runtime's notifying filter): use --net none or host inside; \
-             otherwise the kernel needs Linux 5.9 with seccomp user notification",
+             otherwise the kernel needs Linux 5.6 (seccomp user notification, pidfd_getfd)",
         ),
         Step::Hostname => ("sethostname".into(), ""),
         Step::Protect => (

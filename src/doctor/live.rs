@@ -117,7 +117,35 @@ pub(super) fn live() -> (Vec<Check>, bool) {
         );
     }
     out.push(overlay(proc));
+    if runs || proc.is_some() {
+        out.push(egress(proc));
+    }
     (out, runs)
+}
+
+/// `--net on` (and `proxy`): sbx's network helper, its sockets inside, and the seccomp
+/// listener through which connect(2) reaches sbx.
+fn egress(proc: Option<ProcMode>) -> Check {
+    let name = "network mode on/proxy (sbx's egress: seccomp listener, pidfd_getfd)";
+    let probe = run_probe(|p| {
+        p.filesystem.proc = proc.or(p.filesystem.proc);
+        p.network.mode = Some(crate::profile::NetMode::On);
+    });
+    match probe {
+        Ok(()) => Check::new(
+            name,
+            Status::Ok,
+            "a sandbox with the interception installed ran /bin/true",
+            "",
+        ),
+        Err(e) => e.check(
+            name,
+            Status::Warn,
+            "--net on and --net proxy need Linux 5.6 (seccomp user notification, pidfd_getfd) \
+             and no seccomp listener above (not inside another on/proxy sandbox); --net none \
+             and host are unaffected",
+        ),
+    }
 }
 
 /// A temporary overlay of a directory of doctor's own: a container's own directories (/etc
