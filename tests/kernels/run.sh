@@ -219,7 +219,8 @@ fetch_kernel() {
   local key=$1 dir=$cache/$1 meta=linux-image-cloud-amd64 dep pkg deb tmp ko
   fetch_error=
   kernel_def "$key"
-  if [ -s "$dir/package" ] && [ -s "$dir/vmlinuz" ] && [ $refresh = 0 ]; then
+  # (a cache from before veth.ko was taken along has no veth.note: unpack the .deb again)
+  if [ -s "$dir/package" ] && [ -s "$dir/vmlinuz" ] && [ -e "$dir/veth.note" ] && [ $refresh = 0 ]; then
     return 0
   fi
   mkdir -p "$dir"
@@ -268,6 +269,16 @@ fetch_kernel() {
   *) fetch_error="cannot unpack $ko"; return 1 ;;
   esac
   [ -z "$ko" ] || echo "${ko##*/}" >"$dir/overlay.note"
+  # veth, for the suite's stand-in for the internet (a network namespace behind a veth pair).
+  rm -f "$dir/veth.ko" "$dir/veth.note"
+  ko=$(find "$tmp" -path '*/kernel/drivers/net/veth.ko*' | head -n1)
+  case $ko in
+  *.ko) cp "$ko" "$dir/veth.ko" ;;
+  *.ko.xz) xz -dc "$ko" >"$dir/veth.ko" 2>/dev/null || "$bb" unxz -c "$ko" >"$dir/veth.ko" ;;
+  *.ko.zst) zstd -qdc "$ko" >"$dir/veth.ko" || rm -f "$dir/veth.ko" ;;
+  *.ko.gz) gzip -dc "$ko" >"$dir/veth.ko" ;;
+  esac
+  echo "${ko:+${ko##*/}}${ko:-no veth.ko in $pkg (built in?)}" >"$dir/veth.note"
   deb_id "$deb" >"$dir/package"
   rm -rf "$tmp"
 }
@@ -287,6 +298,7 @@ build_initrd() {
   chmod 0755 "$root/init"
   cp "$cache/sbx" "$here/smoke.sh" "$here/smoke-lib.sh" "$root/payload/"
   [ -s "$dir/overlay.ko" ] && cp "$dir/overlay.ko" "$root/payload/"
+  [ -s "$dir/veth.ko" ] && cp "$dir/veth.ko" "$root/payload/"
   # For smoke-lib.sh (POSIX sh): the value single-quoted.
   printf "SBX_ONLY='%s'\n" "${only//\'/\'\\\'\'}" >"$root/payload/config"
   (cd "$root" && find . | "$bb" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -1 >"$dir/initrd.gz.new"

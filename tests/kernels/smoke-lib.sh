@@ -115,14 +115,26 @@ _first_error() {
   echo "$_l"
 }
 
+_nl='
+'
+
+# _unmatched RES FILE: prints the first of RES (one extended regex a line) that no line of FILE
+# matches, and succeeds; fails when every one matches (or there are none).
+_unmatched() {
+  [ -n "$1" ] || return 1
+  echo "$1" | while IFS= read -r _r; do
+    grep -qE "$_r" "$2" || { echo "$_r"; exit 0; }
+  done | grep -m1 .
+}
+
 # check NAME EXPECT [OPTIONS] -- CMD...
 #   NAME     [A-Za-z0-9._-]+, the row of the table
 #   EXPECT   the exit codes that pass: 0, 3, 1,137, !0,!125 or any (see _expect_ok)
 #   CMD      run as uid 1000 (see as_user), stdin /dev/null, in $WORK unless --cwd
 # OPTIONS
-#   --out RE          stdout must match the extended regex RE (grep -E)
+#   --out RE          stdout must match the extended regex RE (grep -E); repeatable (each)
 #   --no-out RE       stdout must not match RE
-#   --err RE          stderr must match RE
+#   --err RE          stderr must match RE; repeatable (each)
 #   --no-err RE       stderr must not match RE
 #   --cwd DIR         run CMD in DIR
 #   --cgroup MODE     delegated (default), session or none (see as_user)
@@ -138,9 +150,9 @@ check() {
   _req='' _after='' _show=0
   while [ $# -gt 0 ]; do
     case $1 in
-    --out) _outre=$2; shift 2 ;;
+    --out) _outre="$_outre${_outre:+$_nl}$2"; shift 2 ;;
     --no-out) _nooutre=$2; shift 2 ;;
-    --err) _errre=$2; shift 2 ;;
+    --err) _errre="$_errre${_errre:+$_nl}$2"; shift 2 ;;
     --no-err) _noerrre=$2; shift 2 ;;
     --cwd) _ccwd=$2; shift 2 ;;
     --cgroup) _ccg=$2; shift 2 ;;
@@ -179,12 +191,12 @@ check() {
     _why="check timed out after ${_tmo}s (killed)"
   elif ! _expect_ok $_rc "$_want"; then
     _why="exit $_rc (want $_want): $(_first_error "$OUT/$_name.err")"
-  elif [ -n "$_outre" ] && ! grep -qE "$_outre" "$OUT/$_name.out"; then
-    _why="stdout does not match /$_outre/: $(grep -m1 . "$OUT/$_name.out")"
+  elif _re=$(_unmatched "$_outre" "$OUT/$_name.out"); then
+    _why="stdout does not match /$_re/: $(grep -m1 . "$OUT/$_name.out")"
   elif [ -n "$_nooutre" ] && grep -qE "$_nooutre" "$OUT/$_name.out"; then
     _why="stdout matches /$_nooutre/: $(grep -m1 -E "$_nooutre" "$OUT/$_name.out")"
-  elif [ -n "$_errre" ] && ! grep -qE "$_errre" "$OUT/$_name.err"; then
-    _why="stderr does not match /$_errre/: $(grep -m1 . "$OUT/$_name.err")"
+  elif _re=$(_unmatched "$_errre" "$OUT/$_name.err"); then
+    _why="stderr does not match /$_re/: $(grep -m1 . "$OUT/$_name.err")"
   elif [ -n "$_noerrre" ] && grep -qE "$_noerrre" "$OUT/$_name.err"; then
     _why="stderr matches /$_noerrre/: $(grep -m1 -E "$_noerrre" "$OUT/$_name.err")"
   elif [ -n "$_after" ] && ! sh -c "$_after" >"$OUT/$_name.after" 2>&1; then
