@@ -21,6 +21,8 @@
 # Knobs (environment):
 #   BULK_MIB=300 BULK_RUNS=5          size of one transfer, transfers per mode
 #   CONN_N=500 CONN_WARMUP=20 CONN_ROUNDS=3   connections per sandbox (after uncounted warm-up ones), sandboxes per mode
+#   CONN_MAX_S=15                     a sandbox stops its connections after this many seconds (a
+#                                     mode that stalls each connection still ends in minutes)
 #   STARTUP_RUNS=300 STARTUP_ROUNDS=10        hyperfine runs per command, split into rounds
 #   NET_ADDR=                         the non-loopback address of the relay rows (default: the first
 #                                     global IPv4 address of `ip -4 -o addr`); must be this machine's
@@ -35,6 +37,7 @@ BULK_RUNS=${BULK_RUNS:-5}
 CONN_N=${CONN_N:-500}
 CONN_WARMUP=${CONN_WARMUP:-20}
 CONN_ROUNDS=${CONN_ROUNDS:-3}
+CONN_MAX_S=${CONN_MAX_S:-15}
 STARTUP_RUNS=${STARTUP_RUNS:-300}
 STARTUP_ROUNDS=${STARTUP_ROUNDS:-10}
 BENCH_DIR=${BENCH_DIR:-/tmp/sbx-bench-net}
@@ -99,7 +102,7 @@ client() {
 # Every mode must connect at all; one that cannot is reported and left out.
 ok=()
 for i in "${!names[@]}"; do
-    if client "$i" conn 3 0 >/dev/null 2>"$res/check.${names[i]}.log"; then
+    if client "$i" conn 3 0 30 >/dev/null 2>"$res/check.${names[i]}.log"; then
         ok+=("$i")
     else
         log "${names[i]} cannot connect (log: $res/check.${names[i]}.log):"
@@ -130,7 +133,7 @@ log "connect: $CONN_N sequential connections per sandbox, $CONN_ROUNDS sandboxes
 for ((r = 1; r <= CONN_ROUNDS; r++)); do
     printf '\r    round %d/%d ' "$r" "$CONN_ROUNDS" >&2
     for i in $(in_order "$r"); do
-        client "$i" conn "$CONN_N" "$CONN_WARMUP" >>"$res/conn.${names[i]}" 2>>"$res/conn.log" ||
+        client "$i" conn "$CONN_N" "$CONN_WARMUP" "$CONN_MAX_S" >>"$res/conn.${names[i]}" 2>>"$res/conn.log" ||
             die "connections failed in mode ${names[i]} (log: $res/conn.log)"
     done
 done
@@ -168,7 +171,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 notes+=("bulk: one transfer of $BULK_MIB MiB per sandbox (connect to last byte), $BULK_RUNS per mode, modes alternating their order run by run; MB = 10^6 bytes; the client discards with recv_into a 1 MiB buffer, the server (python3, on the host, as $bench_user) sends from a 4 MiB buffer")
 notes+=("bulk, diag streaming: the same transfers timed from the first byte received to the last (what the relay moves per second once the request is through), and the median wait for the first byte")
-notes+=("connect: per connection connect(2), a 1-byte request, the 1-byte answer, close; $CONN_N per sandbox after $CONN_WARMUP uncounted, $CONN_ROUNDS sandboxes per mode; diag connect(2) only: the same connections up to connect's return (with HTTP CONNECT: up to the proxy's 200 answer)")
+notes+=("connect: per connection connect(2), a 1-byte request, the 1-byte answer, close; $CONN_N per sandbox after $CONN_WARMUP uncounted (fewer where $CONN_MAX_S s were over first: n in the range column), $CONN_ROUNDS sandboxes per mode; diag connect(2) only: the same connections up to connect's return (with HTTP CONNECT: up to the proxy's 200 answer)")
 notes+=("startup: hyperfine -N, $STARTUP_RUNS runs per command interleaved in $STARTUP_ROUNDS rounds (warm-up 20, then 3), \`sbx --net MODE -- /bin/true\` with the default profile; proxy = \`--net proxy --allow x.test:443\`")
 notes+=("server: 127.0.0.1:$lo_port${addr:+ and $addr:$addr_port}; PORT in the mode names is the server's")
 notes+=("load average (1, 5, 15 min) at the start: $load_start; at the end: $load_end on $(nproc) CPUs")

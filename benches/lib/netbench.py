@@ -6,9 +6,10 @@
   netbench.py bulk HOST PORT BYTES [--connect]
                                          fetch BYTES from the server, discard them; prints the
                                          seconds from connect(2) to the last byte, and to the first
-  netbench.py conn HOST PORT N WARMUP [--connect]
+  netbench.py conn HOST PORT N WARMUP MAXSEC [--connect]
                                          N sequential connections, each connect, 1-byte request,
-                                         1-byte answer, close (after WARMUP uncounted ones);
+                                         1-byte answer, close (after WARMUP uncounted ones), or
+                                         fewer (5 at least) if MAXSEC seconds are over first;
                                          prints a line per connection: the µs connect(2) took
                                          (or the proxy's handshake), and the µs of all of it
 With --connect the client goes through the HTTP proxy named by $HTTP_PROXY with CONNECT HOST:PORT
@@ -124,9 +125,12 @@ def bulk(host, port, n, via_proxy):
     print(f"{t:.6f} {first:.6f}")
 
 
-def conn(host, port, n, warmup, via_proxy):
+def conn(host, port, n, warmup, max_seconds, via_proxy):
     lines = []
+    start = time.perf_counter()
     for i in range(warmup + n):
+        if len(lines) >= 5 and time.perf_counter() - start > max_seconds:
+            break
         t0 = time.perf_counter()
         s = open_conn(host, port, via_proxy)
         t1 = time.perf_counter()
@@ -148,7 +152,7 @@ def main(argv):
     elif cmd == "bulk":
         bulk(args[0], int(args[1]), int(args[2]), via_proxy)
     elif cmd == "conn":
-        conn(args[0], int(args[1]), int(args[2]), int(args[3]), via_proxy)
+        conn(args[0], int(args[1]), int(args[2]), int(args[3]), float(args[4]), via_proxy)
     else:
         sys.exit(__doc__)
 

@@ -68,6 +68,7 @@ def main():
 
     # Connection latency, µs per connection: lower is better, ratio = mode / no sandbox.
     conn = {name: read_columns(f"{res}/conn.{name}") for name, _ in modes}
+    full = max((len(c[0]) for c in conn.values() if c), default=0)
     for col, what in ((1, "connect: {}"),
                       (0, "  diag: connect(2) only: {}")):
         lat = {name: sorted(c[col]) for name, c in conn.items() if c}
@@ -79,7 +80,8 @@ def main():
             xs = lat[name]
             med = statistics.median(xs)
             p10, p90 = xs[len(xs) // 10], xs[len(xs) * 9 // 10]
-            rows.append([what.format(label), f"{med:,.0f} µs", f"p10–p90 {p10:,.0f}–{p90:,.0f}",
+            short = f"n={len(xs)}, " if len(xs) < full else ""  # stopped by the time cap
+            rows.append([what.format(label), f"{med:,.0f} µs", f"{short}p10–p90 {p10:,.0f}–{p90:,.0f}",
                          f"{med / base:.3f}" if base else "", "info", "—"])
 
     # Startup: hyperfine rounds merged; the difference to --net none is what the target is about.
