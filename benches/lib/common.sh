@@ -18,7 +18,7 @@ die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 # ensure_tools TOOL... : install what is missing with apt-get (one `apt-get update` first).
 ensure_tools() {
     local -A pkg_of=([bwrap]=bubblewrap [hyperfine]=hyperfine [gcc]=gcc [make]=make
-        [python3]=python3 [setpriv]=util-linux [unshare]=util-linux [strace]=strace)
+        [python3]=python3 [ip]=iproute2 [setpriv]=util-linux [unshare]=util-linux [strace]=strace)
     local missing=() tool
     for tool in "$@"; do
         command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_of[$tool]:-$tool}")
