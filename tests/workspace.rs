@@ -448,3 +448,31 @@ fn a_storm_of_events_in_the_workspace_is_not_a_planted_path() {
     assert_eq!(planted.code, 137, "{planted:?}");
     assert_eq!(planted_rep["reason"], "protected_path", "{planted_rep}");
 }
+
+/// A worktree's or a submodule's `.git` is a file naming the real repository: it exists, so
+/// the run goes on (it was once taken for a planted path: exit 137, and the file moved aside),
+/// and it is read-only inside, so the command cannot point host git at a repository of its own.
+#[test]
+fn a_git_file_stays_in_place_and_read_only() {
+    let mut s = common::sbx([
+        "--",
+        "sh",
+        "-c",
+        "cat .git; echo 'gitdir: /tmp/planted' > .git && echo rewrite=ok || echo rewrite=refused",
+    ]);
+    let gitdir = "gitdir: /elsewhere/.git/worktrees/w\n";
+    s.work.file(".git", gitdir);
+    let (r, work) = run_keep(s);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with(gitdir), "{r:?}");
+    assert!(r.stdout.contains("rewrite=refused\n"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join(".git")).unwrap(),
+        gitdir
+    );
+    let names = common::names_in(work.path());
+    assert!(
+        !names.iter().any(|n| n.starts_with(".git.")),
+        "something was moved aside: {names:?}"
+    );
+}

@@ -196,7 +196,9 @@ fn protect(
         let last = i + 1 == comps.len();
         match meta {
             Some(m) if m.is_dir() && !last => dir = host,
-            Some(m) if !m.file_type().is_symlink() && last => {
+            // The path itself, or a file where a directory is expected (a worktree's or a
+            // submodule's `.git` file, which names the real one): read-only as it is.
+            Some(m) if !m.file_type().is_symlink() && (last || !m.is_dir()) => {
                 let dst = shown(&sofar);
                 // The profile mounts something of its own there: that decides.
                 if requests.iter().any(|r| r.dst == dst) {
@@ -213,8 +215,8 @@ fn protect(
                 });
                 return;
             }
-            // Missing, a symlink, or a file where a directory is expected: nothing to cover,
-            // so its name in the last real directory is watched.
+            // Missing, or a symlink: nothing to cover, so its name in the last real directory
+            // is watched.
             other => {
                 let existing = other
                     .filter(|m| m.file_type().is_symlink())
