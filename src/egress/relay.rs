@@ -137,7 +137,7 @@ fn splice_all(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
     const CHUNK: usize = 1 << 20;
     let (r, w) = nix::unistd::pipe()?;
     let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
     let mut moved_any = false;
     loop {
         let n = match splice(from.as_fd(), None, w.as_fd(), None, CHUNK, flags) {
