@@ -454,7 +454,7 @@ fn a_storm_of_events_in_the_workspace_is_not_a_planted_path() {
 /// and it is read-only inside, so the command cannot point host git at a repository of its own.
 #[test]
 fn a_git_file_stays_in_place_and_read_only() {
-    let mut s = common::sbx([
+    let s = common::sbx([
         "--",
         "sh",
         "-c",
