@@ -4,13 +4,12 @@
 //! host's same port.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::proxy::pump::pump;
 
 /// Connections sbx made out, waiting for the sandbox's side to reach the relay: keyed by the
 /// local port of the sandbox's socket, bound before it connects.
@@ -94,12 +93,12 @@ fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
     };
     let up = std::thread::Builder::new()
         .name("sbx-relay-up".into())
-        .spawn(move || pump(inside2, out2));
+        .spawn(move || pump(&inside2, &out2));
     let down_shared = shared.clone();
     let down = std::thread::Builder::new()
         .name("sbx-relay-down".into())
         .spawn(move || {
-            pump(out, inside);
+            pump(&out, &inside);
             if let Ok(up) = up {
                 let _ = up.join();
             }
@@ -109,53 +108,5 @@ fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
     if down.is_err() {
         shared.untrack(ids.0);
         shared.untrack(ids.1);
-    }
-}
-
-/// Moves what `from` sends to `to` until end of file, then half-closes `to`.
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    if splice_all(&from, &to).is_err() {
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-/// Moves the bytes through a pipe with splice(2), never copying them into sbx. An error before
-/// the first byte moved (no splice here) leaves the copy to the caller.
-fn splice_all(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
-    use nix::fcntl::{SpliceFFlags, splice};
-    const CHUNK: usize = 1 << 20;
-    let (r, w) = nix::unistd::pipe()?;
-    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
-    let flags = SpliceFFlags::SPLICE_F_MOVE;
-    let mut moved_any = false;
-    loop {
-        let n = match splice(from.as_fd(), None, w.as_fd(), None, CHUNK, flags) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) if !moved_any => return Err(e.into()),
-            Err(_) => return Ok(()),
-        };
-        moved_any = true;
-        let mut left = n;
-        while left > 0 {
-            match splice(r.as_fd(), None, to.as_fd(), None, left, flags) {
-                Ok(0) => return Ok(()),
-                Ok(m) => left -= m,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return Ok(()),
-            }
-        }
     }
 }

@@ -106,7 +106,8 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
                     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
                     splice(client, server, shared, move |client, server| {
                         server.write_all(&rest)?;
-                        io::copy(client, server).map(drop)
+                        super::pump::pump(client, server);
+                        Ok(())
                     })
                 }
                 Err(e) => respond(

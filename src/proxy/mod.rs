@@ -10,6 +10,7 @@
 
 pub mod allow;
 mod http;
+pub mod pump;
 mod request;
 mod socks;
 
@@ -216,9 +217,7 @@ fn splice(
             }
             let _ = up_server.shutdown(Shutdown::Write);
         })?;
-    let (mut down_server, mut down_client) = (server, client);
-    let _ = io::copy(&mut down_server, &mut down_client);
-    let _ = down_client.shutdown(Shutdown::Write);
+    pump::pump(&server, &client);
     let _ = upstream.join();
     shared.untrack(id);
     Ok(())

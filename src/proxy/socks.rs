@@ -64,7 +64,8 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
                 shared.allow(&what);
                 reply(&mut client, 0)?;
                 splice(client, server, shared, |client, server| {
-                    io::copy(client, server).map(drop)
+                    super::pump::pump(client, server);
+                    Ok(())
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => reply(&mut client, REFUSED),
