@@ -275,10 +275,12 @@ ip -6 route add fd00:ec2::254/128 via 2001:db8:1::10
 ip -6 route add default via 2001:db8:1::10
 ";
 
-// As for IPv4: B forwards, with no route beyond the lab (unreachable, not a timeout).
+// As for IPv4: B forwards, with no route beyond the lab (unreachable, not a timeout). A
+// answers the metadata address from its ULA (the longest common prefix): B routes it back.
 const SETUP_B6: &str = "
 ip -6 addr add 2001:db8:1::10/64 dev v1 nodad
 ip -6 addr add fd00:ec2::254/128 dev lo nodad
+ip -6 route add fd00:77::/64 via 2001:db8:1::1
 echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 ";
 
