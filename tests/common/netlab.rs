@@ -13,9 +13,21 @@
 //!   UDP echo on 203.0.113.10:7 (answers "echo:" + the datagram); DNS on 203.0.113.10:53, UDP
 //!   and TCP, from [`DNS_TABLE`] (A records; other names NXDOMAIN).
 //!
+//! IPv6, when the host has it (the IPv4 part above is the same either way; [`Lab::start_v6`]
+//! skips a test on a host without IPv6), every address added `nodad` (usable at once):
+//!
+//! * A: `v0` = 2001:db8:1::1/64 ([`HOST_IP6`], public-looking) and fd00:77::1/64
+//!   ([`HOST_PRIVATE6`], a ULA); routes to fd00:ec2::254 and default via B. Servers: HTTP on
+//!   [::1]:PORT ("host-loopback6"), [fd00:77::1]:PORT ("host-private6"), [2001:db8:1::1]:PORT
+//!   ("host-public6"); UDP echo on [::1]:7 and [fd00:77::1]:7.
+//! * B: `v1` = 2001:db8:1::10/64 ([`PUBLIC6`]); lo with fd00:ec2::254/128 ([`METADATA6`], AWS's
+//!   IPv6 metadata address). Servers: HTTP on [2001:db8:1::10]:80 ("public6") and
+//!   [fd00:ec2::254]:80 ("metadata6"); UDP echo on [2001:db8:1::10]:7 and [fd00:ec2::254]:7.
+//!
 //! The HTTP servers answer any connection (an HTTP request or not) with their body. Every
 //! connection, datagram and DNS question is logged ([`Lab::log`], [`Lab::dns_queries`],
-//! [`Lab::connections`]), so a test can show that something never left the sandbox.
+//! [`Lab::connections`]), so a test can show that something never left the sandbox. IPv6
+//! addresses are logged as `[ADDR]:PORT`.
 //!
 //! A is `unshare --net --mount` (a process, not `ip netns add`: nothing in /run/netns), B
 //! `unshare --net`; commands enter A with `nsenter` and drop to the test uid with `setpriv`.
@@ -43,6 +55,14 @@ pub const PUBLIC: &str = "203.0.113.10";
 /// A second public address, in B, routed from A via [`PUBLIC`].
 pub const PUBLIC2: &str = "198.51.100.7";
 pub const METADATA: &str = "169.254.169.254";
+/// The "internet" peer's IPv6 address (public: 2001:db8::/32 is not internal to sbx).
+pub const PUBLIC6: &str = "2001:db8:1::10";
+/// The host's own public-looking IPv6 address on the lab's link (in A).
+pub const HOST_IP6: &str = "2001:db8:1::1";
+/// The host's own private IPv6 address, a ULA (in A).
+pub const HOST_PRIVATE6: &str = "fd00:77::1";
+/// AWS's IPv6 metadata address (a ULA), in B, routed from A via [`PUBLIC6`].
+pub const METADATA6: &str = "fd00:ec2::254";
 /// The port of the host's own services (127.0.0.1 and [`HOST_PRIVATE`]), in A.
 pub const HOST_PORT: u16 = 8080;
 /// The names the lab's DNS answers (A records); every other name is NXDOMAIN.
@@ -71,6 +91,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// * `tcp HOST PORT`: connects, sends an HTTP GET, prints `OK <body>`;
 /// * `udp HOST PORT MSG`: sends MSG in one datagram (sendto), prints `OK <reply>`;
 /// * `resolve NAME`: getaddrinfo (IPv4), prints `OK <addresses, space-separated>`;
+/// * `tcp6 HOST PORT`, `udp6 HOST PORT MSG`: as `tcp` and `udp`, from an AF_INET6 socket
+///   (HOST an IPv6 address, without brackets);
 ///
 /// or `ERR <errno name>` (`ECONNREFUSED`, `ENETUNREACH`, `EAI_NONAME`, `timeout`, ...).
 /// Timeouts are 5 seconds.
@@ -87,8 +109,13 @@ def name(e):
         return "EAI_%s" % e.errno
     return errno.errorcode.get(e.errno, str(e.errno))
 try:
-    if op == "tcp":
-        s = socket.create_connection((sys.argv[2], int(sys.argv[3])), 5)
+    if op in ("tcp", "tcp6"):
+        if op == "tcp":
+            s = socket.create_connection((sys.argv[2], int(sys.argv[3])), 5)
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect((sys.argv[2], int(sys.argv[3]), 0, 0))
         s.sendall(b"GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % sys.argv[2].encode())
         data = b""
         while True:
@@ -97,10 +124,15 @@ try:
                 break
             data += chunk
         print("OK", data.split(b"\r\n\r\n", 1)[-1].decode().strip())
-    elif op == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    elif op in ("udp", "udp6"):
+        if op == "udp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            to = (sys.argv[2], int(sys.argv[3]))
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            to = (sys.argv[2], int(sys.argv[3]), 0, 0)
         s.settimeout(5)
-        s.sendto(sys.argv[4].encode(), (sys.argv[2], int(sys.argv[3])))
+        s.sendto(sys.argv[4].encode(), to)
         print("OK", s.recvfrom(65535)[0].decode())
     elif op == "resolve":
         infos = socket.getaddrinfo(sys.argv[2], None, socket.AF_INET, socket.SOCK_STREAM)
@@ -168,6 +200,7 @@ pub struct Lab {
     a: Member,
     b: Member,
     dir: tempfile::TempDir,
+    v6: bool,
 }
 
 /// `ip` (or anything) as root in a namespace of process `pid`.
@@ -226,6 +259,31 @@ ip addr add 198.51.100.7/32 dev lo
 echo 1 > /proc/sys/net/ipv4/ip_forward
 ";
 
+// IPv6 on in a namespace, before its links come up (so lo gets ::1), and no duplicate address
+// detection on the lab's link (its link-local addresses usable at once too). `$1` is the veth.
+const ENABLE_V6: &str = "
+for c in all default lo \"$1\"; do
+    echo 0 > /proc/sys/net/ipv6/conf/$c/disable_ipv6
+done
+echo 0 > /proc/sys/net/ipv6/conf/\"$1\"/accept_dad
+";
+
+const SETUP_A6: &str = "
+ip -6 addr add 2001:db8:1::1/64 dev v0 nodad
+ip -6 addr add fd00:77::1/64 dev v0 nodad
+ip -6 route add fd00:ec2::254/128 via 2001:db8:1::10
+ip -6 route add default via 2001:db8:1::10
+";
+
+// As for IPv4: B forwards, with no route beyond the lab (unreachable, not a timeout). A
+// answers the metadata address from its ULA (the longest common prefix): B routes it back.
+const SETUP_B6: &str = "
+ip -6 addr add 2001:db8:1::10/64 dev v1 nodad
+ip -6 addr add fd00:ec2::254/128 dev lo nodad
+ip -6 route add fd00:77::/64 via 2001:db8:1::1
+echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
+";
+
 impl Lab {
     /// Starts a lab, or prints `SKIP test: why` and returns None when this host cannot make
     /// one (not root, a tool missing, no veth).
@@ -245,6 +303,22 @@ impl Lab {
                 None
             }
         }
+    }
+
+    /// As [`Lab::start`], and also None (with `SKIP test: ...`) when the lab has no IPv6 (the
+    /// host has IPv6 off).
+    pub fn start_v6(test: &str) -> Option<Lab> {
+        let lab = Lab::start(test)?;
+        if !lab.v6 {
+            eprintln!("SKIP {test}: no IPv6 on this host (no /proc/sys/net/ipv6)");
+            return None;
+        }
+        Some(lab)
+    }
+
+    /// Whether the lab has its IPv6 part (see the module doc).
+    pub fn has_v6(&self) -> bool {
+        self.v6
     }
 
     fn try_start() -> Result<Lab, String> {
@@ -275,6 +349,7 @@ impl Lab {
             a,
             b,
             dir,
+            v6: Path::new("/proc/sys/net/ipv6").exists(),
         };
         // unshare has made the namespaces once it execs cat.
         lab.wait_for_exec()?;
@@ -286,8 +361,17 @@ impl Lab {
         ])
         .args(["netns", &pb.to_string()]);
         check(veth, "ip link add veth")?;
+        if lab.v6 {
+            let v6 = |veth| format!("set -- {veth}\n{ENABLE_V6}");
+            sh_in(pa, false, &v6("v0"), "enable IPv6 in A")?;
+            sh_in(pb, false, &v6("v1"), "enable IPv6 in B")?;
+        }
         sh_in(pa, false, SETUP_A, "set up A")?;
         sh_in(pb, false, SETUP_B, "set up B")?;
+        if lab.v6 {
+            sh_in(pa, false, SETUP_A6, "set up A's IPv6")?;
+            sh_in(pb, false, SETUP_B6, "set up B's IPv6")?;
+        }
         let bind = format!("mount --bind {} /etc/resolv.conf", resolv.display());
         sh_in(pa, true, &bind, "bind A's /etc/resolv.conf")?;
 
@@ -298,6 +382,9 @@ impl Lab {
             .arg(&script)
             .arg("internet")
             .arg(&log);
+        if lab.v6 {
+            internet.arg("v6");
+        }
         lab.start_servers(internet, "B's servers")?;
         let mut host = enter(pa, true);
         host.args(["--", PYTHON, "-u"])
@@ -305,6 +392,9 @@ impl Lab {
             .arg("host")
             .arg(&log)
             .arg(HOST_PORT.to_string());
+        if lab.v6 {
+            host.arg("v6");
+        }
         lab.start_servers(host, "A's servers")?;
         Ok(lab)
     }

@@ -1,7 +1,8 @@
 # The servers of the network lab (tests/common/netlab.rs), run as root inside the lab's own
-# network namespaces: `netlab_servers.py internet LOG` in peer B, `netlab_servers.py host LOG
-# PORT` in namespace A. Every connection, datagram and DNS question is appended to LOG, one
-# line each; "ready" is printed on stdout once every socket is bound.
+# network namespaces: `netlab_servers.py internet LOG [v6]` in peer B, `netlab_servers.py host
+# LOG PORT [v6]` in namespace A (with `v6`, the IPv6 servers too). Every connection, datagram
+# and DNS question is appended to LOG, one line each (IPv6 addresses as [ADDR]:PORT); "ready"
+# is printed on stdout once every socket is bound.
 import socket, struct, sys, threading
 
 ROLE, LOG = sys.argv[1], sys.argv[2]
@@ -21,15 +22,24 @@ def log(*words):
         f.write(" ".join(str(w) for w in words) + "\n")
 
 
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def where(addr, port):
+    """ADDR:PORT, or [ADDR]:PORT for IPv6."""
+    return ("[%s]:%d" if ":" in addr else "%s:%d") % (addr, port)
+
+
 def serve_http(addr, port, body):
     """Answers each connection, whatever it sends, with an HTTP response whose body is `body`."""
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls = socket.socket(family(addr), socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((addr, port))
     ls.listen(64)
 
     def one(c, peer):
-        log("tcp", body, "%s:%d" % (addr, port), "from", "%s:%d" % peer)
+        log("tcp", body, where(addr, port), "from", where(peer[0], peer[1]))
         c.settimeout(2)
         data = b""
         try:
@@ -58,13 +68,13 @@ def serve_http(addr, port, body):
 
 
 def serve_udp_echo(addr, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.bind((addr, port))
 
     def loop():
         while True:
             data, peer = s.recvfrom(65535)
-            log("udp", "echo", "%s:%d" % (addr, port), "from", "%s:%d" % peer)
+            log("udp", "echo", where(addr, port), "from", where(peer[0], peer[1]))
             s.sendto(b"echo:" + data, peer)
 
     return loop
@@ -158,12 +168,27 @@ if ROLE == "internet":
         serve_dns_udp("203.0.113.10"),
         serve_dns_tcp("203.0.113.10"),
     ]
+    if sys.argv[3:] == ["v6"]:
+        loops += [
+            serve_http("2001:db8:1::10", 80, "public6"),
+            serve_http("fd00:ec2::254", 80, "metadata6"),
+            serve_udp_echo("2001:db8:1::10", 7),
+            serve_udp_echo("fd00:ec2::254", 7),
+        ]
 elif ROLE == "host":
     port = int(sys.argv[3])
     loops = [
         serve_http("127.0.0.1", port, "host-loopback"),
         serve_http("10.77.0.1", port, "host-private"),
     ]
+    if sys.argv[4:] == ["v6"]:
+        loops += [
+            serve_http("::1", port, "host-loopback6"),
+            serve_http("fd00:77::1", port, "host-private6"),
+            serve_http("2001:db8:1::1", port, "host-public6"),
+            serve_udp_echo("::1", 7),
+            serve_udp_echo("fd00:77::1", 7),
+        ]
 else:
     sys.exit("unknown role %r" % ROLE)
 
