@@ -109,18 +109,15 @@ fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
 
 /// Sets up the datagram destination `dest` (see `udp`); Continue once its socket stands inside.
 fn datagrams_to(shared: &Arc<Shared>, dest: SocketAddr) -> Answer {
-    let SocketAddr::V4(v4) = SocketAddr::new(canonical(dest.ip()), dest.port()) else {
-        shared.deny(&dest.to_string(), "IPv6 datagrams are not relayed");
-        return Answer::Fail(Errno::ENETUNREACH);
-    };
-    match shared.datagrams.ensure(shared, v4) {
+    let to = SocketAddr::new(canonical(dest.ip()), dest.port());
+    match shared.datagrams.ensure(shared, to) {
         Ok(true) => {
-            shared.allow(&format!("udp {v4}"));
+            shared.allow(&format!("udp {to}"));
             Answer::Continue
         }
         Ok(false) => Answer::Continue,
         Err(e) => {
-            tracing::info!("egress: udp {v4}: {e}");
+            tracing::info!("egress: udp {to}: {e}");
             Answer::Fail(Errno::ENETUNREACH)
         }
     }

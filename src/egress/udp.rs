@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// The destinations set up so far, and the helper that makes their sockets.
 pub struct Datagrams {
     helper: Mutex<Option<OwnedFd>>,
-    ready: Mutex<HashSet<SocketAddrV4>>,
+    ready: Mutex<HashSet<SocketAddr>>,
     /// The sockets inside, shut down at the end to wake their threads.
     inside: Mutex<Vec<UdpSocket>>,
 }
@@ -37,7 +37,7 @@ impl Datagrams {
     }
 
     /// Makes sure datagrams to `to` reach sbx; returns whether this call set it up.
-    pub fn ensure(&self, shared: &Arc<Shared>, to: SocketAddrV4) -> io::Result<bool> {
+    pub fn ensure(&self, shared: &Arc<Shared>, to: SocketAddr) -> io::Result<bool> {
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
         if ready.contains(&to) {
             return Ok(false);
@@ -57,14 +57,23 @@ impl Datagrams {
         Ok(true)
     }
 
-    fn ask_helper(&self, to: SocketAddrV4) -> io::Result<OwnedFd> {
+    fn ask_helper(&self, to: SocketAddr) -> io::Result<OwnedFd> {
         let helper = self.helper.lock().unwrap_or_else(|e| e.into_inner());
         let fd = helper
             .as_ref()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        let mut req = [0u8; 8];
-        req[..4].copy_from_slice(&to.ip().octets());
-        req[4..6].copy_from_slice(&to.port().to_be_bytes());
+        let mut req = [0u8; crate::sandbox::UDP_REQUEST];
+        req[2..4].copy_from_slice(&to.port().to_be_bytes());
+        match to.ip() {
+            IpAddr::V4(v4) => {
+                req[0] = 4;
+                req[4..8].copy_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                req[0] = 6;
+                req[4..20].copy_from_slice(&v6.octets());
+            }
+        }
         sys::write_all(fd.as_raw_fd(), &req)?;
         match sys::recv_fd(fd.as_raw_fd())? {
             Some(sock) => Ok(sock),
@@ -90,7 +99,7 @@ struct Flow {
 }
 
 /// Relays the datagrams that arrive at the socket standing for `to` inside.
-fn serve(shared: Arc<Shared>, inside: UdpSocket, to: SocketAddrV4) {
+fn serve(shared: Arc<Shared>, inside: UdpSocket, to: SocketAddr) {
     let inside = Arc::new(inside);
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; 65536];
@@ -139,9 +148,13 @@ fn open_flow(
     shared: &Arc<Shared>,
     inside: &Arc<UdpSocket>,
     from: SocketAddr,
-    to: SocketAddrV4,
+    to: SocketAddr,
 ) -> io::Result<Flow> {
-    let out = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let any: IpAddr = match to {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let out = UdpSocket::bind((any, 0))?;
     out.connect(to)?;
     out.set_read_timeout(Some(TICK))?;
     let last = Arc::new(Mutex::new(Instant::now()));

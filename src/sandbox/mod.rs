@@ -15,7 +15,7 @@ mod watch;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-pub use netns::{EgressSocket, egress_socket_name, egress_sockets};
+pub use netns::{EgressSocket, UDP_REQUEST, egress_socket_name, egress_sockets};
 
 use crate::plan::Plan;
 use crate::sys;

@@ -175,25 +175,32 @@ fn helper(plan: &Plan, init: libc::pid_t, supervisor: libc::pid_t, fds: [RawFd; 
 
 /// The helper's second life, with sbx's egress: it stays in the sandbox's network namespace
 /// (with the capabilities of its user namespace) and makes the sockets that need creating
-/// there while the command runs. A request is 8 bytes, an IPv4 address, a port (big-endian)
-/// and 2 unused: the answer is a UDP socket bound to that address and port inside, the address
-/// added to `lo` first (so that the sandbox's datagrams to it arrive at sbx's socket, and its
-/// answers come from it), or a message without a descriptor if that failed. Ends when the
-/// supervisor closes its end. Never allocates.
+/// there while the command runs. A request is [`UDP_REQUEST`] bytes: the family (4 or 6), an
+/// unused byte, a port (big-endian) and the address (IPv4 in the first 4 of 16 bytes). The
+/// answer is a UDP socket bound to that address and port inside, the address added to `lo`
+/// first (so that the sandbox's datagrams to it arrive at sbx's socket, and its answers come
+/// from it), or a message without a descriptor if that failed. Ends when the supervisor
+/// closes its end. Never allocates.
 fn serve_udp_requests(sock: RawFd) -> ! {
-    let mut req = [0u8; 8];
+    let mut req = [0u8; UDP_REQUEST];
     loop {
         match sys::read(sock, &mut req) {
-            Ok(8) => {}
+            Ok(UDP_REQUEST) => {}
             Ok(_) | Err(_) => sys::exit(0),
         }
-        let ip = [req[0], req[1], req[2], req[3]];
-        let port = u16::from_be_bytes([req[4], req[5]]);
-        let made = match ip[0] {
-            127 => Ok(()),
-            _ => sys::add_loopback_address(ip),
-        }
-        .and_then(|_| sys::bound_socket(ip, port, libc::SOCK_DGRAM));
+        let port = u16::from_be_bytes([req[2], req[3]]);
+        let mut ip6 = [0u8; 16];
+        ip6.copy_from_slice(&req[4..20]);
+        let ip4 = [req[4], req[5], req[6], req[7]];
+        let made = match req[0] {
+            4 => match ip4[0] {
+                127 => Ok(()),
+                _ => sys::add_loopback_address(ip4),
+            }
+            .and_then(|_| sys::bound_socket(ip4, port, libc::SOCK_DGRAM)),
+            6 => sys::add_loopback_address6(ip6).and_then(|_| sys::bound_udp6(ip6, port)),
+            _ => Err(sys::Errno::EINVAL),
+        };
         let answered = match made {
             Ok(fd) => {
                 let r = sys::send_fd(sock, fd);
@@ -207,6 +214,9 @@ fn serve_udp_requests(sock: RawFd) -> ! {
         }
     }
 }
+
+/// The size of a request to the helper for a UDP socket (see `serve_udp_requests`).
+pub const UDP_REQUEST: usize = 20;
 
 /// In init, once the root is built: waits for the helper's namespace and joins it. A helper
 /// that failed has already said why on the report pipe.

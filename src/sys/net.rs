@@ -111,6 +111,14 @@ pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
         address_type: IFA_ADDRESS,
         address: ip,
     };
+    netlink_request(
+        (&req as *const Request).cast(),
+        std::mem::size_of::<Request>(),
+    )
+}
+
+/// Sends one rtnetlink request of `len` bytes at `req` and reads its acknowledgement.
+fn netlink_request(req: *const libc::c_void, len: usize) -> SysResult {
     // SAFETY: plain socket creation.
     let fd = check(unsafe {
         libc::socket(
@@ -120,16 +128,9 @@ pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
         )
     })?;
     let r = (|| {
-        // SAFETY: req is a complete request of nlmsg_len bytes; the kernel's netlink address
-        // is the default (pid 0) for an unaddressed send.
-        let n = unsafe {
-            libc::send(
-                fd,
-                (&req as *const Request).cast(),
-                std::mem::size_of::<Request>(),
-                0,
-            )
-        };
+        // SAFETY: the caller passes a complete request of `len` bytes; the kernel's netlink
+        // address is the default (pid 0) for an unaddressed send.
+        let n = unsafe { libc::send(fd, req, len, 0) };
         if n < 0 {
             return Err(Errno::last());
         }
@@ -151,6 +152,99 @@ pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
     })();
     super::close(fd);
     r
+}
+
+/// A UDP socket bound to [`ip`]:`port` in the current network namespace. Never allocates.
+pub fn bound_udp6(ip: [u8; 16], port: u16) -> SysResult<RawFd> {
+    // SAFETY: plain socket creation.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let addr = libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: port.to_be(),
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr { s6_addr: ip },
+        sin6_scope_id: 0,
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: IPV6_V6ONLY takes an int; addr is a valid sockaddr_in6 and its size is passed.
+    let r = check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    // SAFETY: as above.
+    .and_then(|_| {
+        check(unsafe {
+            libc::bind(
+                fd,
+                &addr as *const libc::sockaddr_in6 as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        })
+    });
+    match r {
+        Ok(_) => Ok(fd),
+        Err(e) => {
+            super::close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// Adds `ip`/128 to the loopback interface of the current network namespace, as
+/// [`add_loopback_address`] does for IPv4 (no duplicate address detection: usable at once).
+pub fn add_loopback_address6(ip: [u8; 16]) -> SysResult {
+    #[repr(C)]
+    struct Request {
+        hdr: libc::nlmsghdr,
+        family: u8,
+        prefixlen: u8,
+        flags: u8,
+        scope: u8,
+        index: u32,
+        local_len: u16,
+        local_type: u16,
+        local: [u8; 16],
+        flags_len: u16,
+        flags_type: u16,
+        flags_value: u32,
+    }
+    const IFA_LOCAL: u16 = 2;
+    const IFA_FLAGS: u16 = 8;
+    const IFA_F_NODAD: u32 = 0x02;
+    const RT_SCOPE_HOST: u8 = 254;
+    let req = Request {
+        hdr: libc::nlmsghdr {
+            nlmsg_len: std::mem::size_of::<Request>() as u32,
+            nlmsg_type: libc::RTM_NEWADDR,
+            nlmsg_flags: (libc::NLM_F_REQUEST
+                | libc::NLM_F_ACK
+                | libc::NLM_F_CREATE
+                | libc::NLM_F_REPLACE) as u16,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        family: libc::AF_INET6 as u8,
+        prefixlen: 128,
+        flags: IFA_F_NODAD as u8,
+        scope: RT_SCOPE_HOST,
+        index: 1,
+        local_len: 20,
+        local_type: IFA_LOCAL,
+        local: ip,
+        flags_len: 8,
+        flags_type: IFA_FLAGS,
+        flags_value: IFA_F_NODAD,
+    };
+    netlink_request(
+        (&req as *const Request).cast(),
+        std::mem::size_of::<Request>(),
+    )
 }
 
 /// Keeps glibc's name service to the lookups built into libc itself ("files" and "dns"), so
