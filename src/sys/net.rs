@@ -167,7 +167,7 @@ pub fn bound_udp6(ip: [u8; 16], port: u16) -> SysResult<RawFd> {
         sin6_scope_id: 0,
     };
     let one: libc::c_int = 1;
-    // SAFETY: IPV6_V6ONLY takes an int; addr is a valid sockaddr_in6 and its size is passed.
+    // SAFETY: IPV6_V6ONLY takes an int, passed with its size.
     let r = check(unsafe {
         libc::setsockopt(
             fd,
@@ -177,8 +177,8 @@ pub fn bound_udp6(ip: [u8; 16], port: u16) -> SysResult<RawFd> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     })
-    // SAFETY: as above.
     .and_then(|_| {
+        // SAFETY: addr is a valid sockaddr_in6 and its size is passed.
         check(unsafe {
             libc::bind(
                 fd,
