@@ -1,10 +1,10 @@
 //! The egress proxy of `--net proxy`, judged by what gets through: HTTP servers on the host's
 //! loopback (some allowed, some not) and real clients inside the sandbox (`curl`, `python3`).
 //! The allowed server answers through the proxy (plain HTTP, CONNECT, SOCKS5), a denied one
-//! gets 403 / SOCKS "not allowed" and never sees a connection, a client ignoring the proxy has
-//! no route, DNS does not work inside, wildcard entries never reach loopback, bad allowlists
-//! are setup errors, the profile's route sets every proxy variable, and modes none and host
-//! keep working. The run report, load and the tunnels' lifetime are in tests/proxy_lifecycle.rs.
+//! gets 403 / SOCKS "not allowed" and never sees a connection, a client ignoring the proxy
+//! reaches nothing the list does not name, DNS answers only the list's names, wildcard entries
+//! never reach loopback, bad allowlists are setup errors, the profile's route sets every proxy
+//! variable, modes none and host keep working, and a failed run names what was refused. The run report, load and the tunnels' lifetime are in tests/proxy_lifecycle.rs.
 //! Nothing here leaves the machine: only 127.0.0.1 and the sandbox's namespaces.
 
 mod common;
@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::Server;
-use common::proxy::{CURL, PYTHON, allow, field, have, py, run, sh, sh_report};
+use common::proxy::{CURL, PYTHON, allow, field, have, py, run, run_report, sh, sh_report};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -509,4 +509,43 @@ echo "proxy-vars $(env | grep -ci '_proxy=')"
     assert_eq!(a.accepted(), 1);
     // Directly, not through a proxy: the request is in origin form from curl itself.
     assert!(a.heads()[0].starts_with("GET / HTTP/1.1\r\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A failed run names what the network refused
+
+#[test]
+fn a_failed_run_names_what_the_network_refused() {
+    if !have("a_failed_run_names_what_the_network_refused", &[CURL]) {
+        return;
+    }
+    let a = Server::start("A");
+    let url = format!("http://127.0.0.1:{}/", a.port());
+    let curl = ["curl", "-fsS", "--max-time", "5", url.as_str()];
+    let args = ["--net", "proxy", "--allow", "allowed.invalid:80"];
+    let line = format!("sbx: the sandbox's network refused 127.0.0.1:{}", a.port());
+    // curl's own words say 403; sbx's line says who refused what, and where that is decided.
+    let r = run(&args, &curl);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains(&line), "{r:?}");
+    assert!(r.stderr.contains("network.allow"), "{r:?}");
+    // Quiet, or a command that succeeds anyway: no line.
+    let mut quiet = vec!["-q"];
+    quiet.extend_from_slice(&args);
+    let r = run(&quiet, &curl);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("network refused"), "{r:?}");
+    let script = format!("curl -fsS --max-time 5 {url}; true");
+    let r = sh(&args, &script, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("network refused"), "{r:?}");
+    // The report carries the same line.
+    let (r, report) = run_report(&args, &curl);
+    assert_ne!(r.code, 0, "{r:?}");
+    let refused = report["network"]["refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("the sandbox's network refused 127.0.0.1:"),
+        "{report}"
+    );
+    assert_eq!(a.accepted(), 0);
 }

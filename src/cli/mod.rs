@@ -239,6 +239,15 @@ fn run_sandbox(
     if let Some(m) = &finished.message {
         out::error(m);
     }
+    // A failing command's own error ("connection refused", "could not resolve host") does not
+    // say that the sandbox refused it: sbx does.
+    if let (true, false, Some(line)) = (
+        finished.exit_code != 0,
+        args.quiet,
+        &finished.status.network.refused,
+    ) {
+        out::error(line);
+    }
     if let Some(dest) = changes {
         if let Err(e) = dest.write_json(&finished.status.changes) {
             out::error(format_args!("the change report was not written: {e}"));

@@ -11,12 +11,50 @@ use crate::sandbox::channel::LandlockOutcome;
 use crate::supervisor::Outcome;
 
 fn network(plan: &Plan, outcome: Option<&Outcome>) -> NetworkStatus {
+    let proxy = outcome.and_then(|o| o.proxy.clone());
+    let connections = outcome.and_then(|o| o.egress.clone());
+    let refused = refused(
+        proxy.iter().flat_map(|p| &p.denied_hosts),
+        connections.iter().flat_map(|c| &c.denied_destinations),
+    );
     NetworkStatus {
         mode: plan.network.name(),
         allow: plan.network.allow().to_vec(),
-        proxy: outcome.and_then(|o| o.proxy.clone()),
-        connections: outcome.and_then(|o| o.egress.clone()),
+        proxy,
+        connections,
+        refused,
     }
+}
+
+/// What the network refused, in one line: each destination once, the first few named. The
+/// destinations come from the sandbox, so they are escaped.
+fn refused<'a>(
+    proxy: impl Iterator<Item = &'a String>,
+    direct: impl Iterator<Item = &'a String>,
+) -> Option<String> {
+    const SHOWN: usize = 5;
+    let mut all: Vec<&str> = Vec::new();
+    for d in proxy.chain(direct) {
+        if !all.contains(&d.as_str()) {
+            all.push(d);
+        }
+    }
+    if all.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = all
+        .iter()
+        .take(SHOWN)
+        .map(|d| crate::text::escape(d))
+        .collect();
+    if all.len() > SHOWN {
+        named.push(format!("{} more", all.len() - SHOWN));
+    }
+    Some(format!(
+        "the sandbox's network refused {} (network.allow, --allow HOST:PORT, decides; -v logs \
+         each refusal)",
+        named.join(", ")
+    ))
 }
 
 fn landlock(plan: &Plan, outcome: Option<&Outcome>, abi: i32) -> LandlockStatus {
@@ -105,6 +143,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
             allow: Vec::new(),
             proxy: None,
             connections: None,
+            refused: None,
         },
         protect: ProtectStatus::default(),
         hide: HideStatus::default(),

@@ -133,4 +133,7 @@ pub struct NetworkStatus {
     pub proxy: Option<crate::proxy::ProxyStats>,
     /// With on or proxy: the connections sbx made out for any program, and what it refused.
     pub connections: Option<crate::egress::EgressStats>,
+    /// One line naming what the network refused during the run (the proxy's and sbx's egress
+    /// refusals), which sbx prints when the command fails; null when nothing was refused.
+    pub refused: Option<String>,
 }
