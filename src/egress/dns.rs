@@ -229,11 +229,13 @@ pub fn serve_udp(shared: Arc<Shared>, sock: UdpSocket) {
             return;
         }
         let query = buf[..n].to_vec();
+        let Some(task) = shared.task() else { continue };
         let (shared, sock) = (shared.clone(), sock.try_clone());
         let Ok(sock) = sock else { continue };
         let _ = std::thread::Builder::new()
             .name("sbx-dns".into())
             .spawn(move || {
+                let _task = task;
                 if let Some(reply) = answer(&shared, &query, false) {
                     let _ = sock.send_to(&reply, from);
                 }
@@ -248,10 +250,12 @@ pub fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
             return;
         }
         let Ok(mut conn) = conn else { continue };
+        let Some(task) = shared.task() else { continue };
         let shared = shared.clone();
         let _ = std::thread::Builder::new()
             .name("sbx-dns-tcp".into())
             .spawn(move || {
+                let _task = task;
                 let id = shared.track(&conn);
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                 while let Ok(query) = read_framed(&mut conn) {

@@ -86,10 +86,15 @@ fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
         (false, None) => Answer::Continue,
         (false, Some(&dest)) if connect => {
             // The connection out may take a round trip or a timeout: never in this loop.
+            let Some(task) = shared.task() else {
+                let _ = sys::notif_respond(fd, n.id, Answer::Fail(Errno::EAGAIN));
+                return;
+            };
             let (shared, listener) = (shared.clone(), listener.clone());
             let spawned = std::thread::Builder::new()
                 .name("sbx-egress".into())
                 .spawn(move || {
+                    let _task = task;
                     let answer = go_out(&shared, listener.as_raw_fd(), &n, dest);
                     let _ = sys::notif_respond(listener.as_raw_fd(), n.id, answer);
                 });

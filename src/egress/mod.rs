@@ -49,9 +49,64 @@ pub(crate) struct Shared {
     open: Mutex<HashMap<u64, TcpStream>>,
     next: AtomicU64,
     stopping: AtomicBool,
+    /// Threads at work for the sandbox (see `MAX_TASKS`).
+    tasks: Slots,
+}
+
+/// Most threads sbx runs for one sandbox's network at once: each connection relayed, UDP
+/// destination and flow, DNS question and connection being made out holds one. The sandbox
+/// decides how many it asks for, and the threads count against the host user's process
+/// limit: past this, sbx refuses (EAGAIN for a connect, a question or datagram dropped, a
+/// relayed connection reset) rather than spawn more.
+const MAX_TASKS: usize = 2048;
+
+/// A count of slots up to a limit, shared by the threads that take them.
+pub(crate) struct Slots {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// One slot of `Slots`, released when dropped.
+pub(crate) struct Task(Arc<Shared>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.tasks.release();
+    }
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn take(&self) -> bool {
+        let taken = self.used.fetch_add(1, Ordering::Relaxed);
+        if taken >= self.max {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self) {
+        self.used.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
+    /// A task slot, or None when the sandbox has `MAX_TASKS` at work already.
+    fn task(self: &Arc<Self>) -> Option<Task> {
+        if !self.tasks.take() {
+            tracing::info!("egress: {MAX_TASKS} tasks at work for the sandbox; refusing more");
+            return None;
+        }
+        Some(Task(self.clone()))
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -129,6 +184,7 @@ impl Egress {
             open: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            tasks: Slots::new(MAX_TASKS),
         });
         let (stop_r, stop_w) = nix::unistd::pipe()?;
         let mut threads = Vec::new();
@@ -197,5 +253,21 @@ impl Egress {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn slots_stop_at_their_limit_and_come_back_when_released() {
+        let s = Slots::new(3);
+        assert!(s.take() && s.take() && s.take());
+        assert!(!s.take(), "a fourth slot past the limit");
+        assert!(!s.take(), "a refused take leaves the count as it was");
+        s.release();
+        assert!(s.take());
+        assert!(!s.take());
     }
 }

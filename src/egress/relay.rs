@@ -65,10 +65,12 @@ pub fn serve_host_port(shared: Arc<Shared>, listener: TcpListener, port: u16) {
             return;
         }
         let Ok(inside) = conn else { continue };
+        let Some(task) = shared.task() else { continue };
         let shared = shared.clone();
         let _ = std::thread::Builder::new()
             .name("sbx-host-port".into())
             .spawn(move || {
+                let _task = task;
                 let to = SocketAddr::from(([127, 0, 0, 1], port));
                 match TcpStream::connect_timeout(&to, Duration::from_secs(15)) {
                     Ok(out) => {
@@ -87,6 +89,8 @@ pub fn serve_host_port(shared: Arc<Shared>, listener: TcpListener, port: u16) {
 /// Copies both ways between the sandbox's connection and the one out, each way on its own
 /// thread, until both ends are done.
 fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
+    // A connection past the limit is closed (the sandbox sees it reset).
+    let Some(task) = shared.task() else { return };
     let ids = (shared.track(&inside), shared.track(&out));
     let (Ok(inside2), Ok(out2)) = (inside.try_clone(), out.try_clone()) else {
         return;
@@ -98,6 +102,7 @@ fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
     let down = std::thread::Builder::new()
         .name("sbx-relay-down".into())
         .spawn(move || {
+            let _task = task;
             pump(&out, &inside);
             if let Ok(up) = up {
                 let _ = up.join();

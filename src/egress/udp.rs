@@ -42,13 +42,19 @@ impl Datagrams {
         if ready.contains(&to) {
             return Ok(false);
         }
+        let task = shared
+            .task()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
         let inside = self.ask_helper(to)?;
         let sock = UdpSocket::from(inside);
         let keep = sock.try_clone()?;
         let s = shared.clone();
         std::thread::Builder::new()
             .name("sbx-udp".into())
-            .spawn(move || serve(s, sock, to))?;
+            .spawn(move || {
+                let _task = task;
+                serve(s, sock, to)
+            })?;
         self.inside
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -154,6 +160,9 @@ fn open_flow(
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
+    let task = shared
+        .task()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
     let out = UdpSocket::bind((any, 0))?;
     out.connect(to)?;
     out.set_read_timeout(Some(TICK))?;
@@ -167,6 +176,7 @@ fn open_flow(
     std::thread::Builder::new()
         .name("sbx-udp-flow".into())
         .spawn(move || {
+            let _task = task;
             let mut buf = vec![0u8; 65536];
             loop {
                 if shared.stopping() {
