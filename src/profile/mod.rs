@@ -1,5 +1,5 @@
 //! Profiles: parse, resolve `extends`, expand variables, merge. Pure: no syscalls beyond
-//! reading profile files.
+//! reading profile files (and resolving the `..` of a command-line path, `spec`).
 
 mod builtin;
 mod limit;
@@ -28,7 +28,7 @@ pub use model::{
     Sourced,
 };
 pub use proc_mode::ProcMode;
-pub use spec::{BindSpec, destination_of, lexical};
+pub use spec::{BindSpec, absolute_in, destination_of, entry_in, lexical};
 pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;

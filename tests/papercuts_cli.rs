@@ -1,0 +1,120 @@
+//! Papercuts of issue #17 on the command line: a relative bind source with `..` (and what a
+//! relative source means in a profile), a `?` put at the end of the source instead of the
+//! entry, limits that nothing enforces said plainly, the cgroup fallback named once with `-v`,
+//! and `profile show` printing the security values a run would use.
+
+mod common;
+
+use common::{Ran, Workdir, error_lines, run_keep};
+
+/// A work directory with `sib/f` (holding "sibling") beside `w/`, the directory sbx starts in.
+fn siblings() -> (Workdir, std::path::PathBuf) {
+    let work = Workdir::new();
+    let sib = work.subdir("sib");
+    let w = work.subdir("w");
+    std::fs::write(sib.join("f"), "sibling\n").unwrap();
+    common::chown(&sib.join("f"));
+    (work, w)
+}
+
+fn sbx_in(dir: &std::path::Path, args: &[&str]) -> Ran {
+    let mut s = common::sbx(args);
+    s.cmd.current_dir(dir);
+    run_keep(s).0
+}
+
+#[test]
+fn relative_source_with_dotdot_resolves_against_the_current_directory() {
+    let (work, w) = siblings();
+    // SRC:DST, read-only and writable.
+    for flag in ["--ro-bind", "--bind"] {
+        let r = sbx_in(&w, &[flag, "../sib:/data", "--", "cat", "/data/f"]);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "sibling\n"),
+            "{flag}: {r:?}"
+        );
+    }
+    // No destination: mounted where the directory really is, its spelling resolved.
+    let sib = common::canonical(&work.path().join("sib"));
+    let r = sbx_in(
+        &w,
+        &["--ro-bind", "../sib", "--", "cat", &format!("{sib}/f")],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "sibling\n"), "{r:?}");
+    // `..` alone: the parent directory.
+    let r = sbx_in(&w, &["--ro-bind", "..:/data", "--", "cat", "/data/sib/f"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "sibling\n"), "{r:?}");
+    // Through a subdirectory and back, and optional.
+    let r = sbx_in(
+        &w,
+        &["--ro-bind", "./../w/../sib:/data?", "--", "cat", "/data/f"],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "sibling\n"), "{r:?}");
+    let r = sbx_in(&w, &["--ro-bind", "../gone:/data?", "--", "true"]);
+    assert_eq!(r.code, 0, "an optional missing source is skipped: {r:?}");
+    // An overlay's source too.
+    let r = sbx_in(
+        &w,
+        &["--ro-overlay", "../sib:/data", "--", "cat", "/data/f"],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "sibling\n"), "{r:?}");
+    // Destinations keep refusing `..`, before anything runs.
+    let r = sbx_in(&w, &["--ro-bind", "../sib:/data/../etc", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("must not contain"), "{r:?}");
+}
+
+#[test]
+fn a_profile_source_must_be_absolute() {
+    // README: a profile's paths are absolute (`${CWD}`, `${HOME}`), so that it means the same
+    // wherever sbx starts; a relative one is refused, naming the key, before anything runs.
+    let (_work, w) = siblings();
+    let p = common::profile("extends = [\"default\"]\n[filesystem]\nro = [\"../sib:/data\"]\n");
+    let r = sbx_in(&w, &["-p", &p.path, "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    let errors = error_lines(&r.stderr);
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(
+        errors[0].contains("filesystem.ro") && errors[0].contains("is not an absolute path"),
+        "{r:?}"
+    );
+    // `${CWD}` names the current directory.
+    let p = common::profile("extends = [\"default\"]\n[filesystem]\nro = [\"${CWD}:/data\"]\n");
+    let r = sbx_in(&w, &["-p", &p.path, "--", "ls", "/data"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn a_question_mark_ending_the_source_shows_the_exact_fix() {
+    let w = Workdir::new();
+    let r = sbx_in(w.path(), &["--bind", "/nope?:/data", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    let errors = error_lines(&r.stderr);
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(
+        errors[0].contains("optional only at its very end")
+            && errors[0].contains("`--bind /nope:/data?`")
+            && !errors[0].contains("append"),
+        "{r:?}"
+    );
+    // The fix works as shown.
+    let r = sbx_in(w.path(), &["--bind", "/nope:/data?", "--", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Without a `?`: the entry to write, with its option.
+    let r = sbx_in(w.path(), &["--ro-bind", "/nope:/data", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("`--ro-bind /nope:/data?`"), "{r:?}");
+    // In a profile: the entry as the profile writes it.
+    let p = common::profile("extends = [\"default\"]\n[filesystem]\nro = [\"/nope?:/data\"]\n");
+    let r = sbx_in(w.path(), &["-p", &p.path, "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("`\"/nope:/data?\"`"), "{r:?}");
+    // A command-line overlay cannot be optional: no `?` is suggested.
+    let r = sbx_in(w.path(), &["--overlay", "/nope", "--", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(
+        r.stderr.contains("overlay source /nope does not exist") && !r.stderr.contains('?'),
+        "{r:?}"
+    );
+}
