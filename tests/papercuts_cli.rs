@@ -118,3 +118,71 @@ fn a_question_mark_ending_the_source_shows_the_exact_fix() {
         "{r:?}"
     );
 }
+
+/// Whether runs here get a cgroup of their own (then nothing falls back).
+fn has_cgroup(r: &Ran) -> bool {
+    r.stderr.contains("INFO cgroup: ")
+}
+
+const FALLBACK: &str = "no usable delegated cgroup v2 subtree";
+
+#[test]
+fn cpus_without_a_cgroup_is_called_not_enforced() {
+    const TEST: &str = "cpus_without_a_cgroup_is_called_not_enforced";
+    let w = Workdir::new();
+    // `cgroup = "off"`: on every host, nothing enforces cpus.
+    let r = sbx_in(
+        w.path(),
+        &["--limit", "cgroup=off", "--limit", "cpus=0.5", "--", "true"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let warns: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warns.len(), 1, "{r:?}");
+    assert!(warns[0].contains("limits.cpus is not enforced"), "{r:?}");
+    // `--explain` says what holds cpus.
+    let r = sbx_in(
+        w.path(),
+        &["--explain", "--limit", "cpus=0.5", "--", "true"],
+    );
+    assert!(
+        r.stdout.contains("cpus = 0.5 (") && r.stdout.contains("not enforced without one"),
+        "{r:?}"
+    );
+
+    let r = sbx_in(w.path(), &["-v", "--limit", "cpus=0.5", "--", "true"]);
+    if has_cgroup(&r) {
+        return common::note_skip(TEST, "runs get a delegated cgroup here");
+    }
+    let r = sbx_in(w.path(), &["--limit", "cpus=0.5", "--", "true"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one warning: {r:?}");
+    assert!(
+        lines[0].contains("WARN limits.cpus is not enforced") && !lines[0].contains("rlimit"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn verbose_names_the_cgroup_fallback_once() {
+    const TEST: &str = "verbose_names_the_cgroup_fallback_once";
+    let w = Workdir::new();
+    for extra in [&[][..], &["--limit", "cpus=0.5"][..]] {
+        let mut args = vec!["-v"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "true"]);
+        let r = sbx_in(w.path(), &args);
+        assert_eq!(r.code, 0, "{r:?}");
+        if has_cgroup(&r) {
+            return common::note_skip(TEST, "runs get a delegated cgroup here");
+        }
+        assert_eq!(r.stderr.matches(FALLBACK).count(), 1, "{extra:?}: {r:?}");
+        if !extra.is_empty() {
+            let line = r.stderr.lines().find(|l| l.contains(FALLBACK)).unwrap();
+            assert!(
+                line.contains("WARN") && line.contains("limits.cpus is not enforced"),
+                "{r:?}"
+            );
+        }
+    }
+}
