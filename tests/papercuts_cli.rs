@@ -186,3 +186,30 @@ fn verbose_names_the_cgroup_fallback_once() {
         }
     }
 }
+
+#[test]
+fn profile_show_prints_the_effective_security_values() {
+    let w = Workdir::new();
+    let r = sbx_in(w.path(), &["profile", "show", "default"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: toml::Value = toml::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{r:?}"));
+    let sec = &v["security"];
+    assert_eq!(sec["landlock"].as_str(), Some("required"), "{r:?}");
+    assert_eq!(sec["seccomp"].as_str(), Some("default"), "{r:?}");
+    assert_eq!(sec["nested_userns"].as_bool(), Some(false), "{r:?}");
+    assert_eq!(
+        sec["scope_abstract_sockets"].as_str(),
+        Some("best-effort"),
+        "{r:?}"
+    );
+    assert_eq!(v["seccomp"]["action"].as_str(), Some("errno"), "{r:?}");
+    // What a profile sets wins over the defaults shown.
+    let p = common::profile(
+        "extends = [\"default\"]\n[security]\nlandlock = \"best-effort\"\n[seccomp]\naction = \"kill\"\n",
+    );
+    let r = sbx_in(w.path(), &["profile", "show", &p.path]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: toml::Value = toml::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{r:?}"));
+    assert_eq!(v["security"]["landlock"].as_str(), Some("best-effort"));
+    assert_eq!(v["seccomp"]["action"].as_str(), Some("kill"), "{r:?}");
+}
