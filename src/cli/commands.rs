@@ -213,7 +213,7 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
             Ok(0)
         }
         ProfileCmd::Show { names } => {
-            let merged = loader.load_all(&names)?;
+            let merged = loader.load_all(&names)?.with_effective_security();
             let text = toml::to_string(&merged).map_err(|e| Error::Output {
                 what: "the profile as TOML".into(),
                 source: std::io::Error::other(e),

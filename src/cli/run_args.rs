@@ -2,14 +2,14 @@
 //! merged over the profiles (the command line wins).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::error::Error;
 use crate::profile::{
     BindSpec, Enforcement, LimitError, NetMode, Overlay, OverlayMode, ProcMode, ProfileFile,
-    Sourced, Vars, set_limit, split_assignment,
+    Sourced, Vars, absolute_in, entry_in, set_limit, split_assignment,
 };
 
 #[derive(Debug, Args)]
@@ -17,7 +17,8 @@ pub struct RunArgs {
     /// Profile name or path to a TOML file; repeatable, later ones win [default: default]
     #[arg(short = 'p', long = "profile", value_name = "NAME|PATH")]
     pub profiles: Vec<String>,
-    /// Bind SRC read-write at DST (default: the same path); a trailing ? skips a missing SRC
+    /// Bind SRC read-write at DST (default: the same path); a ? ending the entry skips a
+    /// missing SRC; a relative SRC (`..` too) is relative to the current directory
     #[arg(long, value_name = "SRC[:DST]")]
     pub bind: Vec<String>,
     /// Bind SRC read-only (recursively, submounts included) at DST
@@ -132,22 +133,18 @@ impl RunArgs {
     /// The command line as a profile layer, merged over the profiles.
     pub fn to_layer(&self, vars: &Vars) -> Result<ProfileFile, Error> {
         let mut p = ProfileFile::default();
-        let absolute = |entry: &str| -> String {
-            // Relative sources are relative to the current directory, as in bwrap.
-            if entry.starts_with('/') {
-                entry.to_string()
-            } else {
-                Path::new(&vars.cwd).join(entry).display().to_string()
-            }
-        };
+        // Relative paths are relative to the current directory, as in bwrap and a shell,
+        // `..` included (resolved here: the plan refuses `..` in what it mounts).
+        let absolute = |path: &str| absolute_in(&vars.cwd, path);
+        let entry = |e: &str| entry_in(&vars.cwd, e);
         let sourced = |list: &[String], key, place: &dyn Fn(&str) -> String| {
             list.iter()
                 .map(|b| Sourced::new(place(b), "the command line", key))
                 .collect()
         };
         let fs = &mut p.filesystem;
-        fs.rw = sourced(&self.bind, "--bind", &absolute);
-        fs.ro = sourced(&self.ro_bind, "--ro-bind", &absolute);
+        fs.rw = sourced(&self.bind, "--bind", &entry);
+        fs.ro = sourced(&self.ro_bind, "--ro-bind", &entry);
         fs.tmpfs = sourced(&self.tmpfs, "--tmpfs", &|t| t.to_string());
         fs.protect = sourced(&self.protect, "--protect", &|t| t.to_string());
         fs.hide = sourced(&self.hide, "--hide", &|h| match h.strip_prefix('!') {

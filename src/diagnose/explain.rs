@@ -157,6 +157,12 @@ pub fn explain(plan: &Plan) -> String {
             ));
         }
     }
+    if let Some((quota, period)) = c.cpu_max {
+        s.push_str(&format!(
+            "  cpus = {} (cpu.max of its cgroup where one is delegated; not enforced without one)\n",
+            quota as f64 / period as f64
+        ));
+    }
     s.push_str(&format!("  cgroup = {}\n", plan.limits.cgroup_mode));
     for l in &plan.limits.userns {
         s.push_str(&format!(

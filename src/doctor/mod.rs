@@ -246,7 +246,7 @@ fn cgroup() -> Check {
             "cgroup v2 delegation",
             Status::Warn,
             format!("{e}"),
-            "limits fall back to rlimits; for cgroup limits run under `systemd-run --user --scope -p Delegate=yes`",
+            "without it, sbx's watchdog and rlimits hold limits.memory and limits.processes, and limits.cpus is not enforced; for cgroup limits run under `systemd-run --user --scope -p Delegate=yes`",
         ),
     }
 }

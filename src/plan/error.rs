@@ -7,11 +7,15 @@ use crate::text::escape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error(
-        "{origin}: bind source {} does not exist (append `?` to make it optional)",
-        escape(.path)
-    )]
-    MissingSource { origin: Origin, path: String },
+    #[error("{origin}: {}", missing(.what, .path, .fixed.as_deref(), .origin))]
+    MissingSource {
+        origin: Origin,
+        /// `bind source` or `overlay source`.
+        what: &'static str,
+        path: String,
+        /// The entry as it would be written optional, where it can be.
+        fixed: Option<String>,
+    },
     #[error("{origin}: {}", escape(.message))]
     Invalid { origin: Origin, message: String },
     #[error(
@@ -54,6 +58,29 @@ pub(crate) fn merged(key: &'static str) -> Origin {
     Origin {
         profile: "the merged profile".into(),
         key,
+    }
+}
+
+/// The message of a missing source, with the exact entry that would skip it. A `?` ending the
+/// source of a `SRC:DST?` entry is part of the path (a file name may end in `?`): the user
+/// who put it there meant the entry to be optional, so the message says where it goes.
+fn missing(what: &str, path: &str, fixed: Option<&str>, origin: &Origin) -> String {
+    let shown = |entry: &str| match origin.key.starts_with("--") {
+        true => format!("`{} {}`", origin.key, escape(entry)),
+        false => format!("`\"{}\"`", escape(entry)),
+    };
+    match fixed {
+        Some(f) if path.ends_with('?') => format!(
+            "{what} {} does not exist; `?` makes an entry optional only at its very end: {}",
+            escape(path),
+            shown(f)
+        ),
+        Some(f) => format!(
+            "{what} {} does not exist (to skip it when missing, end the entry with `?`: {})",
+            escape(path),
+            shown(f)
+        ),
+        None => format!("{what} {} does not exist", escape(path)),
     }
 }
 

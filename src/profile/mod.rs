@@ -1,5 +1,5 @@
 //! Profiles: parse, resolve `extends`, expand variables, merge. Pure: no syscalls beyond
-//! reading profile files.
+//! reading profile files (and resolving the `..` of a command-line path, `spec`).
 
 mod builtin;
 mod limit;
@@ -28,10 +28,25 @@ pub use model::{
     Sourced,
 };
 pub use proc_mode::ProcMode;
-pub use spec::{BindSpec, destination_of, lexical};
+pub use spec::{BindSpec, absolute_in, destination_of, entry_in, lexical};
 pub use trust::Distrust;
 pub use units::{Size, Span, UnitError};
 pub use vars::Vars;
+
+impl ProfileFile {
+    /// The profile with the `[security]` and `[seccomp]` values a run would use where it sets
+    /// none (the plan's defaults: `plan::landlock`, `plan::seccomp`), for `sbx profile show`:
+    /// an empty table there would read as "nothing", where it means the strict defaults.
+    pub fn with_effective_security(mut self) -> ProfileFile {
+        let s = &mut self.security;
+        let landlock = *s.landlock.get_or_insert(Enforcement::Required);
+        s.scope_abstract_sockets.get_or_insert(landlock);
+        s.seccomp.get_or_insert(SeccompMode::Default);
+        s.nested_userns.get_or_insert(false);
+        self.seccomp.action.get_or_insert(SeccompAction::Errno);
+        self
+    }
+}
 
 /// Why profiles could not be loaded. Everything a profile wrote (names, paths, keys, values)
 /// is shown escaped: a profile must not put escape sequences or line breaks on the terminal.

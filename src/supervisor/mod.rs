@@ -56,7 +56,14 @@ pub struct Supervision {
 fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error> {
     let mode = plan.limits.cgroup_mode;
     let wants: cgroup::Limits = plan.limits.cgroup.into();
-    if mode == Enforcement::Off || (mode == Enforcement::BestEffort && wants.is_empty()) {
+    if mode == Enforcement::Off {
+        // Nothing but a cgroup limits cpu time per second: say so, as without a cgroup.
+        if wants.cpu_max.is_some() && plan.limits.explicit.contains(&"cpus") {
+            tracing::warn!("limits.cpus is not enforced: limits.cgroup is \"off\"");
+        }
+        return Ok((None, None));
+    }
+    if mode == Enforcement::BestEffort && wants.is_empty() {
         return Ok((None, None));
     }
     let attempt = cgroup::detect(&wants.controllers()).and_then(|d| RunCgroup::create(&d, &wants));
@@ -68,12 +75,20 @@ fn run_cgroup(plan: &Plan) -> Result<(Option<RunCgroup>, Option<String>), Error>
         Err(e) if mode == Enforcement::Required => Err(Error::Cgroup(e)),
         Err(e) => {
             let note = fallback_note(&wants, &e.to_string());
-            tracing::info!("degraded: {note}");
+            // One line either way: a `cpus` the user set is a warning, which carries the
+            // whole note where -v asks for it (the short form points there); otherwise the
+            // fallback is a detail for -v only.
             if wants.cpu_max.is_some() && plan.limits.explicit.contains(&"cpus") {
-                tracing::warn!(
-                    "limits.cpus is not enforced: no usable delegated cgroup v2 subtree with the \
-                     cpu controller (-v says why)"
-                );
+                if tracing::enabled!(tracing::Level::INFO) {
+                    tracing::warn!("{note}");
+                } else {
+                    tracing::warn!(
+                        "limits.cpus is not enforced: no usable delegated cgroup v2 subtree \
+                         with the cpu controller (-v says why)"
+                    );
+                }
+            } else {
+                tracing::info!("degraded: {note}");
             }
             Ok((None, Some(note)))
         }

@@ -274,7 +274,11 @@ fn overlay_request(o: &Overlay) -> Result<Resolved, PlanError> {
         let canonical = std::fs::canonicalize(&clean).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PlanError::MissingSource {
                 origin: o.src.origin.clone(),
+                what: "overlay source",
                 path: clean.clone(),
+                // Only the top layer of a profile's overlay can be optional.
+                fixed: (src == first && !o.src.origin.key.starts_with("--"))
+                    .then(|| format!("{first}?")),
             },
             _ => fail(format!("overlay source {clean}: {e}")),
         })?;
@@ -357,9 +361,15 @@ fn bind_request(entry: &Sourced, readonly: bool) -> Result<Resolved, PlanError> 
             return Ok(None);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fixed = match spec.src.strip_suffix('?') {
+                Some(meant) if own_destination => format!("{meant}:{}?", spec.dst),
+                _ => format!("{}?", entry.value),
+            };
             return Err(PlanError::MissingSource {
                 origin: entry.origin.clone(),
+                what: "bind source",
                 path: src,
+                fixed: Some(fixed),
             });
         }
         Err(e) => {
