@@ -1,9 +1,11 @@
 //! What sbx tells people about a plan: why a run failed (`failure`; `environment` names what
-//! the environment did, from the facts `host` reads), and what a plan does (`explain`).
+//! the environment did, from the facts `host` reads; `interp` names a missing interpreter), and
+//! what a plan does (`explain`).
 
 mod environment;
 mod explain;
 mod failure;
+mod interp;
 pub mod host;
 
 pub use environment::apparmor_profile;
