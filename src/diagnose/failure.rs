@@ -339,7 +339,10 @@ pub fn exec_failure(plan: &Plan, errno: i32) -> String {
     let cmd = escape(&plan.exec.display);
     // ENOENT for a file that is there: its interpreter is not.
     let interp = || super::interp::missing_interpreter(plan);
-    if let Some(msg) = matches!(errno, Errno::ENOENT | Errno::ENOTDIR).then(interp).flatten() {
+    if let Some(msg) = matches!(errno, Errno::ENOENT | Errno::ENOTDIR)
+        .then(interp)
+        .flatten()
+    {
         return msg;
     }
     match errno {

@@ -73,9 +73,17 @@ fn elf_interpreter(f: &mut std::fs::File, head: &[u8]) -> Option<String> {
     };
     // e_phoff, e_phentsize and e_phnum, where each class keeps them.
     let (phoff, phentsize, phnum) = if wide {
-        (int(head.get(32..40)?), int(head.get(54..56)?), int(head.get(56..58)?))
+        (
+            int(head.get(32..40)?),
+            int(head.get(54..56)?),
+            int(head.get(56..58)?),
+        )
     } else {
-        (int(head.get(28..32)?), int(head.get(42..44)?), int(head.get(44..46)?))
+        (
+            int(head.get(28..32)?),
+            int(head.get(42..44)?),
+            int(head.get(44..46)?),
+        )
     };
     for i in 0..phnum.min(256) {
         let mut ph = [0u8; 56];
@@ -99,18 +107,13 @@ fn elf_interpreter(f: &mut std::fs::File, head: &[u8]) -> Option<String> {
     None
 }
 
-/// The first path component of `p` (`/lib64` of `/lib64/ld-linux-x86-64.so.2`).
-fn top(p: &str) -> String {
-    let first = p.split('/').find(|c| !c.is_empty()).unwrap_or("");
-    format!("/{first}")
-}
-
-/// The top directories the host's lookup of `path` passes through: its own, and those of the
-/// absolute symlinks on the way (`/lib64/ld-linux-x86-64.so.2` leads into `/lib` on Debian).
-fn tops_on_host(path: &str) -> Vec<String> {
-    let mut tops = vec![top(path)];
-    let mut p = PathBuf::from(path);
+/// The paths the host's lookup of `path` goes through: `path`, then after each symlink on the
+/// way the path it leads to (`/lib64/ld-linux-x86-64.so.2`, `/usr/lib64/...`, and on Debian
+/// `/lib/x86_64-linux-gnu/...`).
+fn host_chain(path: &str) -> Vec<PathBuf> {
+    let mut chain = vec![PathBuf::from(path)];
     for _ in 0..40 {
+        let p = chain.last().expect("not empty");
         let mut prefix = PathBuf::new();
         let mut link = None;
         for c in p.components() {
@@ -121,17 +124,47 @@ fn tops_on_host(path: &str) -> Vec<String> {
             }
         }
         let Some((at, target)) = link else { break };
-        let rest = p.strip_prefix(&at).map(Path::to_path_buf).unwrap_or_default();
-        if target.is_absolute() {
-            tops.push(top(&target.to_string_lossy()));
-        }
+        let rest = p
+            .strip_prefix(&at)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let base = at.parent().map(|d| d.join(&target)).unwrap_or(target);
-        p = base.join(rest);
+        chain.push(base.join(rest));
     }
+    chain
+}
+
+/// What to bind for the sandbox to have `path` as the host does: on each path of the host's
+/// lookup, the first directory the sandbox lacks (a symlink binds as a link, and the next path
+/// of the lookup goes on from its target).
+fn to_bind(plan: &Plan, path: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for t in tops {
-        if !out.contains(&t) {
-            out.push(t);
+    for p in host_chain(path) {
+        let mut prefix = PathBuf::new();
+        for c in p.components() {
+            prefix.push(c);
+            let link = std::fs::read_link(&prefix).is_ok();
+            // A link the sandbox shows counts even where its target is missing: the next
+            // path of the lookup says what the target needs.
+            let present = match (
+                link,
+                prefix
+                    .parent()
+                    .map(|d| plan.view.resolve(&d.to_string_lossy())),
+            ) {
+                (true, Some(Seen::Host(dir))) => {
+                    std::fs::symlink_metadata(dir.join(prefix.file_name().unwrap_or_default()))
+                        .is_ok()
+                }
+                _ => plan.view.resolve(&prefix.to_string_lossy()) != Seen::Missing,
+            };
+            let inside = prefix.to_string_lossy().into_owned();
+            if !present && !out.contains(&inside) {
+                out.push(inside);
+            }
+            if link || !present {
+                break;
+            }
         }
     }
     out
@@ -176,13 +209,7 @@ fn lacking(plan: &Plan, file: &str, host: &Path, depth: usize) -> Option<String>
     } else {
         format!("{cmd}: {} is in the sandbox, but", escape(file))
     };
-    // What to bind: the top directories the host's lookup passes that the sandbox lacks
-    // (a link binds as a link, to what it names).
-    let missing: Vec<String> = tops_on_host(path)
-        .into_iter()
-        .filter(|t| plan.view.resolve(t) == Seen::Missing)
-        .map(|t| escape(&t))
-        .collect();
+    let missing: Vec<String> = to_bind(plan, path).iter().map(|t| escape(t)).collect();
     let flags: Vec<String> = missing.iter().map(|t| format!("--ro-bind {t}")).collect();
     let keys: Vec<String> = missing.iter().map(|t| format!("{t:?}")).collect();
     let bind = match missing.is_empty() {
@@ -236,11 +263,5 @@ mod tests {
         let text = dir.path().join("t");
         std::fs::write(&text, "plain").unwrap();
         assert_eq!(interpreter_of(&text), None);
-    }
-
-    #[test]
-    fn top_is_the_first_component() {
-        assert_eq!(top("/lib64/ld-linux-x86-64.so.2"), "/lib64");
-        assert_eq!(top("/lib/ld-musl-x86_64.so.1"), "/lib");
     }
 }

@@ -5,8 +5,8 @@
 mod environment;
 mod explain;
 mod failure;
-mod interp;
 pub mod host;
+mod interp;
 
 pub use environment::apparmor_profile;
 pub use explain::{explain, protections};

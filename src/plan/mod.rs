@@ -213,7 +213,12 @@ impl Plan {
 /// the host's PATH (ci) promises the host's commands: a command found elsewhere inside is a
 /// warning. Under a PATH of the profile's own (default) a difference is by design, named with
 /// -v only; then nothing is read unless -v is on.
-fn path_notes(exec: &ExecPlan, view: &View, vars: &Vars, warnings: &mut Vec<String>) -> Vec<String> {
+fn path_notes(
+    exec: &ExecPlan,
+    view: &View,
+    vars: &Vars,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
     let host_path = vars.env.get("PATH").map(String::as_str);
     let shared = host_path == Some(exec.search_path.as_str());
     let verbose = tracing::enabled!(tracing::Level::INFO);

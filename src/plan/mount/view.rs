@@ -50,7 +50,11 @@ enum Walk {
 }
 
 impl View {
-    pub(super) fn new(nodes: &BTreeMap<String, Node>, binds: &[(String, PathBuf)], ops: &[Op]) -> View {
+    pub(super) fn new(
+        nodes: &BTreeMap<String, Node>,
+        binds: &[(String, PathBuf)],
+        ops: &[Op],
+    ) -> View {
         let places = nodes
             .iter()
             .map(|(dst, node)| {
