@@ -70,6 +70,9 @@ impl Sandbox {
         for w in &plan.warnings {
             tracing::warn!("{}", escape(w));
         }
+        for n in &plan.notes {
+            tracing::info!("{}", escape(n));
+        }
         // Fallbacks the profile accepts: quiet by default, named once with -v.
         for d in &plan.degradations {
             tracing::info!("degraded: {}", escape(d));

@@ -337,14 +337,35 @@ pub fn skipped(plan: &Plan, f: &Failure) -> String {
 pub fn exec_failure(plan: &Plan, errno: i32) -> String {
     let errno = Errno::from_raw(errno);
     let cmd = escape(&plan.exec.display);
+    // ENOENT for a file that is there: its interpreter is not.
+    let interp = || super::interp::missing_interpreter(plan);
+    if let Some(msg) = matches!(errno, Errno::ENOENT | Errno::ENOTDIR)
+        .then(interp)
+        .flatten()
+    {
+        return msg;
+    }
     match errno {
         Errno::ENOENT | Errno::ENOTDIR if plan.exec.display.contains('/') => {
             format!("{cmd}: no such file in the sandbox (is its directory bound?)")
         }
-        Errno::ENOENT | Errno::ENOTDIR => format!(
-            "{cmd}: command not found in the sandbox (PATH={})",
-            escape(&plan.exec.search_path)
-        ),
+        Errno::ENOENT | Errno::ENOTDIR => {
+            let mut msg = format!(
+                "{cmd}: command not found in the sandbox (PATH={})",
+                escape(&plan.exec.search_path)
+            );
+            // Where the host's PATH finds it, unless the run's warning said so already
+            // (a profile that passes the host's PATH).
+            let host_path = std::env::var("PATH").ok();
+            if host_path.as_deref() != Some(plan.exec.search_path.as_str()) {
+                let report = crate::plan::path_report(&plan.exec, &plan.view, host_path.as_deref());
+                if let Some(d) = report.differs {
+                    msg.push_str("\n  hint: ");
+                    msg.push_str(&escape(&d));
+                }
+            }
+            msg
+        }
         e => format!("{cmd}: cannot execute: {}", errno_text(e)),
     }
 }

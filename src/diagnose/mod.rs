@@ -1,10 +1,12 @@
 //! What sbx tells people about a plan: why a run failed (`failure`; `environment` names what
-//! the environment did, from the facts `host` reads), and what a plan does (`explain`).
+//! the environment did, from the facts `host` reads; `interp` names a missing interpreter), and
+//! what a plan does (`explain`).
 
 mod environment;
 mod explain;
 mod failure;
 pub mod host;
+mod interp;
 
 pub use environment::apparmor_profile;
 pub use explain::{explain, protections};

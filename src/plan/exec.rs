@@ -6,6 +6,7 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 use super::error::PlanError;
+use super::mount::{Seen, View};
 use crate::profile::{Env, Vars};
 
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -122,6 +123,101 @@ impl ExecPlan {
             search_path,
         })
     }
+}
+
+/// What the sandbox's PATH search finds that the host's would not: the PATH entries the
+/// sandbox does not show as the host does, and the file a command name resolves to when it
+/// differs from the host's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PathReport {
+    /// Entries of the sandbox's PATH that exist on the host but not as the same directory
+    /// inside.
+    pub hidden: Vec<String>,
+    /// The command name found at a different file inside than on the host (or not at all).
+    pub differs: Option<String>,
+}
+
+/// A sandbox path of a regular, executable file, and the host file it shows.
+fn executable_inside(view: &View, inside: &str) -> Option<std::path::PathBuf> {
+    match view.resolve(inside) {
+        Seen::Host(h) if is_executable(&h) => Some(h),
+        _ => None,
+    }
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The absolute entries of a PATH value, each once, in order.
+fn entries(path: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for e in path.split(':').filter(|e| e.starts_with('/')) {
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Compares the sandbox's PATH search with the host's (`host_path`, sbx's own PATH): reads
+/// the host (a few stats per entry), nothing inside.
+pub fn path_report(exec: &ExecPlan, view: &View, host_path: Option<&str>) -> PathReport {
+    let same_dir = |entry: &str| match (view.resolve(entry), std::fs::canonicalize(entry)) {
+        (Seen::Host(h), Ok(outside)) => std::fs::canonicalize(h).is_ok_and(|h| h == outside),
+        _ => false,
+    };
+    let hidden: Vec<String> = entries(&exec.search_path)
+        .into_iter()
+        .filter(|e| std::path::Path::new(e).is_dir() && !same_dir(e))
+        .map(str::to_string)
+        .collect();
+    let prog = &exec.display;
+    let differs = (!prog.contains('/'))
+        .then(|| {
+            let outside = entries(host_path?).into_iter().find_map(|dir| {
+                let p = std::path::Path::new(dir).join(prog);
+                is_executable(&p).then_some(p)
+            })?;
+            let real = std::fs::canonicalize(&outside).ok()?;
+            let inside = entries(&exec.search_path).into_iter().find_map(|dir| {
+                let at = format!("{dir}/{prog}");
+                executable_inside(view, &at).map(|h| (at, h))
+            });
+            let why = |outside: &std::path::Path| {
+                let dir = outside.parent().map(|d| d.display().to_string());
+                match dir {
+                    Some(d) if !entries(&exec.search_path).contains(&d.as_str()) => {
+                        format!("{d} is not in the sandbox's PATH")
+                    }
+                    Some(d) if !same_dir(&d) => format!("{d} is not visible inside"),
+                    _ => "an earlier entry of the sandbox's PATH has it".to_string(),
+                }
+            };
+            match inside {
+                Some((_, h)) if std::fs::canonicalize(&h).is_ok_and(|h| h == real) => None,
+                Some((at, h)) => {
+                    let host = if std::path::Path::new(&at) == h {
+                        String::new()
+                    } else {
+                        format!(" (the host's {})", h.display())
+                    };
+                    Some(format!(
+                        "`{prog}` runs {at}{host} in the sandbox, not {} as on the host: {}",
+                        outside.display(),
+                        why(&outside)
+                    ))
+                }
+                None => Some(format!(
+                    "`{prog}` is not found by the sandbox's PATH; on the host it is {}: {}",
+                    outside.display(),
+                    why(&outside)
+                )),
+            }
+        })
+        .flatten();
+    PathReport { hidden, differs }
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ mod workspace;
 use std::ffi::{CString, OsString};
 
 pub use error::{PlanError, WorkspaceRisk};
-pub use exec::ExecPlan;
-pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan};
+pub use exec::{ExecPlan, PathReport, path_report};
+pub use mount::{Guard, HidePlan, MAX_GUARDS, MountAttrs, Op, OpInfo, ProtectPlan, Seen, View};
 pub use namespaces::NamespaceSet;
 pub use network::{Egress, NetworkPlan, ProxyPlan, nameservers};
 
@@ -75,8 +75,13 @@ pub struct Plan {
     pub seccomp: Option<seccomp::SeccompPlan>,
     pub limits: limits::LimitsPlan,
 
+    /// The tree the sandbox starts with, for explaining failures from the host.
+    pub view: View,
     /// Notes for the user (e.g. the working directory is not visible), printed as warnings.
     pub warnings: Vec<String>,
+    /// What -v says about the run that is neither a warning nor a fallback (PATH entries the
+    /// sandbox does not show).
+    pub notes: Vec<String>,
     /// Fallbacks the user did not ask for, which the profile accepts (a layer this kernel
     /// lacks, a built-in limit lowered to the hard limit): named in -v and the run report only.
     pub degradations: Vec<String>,
@@ -112,6 +117,7 @@ impl Plan {
             env.set.extend(p.environment());
         }
         let exec = ExecPlan::build(&env, vars, &opts.command, &cwd)?;
+        let notes = path_notes(&exec, &layout.view, vars, &mut warnings);
         // Without a network namespace abstract unix sockets are shared with the host, and
         // without a PID namespace so are signal targets: landlock's scoping closes both.
         let shared = landlock::Shared {
@@ -174,7 +180,9 @@ impl Plan {
             landlock: landlock.plan,
             seccomp,
             limits,
+            view: std::mem::take(&mut layout.view),
             warnings,
+            notes,
             degradations,
         })
     }
@@ -199,6 +207,38 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// What the sandbox's PATH search finds differently from the host's. A profile that passes
+/// the host's PATH (ci) promises the host's commands: a command found elsewhere inside is a
+/// warning. Under a PATH of the profile's own (default) a difference is by design, named with
+/// -v only; then nothing is read unless -v is on.
+fn path_notes(
+    exec: &ExecPlan,
+    view: &View,
+    vars: &Vars,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    let host_path = vars.env.get("PATH").map(String::as_str);
+    let shared = host_path == Some(exec.search_path.as_str());
+    let verbose = tracing::enabled!(tracing::Level::INFO);
+    if !shared && !verbose {
+        return Vec::new();
+    }
+    let report = exec::path_report(exec, view, host_path);
+    let mut notes = Vec::new();
+    if verbose && !report.hidden.is_empty() {
+        notes.push(format!(
+            "PATH entries not visible in the sandbox (the command is not looked up there): {}",
+            report.hidden.join(", ")
+        ));
+    }
+    match report.differs {
+        Some(d) if shared => warnings.push(d),
+        Some(d) => notes.push(d),
+        None => {}
+    }
+    notes
 }
 
 /// The hostname to set, when the sandbox has a UTS namespace of its own, and whether it is

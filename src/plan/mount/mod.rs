@@ -17,6 +17,7 @@ mod protect;
 mod request;
 mod source;
 mod tree;
+mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ pub use hide::HidePlan;
 pub use op::{MountAttrs, Op, OpInfo};
 pub use protect::{Guard, MAX_GUARDS, ProtectPlan};
 pub use tree::{Grant, GrantRule};
+pub use view::{Seen, View};
 
 use super::error::PlanError;
 use crate::overlay::Layers;
@@ -54,6 +56,8 @@ pub struct Layout {
     pub protected: Vec<String>,
     /// Hidden paths covered by an empty stand-in, as the sandbox names them.
     pub hidden: Vec<String>,
+    /// The tree the sandbox starts with, for questions asked from the host.
+    pub view: View,
     /// Binds by sandbox destination: (destination, host source), for mapping the cwd.
     binds: Vec<(String, PathBuf)>,
     /// The destinations of overlays among `binds`.
@@ -110,7 +114,9 @@ pub fn build(
         b.place(r)?;
     }
     b.seal();
+    let view = View::new(&b.nodes, &b.binds, &b.ops);
     Ok(Layout {
+        view,
         overlays: b.layers,
         ops: b.ops,
         grants: b.grants,

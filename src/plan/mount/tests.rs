@@ -526,3 +526,41 @@ fn the_default_profile_shows_this_hosts_system_directories_as_they_are() {
     }
     assert_eq!(l.warnings, Vec::<String>::new());
 }
+
+#[test]
+fn the_view_follows_binds_links_and_host_symlinks() {
+    let host = tempfile::tempdir().unwrap();
+    let tools = host.path().join("tools");
+    std::fs::create_dir_all(tools.join("real")).unwrap();
+    std::fs::write(tools.join("real/run"), "").unwrap();
+    std::os::unix::fs::symlink("real", tools.join("bin")).unwrap();
+    std::os::unix::fs::symlink("/elsewhere/x", tools.join("out")).unwrap();
+    let home = host.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let (tools_s, home_s) = (tools.display().to_string(), home.display().to_string());
+    let fs = Filesystem {
+        ro: vec![entry(&tools_s, "filesystem.ro")],
+        tmpfs: vec![entry(&home_s, "filesystem.tmpfs")],
+        dev: Some(DevMode::None),
+        proc: Some(ProcMode::Off),
+        ..Default::default()
+    };
+    let l = build(&fs, true, None, None).unwrap();
+    let v = &l.view;
+    // Through a relative symlink on the host, and `..` after it.
+    let run = tools.join("real/run");
+    assert_eq!(
+        v.resolve(&format!("{tools_s}/bin/run")),
+        Seen::Host(run.clone())
+    );
+    assert_eq!(
+        v.resolve(&format!("{tools_s}/bin/../real/run")),
+        Seen::Host(run)
+    );
+    // An absolute symlink leads inside the sandbox, where nothing is there.
+    assert_eq!(v.resolve(&format!("{tools_s}/out")), Seen::Missing);
+    // sbx's own tmpfs: empty, and not the host's.
+    assert_eq!(v.resolve(&home_s), Seen::Sandbox);
+    assert_eq!(v.resolve(&format!("{home_s}/x")), Seen::Missing);
+    assert_eq!(v.resolve("/usr"), Seen::Missing);
+}
