@@ -1,15 +1,16 @@
 //! Issue #17's papercuts of the tool around the sandbox: `help` after run options, a man page
 //! that carries the profile format, the built-ins, exit status, environment, files and
-//! examples (with a per-user install path), profile names completed by bash, zsh and fish, and a
-//! broken pipe on `sbx man` and `sbx completions`.
-
+//! examples (with a per-user install path), profile names completed by bash, zsh and fish, a
+//! broken pipe on `sbx man` and `sbx completions`, and the line after a writable overlay's
+//! changes were thrown away.
 mod common;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::Workdir;
+use common::overlay::{s, sh_in};
+use common::{Workdir, canonical, error_lines};
 
 // ---- 1. help ----
 
@@ -418,5 +419,68 @@ fn a_broken_pipe_ends_man_completions_and_help_quietly() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(common::exit_code(out.status), 0, "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+// ---- 5. an overlay's changes thrown away ----
+
+const DISCARDED: &str = "files changed in the overlay were discarded; use --keep-changes DIR";
+
+#[test]
+fn a_writable_overlay_run_says_how_many_changes_it_threw_away() {
+    let w = Workdir::new();
+    let ws = w.subdir("ws");
+    let ws_c = canonical(&ws);
+    let write = "echo new > a; echo new > b; mkdir d";
+    let (r, _) = sh_in(&ws, &["--overlay".into(), ws_c.clone()], write);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("discarded"))
+        .collect();
+    assert_eq!(
+        lines,
+        [format!("sbx: 3 {DISCARDED}")],
+        "one line, once: {r:?}"
+    );
+    assert!(
+        std::fs::read_dir(&ws).unwrap().next().is_none(),
+        "the host tree was written"
+    );
+    // One change: the singular.
+    let (r, _) = sh_in(&ws, &["--overlay".into(), ws_c.clone()], "echo x > a");
+    assert!(
+        r.stderr
+            .contains("sbx: 1 file changed in the overlay was discarded; use --keep-changes DIR"),
+        "{r:?}"
+    );
+    // Not with -q, not without changes, not when they are kept, not for a tmp overlay (never
+    // reported), and not when the command failed without writing.
+    let keep = w.path().join("kept");
+    for (args, script) in [
+        (
+            vec!["-q".to_string(), "--overlay".into(), ws_c.clone()],
+            write,
+        ),
+        (vec!["--overlay".into(), ws_c.clone()], "cat /dev/null"),
+        (
+            vec![
+                "--overlay".into(),
+                ws_c.clone(),
+                "--keep-changes".into(),
+                s(&keep),
+            ],
+            write,
+        ),
+        (vec!["--tmp-overlay".into(), ws_c.clone()], write),
+        (vec!["--overlay".into(), ws_c.clone()], "exit 3"),
+    ] {
+        let (r, _) = sh_in(&ws, &args, script);
+        assert!(!r.stderr.contains("discarded"), "{args:?} {script}: {r:?}");
+        assert!(
+            error_lines(&r.stderr).is_empty(),
+            "{args:?} {script}: {r:?}"
+        );
     }
 }

@@ -275,12 +275,29 @@ fn run_sandbox(
     if let Some(m) = &finished.message {
         out::error(m);
     }
+    // A private upper layer is gone once the run returns: say so when it held anything.
+    if sandbox.profile_file().filesystem.changes.is_none() && !args.quiet {
+        if let Some(line) = discarded(&finished.status.changes) {
+            out::error(line);
+        }
+    }
     if let Some(dest) = changes {
         if let Err(e) = dest.write_json(&finished.status.changes) {
             out::error(format_args!("the change report was not written: {e}"));
         }
     }
     Ok(Ran::Finished(finished.exit_code, Box::new(finished.status)))
+}
+
+/// The line for writable overlays' changes that were thrown away, if there were any.
+fn discarded(sets: &[crate::overlay::ChangeSet]) -> Option<String> {
+    let n: usize = sets.iter().map(|s| s.changes.len()).sum();
+    let what = match n {
+        0 => return None,
+        1 => "1 file changed in the overlay was".to_string(),
+        n => format!("{n} files changed in the overlay were"),
+    };
+    Some(format!("{what} discarded; use --keep-changes DIR"))
 }
 
 #[cfg(test)]
