@@ -13,6 +13,63 @@ pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 /// The command was not found.
 pub const EXIT_NOT_FOUND: i32 = 127;
 
+/// One row of the contract: the code, a few words for `--help`, the meaning for the man page.
+pub struct Row {
+    pub code: String,
+    pub short: &'static str,
+    pub long: &'static str,
+}
+
+/// The contract, in README's order: `--help` and the man page's EXIT STATUS are made from it.
+pub fn contract() -> Vec<Row> {
+    let row = |code: String, short, long| Row { code, short, long };
+    vec![
+        row("the command's own".into(), "", "the command exited with it"),
+        row(
+            "128+N".into(),
+            "when killed by signal N",
+            "the command was killed by signal N",
+        ),
+        row(
+            EXIT_TIMEOUT.to_string(),
+            "timeout",
+            "the wall-clock limit (--timeout, limits.wall_time) fired",
+        ),
+        row(
+            EXIT_SBX_FAILED.to_string(),
+            "sbx failed (the command never ran)",
+            "sbx itself failed (a bad command line, a bad profile, a setup step): the command \
+             never ran; one message on stderr says why",
+        ),
+        row(
+            EXIT_CANNOT_EXECUTE.to_string(),
+            "not executable",
+            "the command exists but could not be executed",
+        ),
+        row(
+            EXIT_NOT_FOUND.to_string(),
+            "not found",
+            "the command was not found in the sandbox",
+        ),
+    ]
+}
+
+/// What the command can exit with itself, which the code alone does not tell apart.
+pub const AMBIGUITY: &str = "The command can exit 124-127 itself: the --json-status report's \
+                             reason tells.";
+
+/// The contract in one paragraph, for `--help`.
+pub fn summary() -> String {
+    let rows: Vec<String> = contract()
+        .iter()
+        .map(|r| match r.short {
+            "" => r.code.clone(),
+            s => format!("{} {s}", r.code),
+        })
+        .collect();
+    format!("Exit codes: {}. {AMBIGUITY}", rows.join("; "))
+}
+
 /// Exit code for a command that could not be executed, following the shells' convention.
 pub fn exec_exit_code(errno: i32) -> i32 {
     match Errno::from_raw(errno) {

@@ -1,12 +1,10 @@
 //! The bodies of the subcommands that are not a run: `profile list|show|check`, `changes`,
-//! `apply`, `doctor`, `completions`, `man`.
+//! `apply`, `doctor` (`completions` and `man` have files of their own).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
-
-use super::{Cli, ProfileCmd};
+use super::ProfileCmd;
 use crate::error::Error;
 use crate::overlay;
 use crate::plan::{Plan, RunOptions};
@@ -152,26 +150,6 @@ pub fn doctor(json: bool) -> Result<i32, Error> {
         super::out::stdout(crate::doctor::render(&report, use_color()));
     }
     Ok(if report.default_profile_runs { 0 } else { 1 })
-}
-
-pub fn completions(shell: clap_complete::Shell) -> Result<i32, Error> {
-    // Into memory first: the generators panic when a write fails.
-    let mut text = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "sbx", &mut text);
-    super::out::stdout(text);
-    Ok(0)
-}
-
-pub fn man() -> Result<i32, Error> {
-    let mut text = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut text)
-        .map_err(|source| Error::Output {
-            what: "the man page".into(),
-            source,
-        })?;
-    super::out::stdout(text);
-    Ok(0)
 }
 
 pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {

@@ -3,9 +3,12 @@
 //! (`commands`).
 
 mod commands;
+mod complete;
+mod man;
 mod out;
 mod run_args;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -27,9 +30,7 @@ use crate::supervisor::Supervision;
     about = "Run a command in a rootless sandbox: new namespaces, a tmpfs root, TOML profiles",
     long_about = None,
     args_conflicts_with_subcommands = true,
-    after_help = "Exit codes: the command's own; 128+N when killed by signal N; 124 timeout; \
-                  125 sbx failed (the command never ran); 126 not executable; 127 not found. \
-                  The command can exit 124-127 itself: the --json-status report's reason tells."
+    after_help = crate::exit::summary()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -54,7 +55,7 @@ pub enum Sub {
         /// bash, zsh or fish (also elvish, powershell)
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `sbx man > /usr/local/share/man/man1/sbx.1`
+    /// Print the man page (roff), e.g. `sbx man > ~/.local/share/man/man1/sbx.1` (see its FILES)
     Man,
     /// Report what a run changed, from a directory kept with --keep-changes
     Changes {
@@ -85,7 +86,7 @@ pub enum ProfileCmd {
     /// Print the fully merged profile(s) as TOML that loads back identically
     Show {
         /// Profile names or paths, merged in order
-        #[arg(default_value = "default")]
+        #[arg(default_value = "default", value_name = "NAME|PATH")]
         names: Vec<String>,
     },
     /// Load a profile file, resolve its extends and paths, and report problems
@@ -118,18 +119,14 @@ fn init_logging(run: &RunArgs) {
 pub fn main() -> i32 {
     // This binary links glibc statically: the proxy must not load the host's NSS modules.
     crate::proxy::allow::resolve_without_nss_modules();
-    let cli = match Cli::try_parse() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
-                _ => EXIT_SBX_FAILED,
-            };
-        }
+        Err(e) => return parse_error(e),
     };
+    if let Some(e) = help_after_options(&cli, &argv) {
+        return parse_error(e);
+    }
     init_logging(&cli.run);
     match dispatch(cli) {
         Ok(code) => code,
@@ -140,13 +137,52 @@ pub fn main() -> i32 {
     }
 }
 
+/// Prints clap's message (help and version are its "errors" too) and returns the exit code.
+fn parse_error(e: clap::Error) -> i32 {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp
+        | clap::error::ErrorKind::DisplayVersion
+        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+        _ => EXIT_SBX_FAILED,
+    }
+}
+
+/// `sbx -v help [SUBCOMMAND]`: clap sees subcommands only as the first word (after a run
+/// option, `doctor` is a command to run), so `help` after options would be run in the
+/// sandbox, where it is never found: it is a shell builtin, not a program. It is clap's help
+/// subcommand wherever it comes, unless `--` says it is the command (`sbx -- help`).
+fn help_after_options(cli: &Cli, argv: &[OsString]) -> Option<clap::Error> {
+    if cli.sub.is_some() || cli.run.command.first()? != "help" {
+        return None;
+    }
+    let start = argv.len().checked_sub(cli.run.command.len())?;
+    if start > 0 && argv[start - 1] == "--" {
+        return None;
+    }
+    let mut help: Vec<OsString> = vec!["sbx".into(), "help".into()];
+    help.extend(cli.run.command[1..].iter().cloned());
+    use clap::CommandFactory;
+    Cli::command().try_get_matches_from(help).err()
+}
+
 fn dispatch(cli: Cli) -> Result<i32, Error> {
     let vars = Vars::from_host()?;
     match cli.sub {
         Some(Sub::Profile(cmd)) => commands::profile(cmd, vars),
         Some(Sub::Changes { dir, json }) => commands::changes(&dir, json),
-        Some(Sub::Completions { shell }) => commands::completions(shell),
-        Some(Sub::Man) => commands::man(),
+        Some(Sub::Completions { shell }) => {
+            out::stdout(complete::script(shell));
+            Ok(0)
+        }
+        Some(Sub::Man) => {
+            let page = man::page().map_err(|source| Error::Output {
+                what: "the man page".into(),
+                source,
+            })?;
+            out::stdout(page);
+            Ok(0)
+        }
         Some(Sub::Doctor { json }) => commands::doctor(json),
         Some(Sub::Apply {
             dir,
@@ -248,12 +284,29 @@ fn run_sandbox(
     ) {
         out::error(line);
     }
+    // A private upper layer is gone once the run returns: say so when it held anything.
+    if sandbox.profile_file().filesystem.changes.is_none() && !args.quiet {
+        if let Some(line) = discarded(&finished.status.changes) {
+            out::error(line);
+        }
+    }
     if let Some(dest) = changes {
         if let Err(e) = dest.write_json(&finished.status.changes) {
             out::error(format_args!("the change report was not written: {e}"));
         }
     }
     Ok(Ran::Finished(finished.exit_code, Box::new(finished.status)))
+}
+
+/// The line for writable overlays' changes that were thrown away, if there were any.
+fn discarded(sets: &[crate::overlay::ChangeSet]) -> Option<String> {
+    let n: usize = sets.iter().map(|s| s.changes.len()).sum();
+    let what = match n {
+        0 => return None,
+        1 => "1 file changed in the overlay was".to_string(),
+        n => format!("{n} files changed in the overlay were"),
+    };
+    Some(format!("{what} discarded; use --keep-changes DIR"))
 }
 
 #[cfg(test)]
