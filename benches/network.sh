@@ -26,7 +26,7 @@
 #   STARTUP_RUNS=300 STARTUP_ROUNDS=10        hyperfine runs per command, split into rounds
 #   NET_ADDR=                         the non-loopback address of the relay rows (default: the first
 #                                     global IPv4 address of `ip -4 -o addr`); must be this machine's
-#   BENCH_DIR=/tmp/sbx-bench-net BENCH_UID=65534 BENCH_GID=65534
+#   BENCH_DIR=/tmp/sbx-bench BENCH_UID=65534 BENCH_GID=65534
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,7 +40,7 @@ CONN_ROUNDS=${CONN_ROUNDS:-3}
 CONN_MAX_S=${CONN_MAX_S:-15}
 STARTUP_RUNS=${STARTUP_RUNS:-300}
 STARTUP_ROUNDS=${STARTUP_ROUNDS:-10}
-BENCH_DIR=${BENCH_DIR:-/tmp/sbx-bench-net}
+BENCH_DIR=${BENCH_DIR:-/tmp/sbx-bench}
 PY=python3
 
 # shellcheck source=benches/lib/common.sh
