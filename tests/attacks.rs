@@ -804,7 +804,8 @@ fn tiocsti_cannot_push_input_into_the_terminal() {
     t.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
     termios::tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
     let attacks = ["tiocsti", "tiocsti_hi", "open_rw=/dev/tty"];
-    let mut s = probe(&[], &attacks);
+    // Without a pty (the default on a terminal), so that the command shares the terminal.
+    let mut s = probe(&["--no-pty"], &attacks);
     s.cmd
         .stdin(pty.slave.try_clone().unwrap())
         .stdout(pty.slave.try_clone().unwrap())

@@ -120,11 +120,10 @@ fn command(s: &Session, line: &str, pos: &mut usize) -> String {
     text[echoed..*pos - PROMPT.len()].replace('\r', "")
 }
 
-fn drive_shell(test: &str, shell_args: &[&str]) {
+/// Drives `sbx ARGS` (an interactive shell with the prompt [`PROMPT`]) through a pty.
+fn drive_shell(test: &str, args: &[&str]) {
     use nix::sys::termios::{self, LocalFlags};
-    let mut args = vec!["--profile", "shell", "--"];
-    args.extend_from_slice(shell_args);
-    let mut s = Session::start(&args, 33, 111);
+    let mut s = Session::start(args, 33, 111);
     let before = termios::tcgetattr(s.slave.as_fd()).unwrap();
     assert!(
         before
@@ -226,7 +225,10 @@ fn drive_shell(test: &str, shell_args: &[&str]) {
 
 #[test]
 fn shell_profile_sh_through_a_pty() {
-    drive_shell("shell_profile_sh_through_a_pty", &["sh"]);
+    drive_shell(
+        "shell_profile_sh_through_a_pty",
+        &["--profile", "shell", "--", "sh"],
+    );
 }
 
 #[test]
@@ -237,8 +239,100 @@ fn shell_profile_bash_through_a_pty() {
     }
     drive_shell(
         "shell_profile_bash_through_a_pty",
-        &["bash", "--norc", "--noprofile"],
+        &["--profile", "shell", "--", "bash", "--norc", "--noprofile"],
     );
+}
+
+// ---- the pty by default: `sbx -- sh` from a terminal ----
+
+#[test]
+fn default_profile_sh_from_a_terminal_gets_a_pty_and_job_control() {
+    // The headline example: no --pty, no shell profile. Ctrl-C ends the foreground `sleep`
+    // (not the shell, not sbx) and Ctrl-Z stops it, as in a terminal of one's own.
+    drive_shell(
+        "default_profile_sh_from_a_terminal_gets_a_pty_and_job_control",
+        &["--setenv", "PS1=sbx-prompt$ ", "--", "sh"],
+    );
+}
+
+/// `sbx ARGS -- sh -c SCRIPT` on a terminal that is its stdin, stdout and stderr; SCRIPT
+/// prints `started`, then reads a line. Returns whether the terminal was raw (relayed through
+/// a pty) while the command ran, and what it printed.
+fn raw_while_running(args: &[&str], script: &str) -> (bool, String) {
+    use nix::sys::termios::{self, LocalFlags};
+    let mut all = args.to_vec();
+    all.extend(["--", "sh", "-c", script]);
+    let mut s = Session::start(&all, 24, 80);
+    let started = s
+        .screen
+        .expect("started", 0, Duration::from_secs(30))
+        .unwrap();
+    let during = termios::tcgetattr(s.slave.as_fd()).unwrap();
+    s.send("line\n");
+    let code = s.wait(T);
+    assert_eq!(code, Some(0), "{args:?}: screen:\n{}", s.screen.text());
+    s.screen.expect("got-line", started, T).unwrap();
+    let raw = !during.local_flags.contains(LocalFlags::ICANON);
+    (raw, s.screen.text().replace('\r', ""))
+}
+
+#[test]
+fn no_pty_and_process_pty_false_share_the_terminal() {
+    let script = "[ -t 0 ] && [ -t 1 ] && echo both-terminals; echo started; read l; echo got-$l";
+    // The default, for comparison: the terminal is relayed (raw), the command sees its own pty.
+    let (raw, text) = raw_while_running(&[], &format!("tty; {script}"));
+    assert!(raw, "no pty by default on a terminal: {text}");
+    assert!(text.contains("/dev/pts/0\n"), "{text}");
+    // --no-pty and `process.pty = false`: no relay, the terminal stays as it was (canonical).
+    let w = Workdir::new();
+    let profile = w.file(
+        "nopty.toml",
+        "extends = [\"default\"]\n[process]\npty = false\n",
+    );
+    let profile = profile.to_str().unwrap();
+    for args in [&["--no-pty"][..], &["--profile", profile][..]] {
+        let (raw, text) = raw_while_running(args, script);
+        assert!(!raw, "{args:?}: relayed through a pty: {text}");
+        assert!(text.contains("both-terminals"), "{args:?}: {text}");
+    }
+    // --pty overrides a profile's `pty = false`.
+    let (raw, _) = raw_while_running(&["--profile", profile, "--pty"], script);
+    assert!(raw, "--pty did not force the relay");
+    // And the two flags together are one clear error.
+    let r = common::sbx(["--pty", "--no-pty", "--", "true"]).run();
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("--no-pty"), "{r:?}");
+}
+
+#[test]
+fn no_pty_by_default_when_stdin_or_stdout_is_not_a_terminal() {
+    // stdin not a terminal (a pipe, CI): the command's stdio is what sbx was given.
+    let r = common::sbx(["--", "sh", "-c", "tty; [ -t 1 ] || echo stdout-not-a-tty"]).run();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("not a tty"), "{r:?}");
+    // stdin a terminal, stdout a pipe (`sbx -- ls | grep x`): no pty either, so the command
+    // sees the pipe it writes to (no columns, no colours, no CRLF) and the terminal is left
+    // in its modes.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let Sbx { mut cmd, work } = common::sbx([
+        "--",
+        "sh",
+        "-c",
+        "[ -t 0 ] && echo stdin-a-tty; [ -t 1 ] || echo stdout-not-a-tty",
+    ]);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let screen = PtyOutput::start(&pty.master);
+    let child = cmd.spawn().expect("spawn sbx");
+    drop(cmd);
+    let r = Ran::from_output(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}; terminal: {}", screen.text());
+    assert_eq!(r.stdout, "stdin-a-tty\nstdout-not-a-tty\n", "{r:?}");
+    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_eq!(before, after);
+    drop(work);
 }
 
 #[test]
@@ -349,8 +443,7 @@ fn pty_relay_with_stdout_redirected() {
 
 // ---- without a pty: the command's changes to the caller's terminal do not outlive it ----
 
-/// Runs `sbx ARGS -- sh -c SCRIPT` on a pty that is the caller's controlling terminal, without
-/// `--pty`: SCRIPT turns echo off (the attack: it shares the terminal) and prints `changed`;
+/// Runs `sbx --no-pty ARGS -- sh -c SCRIPT` on a pty that is the caller's controlling terminal: SCRIPT turns echo off (the attack: it shares the terminal) and prints `changed`;
 /// the test checks that echo is off, then `end` ends the run. Once sbx has exited, the
 /// terminal's modes are those it had before. Returns sbx's exit code.
 fn modes_come_back(
@@ -361,7 +454,9 @@ fn modes_come_back(
     end: impl FnOnce(&mut Session),
 ) -> Option<i32> {
     use nix::sys::termios::{self, LocalFlags};
-    let mut all = args.to_vec();
+    // Without a pty: the default on a terminal is one.
+    let mut all = vec!["--no-pty"];
+    all.extend_from_slice(args);
     all.extend(["--", "sh", "-c", script]);
     let mut s = Session::spawn(&all, 24, 80, stdin_tty);
     let before = termios::tcgetattr(s.slave.as_fd()).unwrap();

@@ -270,6 +270,7 @@ fn run_sandbox(
         Supervision {
             forward_signals: true,
             return_before_teardown: true,
+            pty_when_interactive: true,
         },
     )?;
     if let Some(m) = &finished.message {

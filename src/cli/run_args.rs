@@ -78,10 +78,15 @@ pub struct RunArgs {
     /// Map your uid and gid to 0 inside (still no privileges on the host)
     #[arg(long)]
     pub map_root: bool,
-    /// Give the command a pseudo-terminal of its own and relay it (for interactive shells:
-    /// job control and Ctrl-C keep working in the new session); only when stdin is a terminal
-    #[arg(long)]
+    /// Give the command a pseudo-terminal of its own and relay it (job control, Ctrl-C and
+    /// Ctrl-Z keep working in the new session), whenever stdin is a terminal; the default when
+    /// stdin, stdout and stderr all are and sbx runs in the terminal's foreground
+    #[arg(long, conflicts_with = "no_pty")]
     pub pty: bool,
+    /// No pseudo-terminal: the command shares the caller's terminal, in a session of its own
+    /// (Ctrl-C reaches only the command's first process)
+    #[arg(long = "no-pty")]
+    pub no_pty: bool,
     /// Run the command itself as PID 1 (no sbx init; it must reap its own children)
     #[arg(long = "as-pid-1")]
     pub as_pid_1: bool,
@@ -168,7 +173,11 @@ impl RunArgs {
         p.filesystem.proc = self.proc;
         p.process.map_root = self.map_root.then_some(true);
         p.process.as_pid_1 = self.as_pid_1.then_some(true);
-        p.process.pty = self.pty.then_some(true);
+        p.process.pty = match (self.pty, self.no_pty) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
         p.network.allow = self.allow.clone();
         p.network.mode = self.net;
         p.security.landlock = self.landlock;

@@ -220,10 +220,12 @@ pub fn explain(plan: &Plan) -> String {
     s.push_str(&format!(
         "capabilities: all dropped; no_new_privs; new session: {}; terminal: {}\n",
         plan.new_session,
-        if plan.pty {
-            "a pty of its own, relayed (when stdin is a terminal)"
-        } else {
-            "inherited stdio"
+        match plan.pty {
+            Some(true) => "a pty of its own, relayed (when stdin is a terminal)",
+            Some(false) => "inherited stdio",
+            None =>
+                "a pty of its own, relayed, when stdin, stdout and stderr are a terminal \
+                     and sbx is in its foreground; else inherited stdio",
         }
     ));
     s.push_str(&format!(

@@ -54,8 +54,10 @@ pub struct Plan {
     pub hostname_optional: bool,
     pub new_session: bool,
     pub as_pid_1: bool,
-    /// Relay the terminal through a pty (when sbx's stdin is a terminal).
-    pub pty: bool,
+    /// Relay the terminal through a pty (when sbx's stdin is a terminal): `Some(true)` always,
+    /// `Some(false)` never, `None` (the profile says nothing) when the caller asks for it and
+    /// the run is interactive (see `Supervision::pty_when_interactive`).
+    pub pty: Option<bool>,
     /// The sandbox reports setup milestones with timestamps (for -v).
     pub trace: bool,
     pub exec: ExecPlan,
@@ -165,7 +167,7 @@ impl Plan {
             hostname_optional,
             new_session: profile.process.new_session.unwrap_or(true),
             as_pid_1: profile.process.as_pid_1.unwrap_or(false),
-            pty: profile.process.pty.unwrap_or(false),
+            pty: profile.process.pty,
             trace: tracing::enabled!(tracing::Level::INFO),
             overlays: std::mem::take(&mut layout.overlays),
             protect,

@@ -47,6 +47,10 @@ pub struct Supervision {
     /// collect a zombie per run. Ignored when the run has a cgroup, which must be empty to be
     /// removed.
     pub return_before_teardown: bool,
+    /// Give the command a pty of its own when the profile leaves `process.pty` unset and the
+    /// run is interactive (`terminal::interactive`): the CLI does, so that Ctrl-C and Ctrl-Z
+    /// reach the foreground job of a shell; a library caller's terminal is its own business.
+    pub pty_when_interactive: bool,
 }
 
 /// The run's cgroup, if the profile wants one and the host delegates one. Required fails the
@@ -188,13 +192,13 @@ impl Drop for MaskGuard {
 }
 
 /// Blocks the signals to forward on this thread, for a signalfd of the supervisor's.
-fn block_forwarded(plan: &Plan, forward: bool) -> Result<(MaskGuard, SignalFd), Error> {
+fn block_forwarded(pty: bool, forward: bool) -> Result<(MaskGuard, SignalFd), Error> {
     let mut mask = SigSet::empty();
     if forward {
         for s in sandbox::FORWARDED_SIGNALS {
             mask.add(Signal::try_from(s).expect("a valid signal"));
         }
-        if plan.pty {
+        if pty {
             mask.add(Signal::SIGWINCH);
         }
     }
@@ -221,6 +225,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
         Supervision {
             forward_signals: true,
             return_before_teardown: false,
+            pty_when_interactive: false,
         },
     )
 }
@@ -228,7 +233,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
 /// Runs the plan. The sandbox's end is watched through a pidfd, not SIGCHLD, so this works
 /// from any thread of a multi-threaded program.
 pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
-    let (_restore, signals) = block_forwarded(plan, how.forward_signals)?;
+    // Decided first, from at most a few ioctls on the standard descriptors (one when stdin is
+    // not a terminal), because the signals to block depend on it.
+    let pty = plan
+        .pty
+        .unwrap_or_else(|| how.pty_when_interactive && terminal::interactive());
+    let (_restore, signals) = block_forwarded(pty, how.forward_signals)?;
     let (cgroup, cgroup_note) = run_cgroup(plan)?;
     // Dropped (dismissed) once the cgroup is removed below, after the run.
     let janitor = cgroup.as_ref().and_then(|cg| {
@@ -239,7 +249,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     let guard = guard::Guard::new(&plan.protect)?;
     // Read before the sandbox can change them; put back once it is gone, or on any error path.
     let mut tty = TtyModes::take();
-    let terminal = match plan.pty {
+    let terminal = match pty {
         true => Pending::take().map_err(|errno| Error::Supervisor {
             what: "read the terminal's settings",
             errno,

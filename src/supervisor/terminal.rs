@@ -25,6 +25,28 @@ pub struct Relay {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Whether the run is interactive, so that the command gets a pty unless the profile says
+/// otherwise: stdin, stdout and stderr are all terminals, and sbx is in the foreground.
+///
+/// All three, because the relay has one output stream, and it is a terminal's: a command whose
+/// stdout or stderr the user redirected (`sbx -- ls | grep x`, `2>log`) would otherwise see a
+/// terminal there (columns, colours, CRLF line ends) and have its stderr merged into stdout.
+/// The foreground, because a background job (`sbx -- make &`) must not take the terminal:
+/// setting raw mode or reading keys from the background would stop sbx with SIGTTOU/SIGTTIN.
+/// Stdin is asked first: when it is not a terminal (pipes, CI) this costs one ioctl.
+pub fn interactive() -> bool {
+    let stdin = std::io::stdin();
+    if !(stdin.is_terminal() && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
+    {
+        return false;
+    }
+    match nix::unistd::tcgetpgrp(stdin.as_fd()) {
+        Ok(group) => group == nix::unistd::getpgrp(),
+        // ENOTTY: a terminal, but not this session's controlling one: no job control to lose.
+        Err(_) => true,
+    }
+}
+
 impl Pending {
     /// Takes the terminal's settings when stdin is one; None otherwise (nothing to relay).
     pub fn take() -> nix::Result<Option<Pending>> {
