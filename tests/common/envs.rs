@@ -283,7 +283,18 @@ impl Env {
             .envs(self.vars.iter().copied())
             .stdin(Stdio::null());
         c.as_test_uid();
-        let mut out = c.output().expect("spawn the environment");
+        // A test executable copied a moment ago may still be open for writing in a child that
+        // another test thread forked before its exec (ETXTBSY): that passes in a moment.
+        let mut tries = 0;
+        let mut out = loop {
+            match c.output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.expect("spawn the environment"),
+            }
+        };
         drop(keep);
         if self.filter.is_some() {
             // What libtest printed before the loader exec'd the command.
