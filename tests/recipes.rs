@@ -291,8 +291,10 @@ fn gitlab_recipe_runs_as_written() {
 
 #[test]
 fn install_from_a_git_url_is_static() {
-    // `--git URL` fetches a repository whose .cargo/config.toml cargo does not read; `--path`
-    // to the same source, from a directory outside it, reads none either, and builds offline.
+    // cargo reads no .cargo/config.toml from a repository it fetches with `--git`, and a git
+    // fetch is not offline; so the command runs with `--path` to this repository with its
+    // .cargo hidden (an empty directory bound over it in a mount namespace of the step), from a
+    // directory outside it: the same build, offline.
     let steps = steps("install-git");
     let [Step::Run(cmd)] = &steps[..] else {
         panic!("install-git is one command")
@@ -300,17 +302,34 @@ fn install_from_a_git_url_is_static() {
     assert!(cmd.contains("--git \"$SBX_GIT_URL\""), "{cmd}");
     let cmd = cmd.replace("--git \"$SBX_GIT_URL\"", "--path \"$SBX_SRC\"");
     let w = Workdir::new();
+    let empty = w.subdir("empty");
+    let dot_cargo = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cargo");
+    let hidden = format!(
+        "unshare {} -- sh -c 'mount --bind \"$1\" \"$2\" && exec bash -e -c \"$3\"' sh {} {} {}",
+        if is_root() {
+            "--mount"
+        } else {
+            "--user --map-current-user --mount"
+        },
+        sh_quote(&empty.display().to_string()),
+        sh_quote(&dot_cargo.display().to_string()),
+        sh_quote(&cmd),
+    );
     eprintln!(
-        "NOTE: run with --path instead of --git, from {}",
+        "NOTE: --path with .cargo hidden instead of --git, from {}",
         w.path().display()
     );
     let root = w.path().join("root");
     run_install(
-        &cmd,
+        &hidden,
         w.path(),
         &root,
         &[("SBX_SRC", env!("CARGO_MANIFEST_DIR"))],
     );
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[test]
