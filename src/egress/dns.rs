@@ -124,7 +124,7 @@ fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         false => Match::Exact,
     };
     if how == Match::None {
-        shared.deny(
+        shared.ledger.deny(
             &format!("dns {}", q.name),
             "the allowlist names no such host",
         );
@@ -138,7 +138,7 @@ fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         let addrs = addresses(&reply);
         if how == Match::Wildcard && addrs.iter().any(|a| is_internal(*a)) {
             let list: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
-            shared.deny(
+            shared.ledger.deny(
                 &format!("dns {}", q.name),
                 &format!(
                     "matched only a wildcard and resolves to an internal address ({}); list it \
@@ -256,7 +256,7 @@ pub fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
             .name("sbx-dns-tcp".into())
             .spawn(move || {
                 let _task = task;
-                let id = shared.track(&conn);
+                let id = shared.ledger.track(&conn);
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
                 while let Ok(query) = read_framed(&mut conn) {
                     match answer(&shared, &query, true) {
@@ -264,7 +264,7 @@ pub fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
                         _ => break,
                     }
                 }
-                shared.untrack(id);
+                shared.ledger.untrack(id);
             });
     }
 }

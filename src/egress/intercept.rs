@@ -70,7 +70,7 @@ fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
     let mut refused = false;
     for (d, v) in &verdicts {
         if let Verdict::Refuse(why) = v {
-            shared.deny(&d.to_string(), why);
+            shared.ledger.deny(&d.to_string(), why);
             refused = true;
         }
     }
@@ -117,7 +117,7 @@ fn datagrams_to(shared: &Arc<Shared>, dest: SocketAddr) -> Answer {
     let to = SocketAddr::new(canonical(dest.ip()), dest.port());
     match shared.datagrams.ensure(shared, to) {
         Ok(true) => {
-            shared.allow(&format!("udp {to}"));
+            shared.ledger.allow(&format!("udp {to}"));
             Answer::Continue
         }
         Ok(false) => Answer::Continue,
@@ -230,7 +230,9 @@ fn go_out(shared: &Arc<Shared>, listener: RawFd, n: &Notification, dest: SocketA
         // A datagram socket connects, inside, to sbx's socket standing for the destination.
         Ok(socket::SockType::Datagram) => return datagrams_to(shared, dest),
         _ => {
-            shared.deny(&dest.to_string(), "only TCP and UDP go out");
+            shared
+                .ledger
+                .deny(&dest.to_string(), "only TCP and UDP go out");
             return Answer::Fail(Errno::ENETUNREACH);
         }
     }
@@ -281,11 +283,11 @@ fn go_out(shared: &Arc<Shared>, listener: RawFd, n: &Notification, dest: SocketA
     shared.pending.put(port, out);
     match socket::connect(sock.as_raw_fd(), &relay_at) {
         Ok(()) => {
-            shared.allow(&dest.to_string());
+            shared.ledger.allow(&dest.to_string());
             Answer::Value(0)
         }
         Err(Errno::EINPROGRESS) => {
-            shared.allow(&dest.to_string());
+            shared.ledger.allow(&dest.to_string());
             Answer::Fail(Errno::EINPROGRESS)
         }
         Err(e) => {

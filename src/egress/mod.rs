@@ -13,18 +13,17 @@ mod policy;
 mod relay;
 mod udp;
 
-use std::collections::HashMap;
-use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use policy::{Policy, Verdict};
 
 use crate::plan::Egress as EgressPlan;
+use crate::proxy::Ledger;
 use crate::sandbox::EgressSocket;
-use crate::text::escape;
 
 /// What sbx's egress did, for the run report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -42,12 +41,7 @@ pub(crate) struct Shared {
     datagrams: udp::Datagrams,
     pending: relay::Pending,
     relay_port: Mutex<Option<u16>>,
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    denied_list: Mutex<Vec<String>>,
-    /// Open connections, shut down when the sandbox ends.
-    open: Mutex<HashMap<u64, TcpStream>>,
-    next: AtomicU64,
+    ledger: Ledger,
     stopping: AtomicBool,
     /// Threads at work for the sandbox (see `MAX_TASKS`).
     tasks: Slots,
@@ -114,40 +108,6 @@ impl Shared {
     fn relay_port(&self) -> Option<u16> {
         *self.relay_port.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    // What the sandbox named is escaped: a name cannot forge a line of the log.
-    fn deny(&self, what: &str, why: &str) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("egress: refused {}: {}", escape(what), escape(why));
-        let mut list = self.denied_list.lock().unwrap_or_else(|e| e.into_inner());
-        if list.len() < 100 {
-            list.push(what.to_string());
-        }
-    }
-
-    fn allow(&self, what: &str) {
-        self.allowed.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("egress: connected {}", escape(what));
-    }
-
-    fn track(&self, s: &TcpStream) -> Option<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = s.try_clone().ok()?;
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, clone);
-        Some(id)
-    }
-
-    fn untrack(&self, id: Option<u64>) {
-        if let Some(id) = id {
-            self.open
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-        }
-    }
 }
 
 /// sbx's egress for one running sandbox.
@@ -178,11 +138,7 @@ impl Egress {
             datagrams: udp::Datagrams::new(helper),
             pending: relay::Pending::default(),
             relay_port: Mutex::new(None),
-            allowed: AtomicU64::new(0),
-            denied: AtomicU64::new(0),
-            denied_list: Mutex::new(Vec::new()),
-            open: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(0),
+            ledger: Ledger::new("egress"),
             stopping: AtomicBool::new(false),
             tasks: Slots::new(MAX_TASKS),
         });
@@ -241,17 +197,12 @@ impl Egress {
         for t in self.threads {
             let _ = t.join();
         }
-        for c in s.open.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        s.ledger.close_all();
+        let (allowed, denied, denied_destinations) = s.ledger.counts();
         EgressStats {
-            allowed: s.allowed.load(Ordering::Relaxed),
-            denied: s.denied.load(Ordering::Relaxed),
-            denied_destinations: s
-                .denied_list
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            allowed,
+            denied,
+            denied_destinations,
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn serve_host_port(shared: Arc<Shared>, listener: TcpListener, port: u16) {
                 let to = SocketAddr::from(([127, 0, 0, 1], port));
                 match TcpStream::connect_timeout(&to, Duration::from_secs(15)) {
                     Ok(out) => {
-                        shared.allow(&to.to_string());
+                        shared.ledger.allow(&to.to_string());
                         join(shared, inside, out);
                     }
                     Err(e) => {
@@ -91,7 +91,7 @@ pub fn serve_host_port(shared: Arc<Shared>, listener: TcpListener, port: u16) {
 fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
     // A connection past the limit is closed (the sandbox sees it reset).
     let Some(task) = shared.task() else { return };
-    let ids = (shared.track(&inside), shared.track(&out));
+    let ids = (shared.ledger.track(&inside), shared.ledger.track(&out));
     let (Ok(inside2), Ok(out2)) = (inside.try_clone(), out.try_clone()) else {
         return;
     };
@@ -107,11 +107,11 @@ fn join(shared: Arc<Shared>, inside: TcpStream, out: TcpStream) {
             if let Ok(up) = up {
                 let _ = up.join();
             }
-            down_shared.untrack(ids.0);
-            down_shared.untrack(ids.1);
+            down_shared.ledger.untrack(ids.0);
+            down_shared.ledger.untrack(ids.1);
         });
     if down.is_err() {
-        shared.untrack(ids.0);
-        shared.untrack(ids.1);
+        shared.ledger.untrack(ids.0);
+        shared.ledger.untrack(ids.1);
     }
 }

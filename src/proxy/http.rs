@@ -97,12 +97,12 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
         let what = format!("{host}:{port}");
         return match allow.decide(&host, port) {
             Decision::Deny(why) => {
-                shared.deny(&what, &why);
+                shared.ledger.deny(&what, &why);
                 respond(&mut client, "403 Forbidden", &format!("sbx proxy: {why}\n"))
             }
             Decision::Allow(addrs) => match connect(&addrs) {
                 Ok(server) => {
-                    shared.allow(&what);
+                    shared.ledger.allow(&what);
                     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
                     splice(client, server, shared, move |client, server| {
                         server.write_all(&rest)?;
@@ -140,7 +140,7 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
     let what = format!("{host}:{port}");
     let addrs = match allow.decide(&host, port) {
         Decision::Deny(why) => {
-            shared.deny(&what, &why);
+            shared.ledger.deny(&what, &why);
             return respond(&mut client, "403 Forbidden", &format!("sbx proxy: {why}\n"));
         }
         Decision::Allow(addrs) => addrs,
@@ -155,7 +155,7 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
             );
         }
     };
-    shared.allow(&what);
+    shared.ledger.allow(&what);
     let head = forwarded_head(&req, &path, &host, port);
     let framing = req.framing;
     splice(client, server, shared, move |client, server| {

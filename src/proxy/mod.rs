@@ -10,22 +10,21 @@
 
 pub mod allow;
 mod http;
+pub mod ledger;
 pub mod pump;
 mod request;
 mod socks;
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use allow::{Allowlist, Decision, Rule, RuleError};
-
-use crate::text::escape;
+pub use ledger::Ledger;
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,52 +39,9 @@ pub struct ProxyStats {
     pub denied_hosts: Vec<String>,
 }
 
-#[derive(Default)]
 struct Shared {
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    denied_hosts: Mutex<Vec<String>>,
-    /// Open sockets, shut down when the sandbox ends.
-    open: Mutex<HashMap<u64, TcpStream>>,
-    next: AtomicU64,
+    ledger: Ledger,
     stopping: std::sync::atomic::AtomicBool,
-}
-
-impl Shared {
-    // The host names come from the sandbox: escaped, a name cannot forge a line of the log.
-    fn deny(&self, what: &str, why: &str) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: denied {}: {}", escape(what), escape(why));
-        let mut hosts = self.denied_hosts.lock().unwrap_or_else(|e| e.into_inner());
-        if hosts.len() < 100 {
-            hosts.push(what.to_string());
-        }
-    }
-
-    fn allow(&self, what: &str) {
-        self.allowed.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("proxy: allowed {}", escape(what));
-    }
-
-    /// Registers a socket for shutdown at the end; returns its key.
-    fn track(&self, s: &TcpStream) -> Option<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = s.try_clone().ok()?;
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, clone);
-        Some(id)
-    }
-
-    fn untrack(&self, id: Option<u64>) {
-        if let Some(id) = id {
-            self.open
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-        }
-    }
 }
 
 pub struct Proxy {
@@ -98,7 +54,10 @@ impl Proxy {
     /// Serves `listener` (bound inside the sandbox's network namespace) until `stop`.
     pub fn start(listener: OwnedFd, allow: Allowlist) -> io::Result<Proxy> {
         let listener = TcpListener::from(listener);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            ledger: Ledger::new("proxy"),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        });
         let allow = Arc::new(allow);
         let accept = {
             let listener = listener.try_clone()?;
@@ -123,9 +82,9 @@ impl Proxy {
                         let _ = std::thread::Builder::new()
                             .name("sbx-proxy-conn".into())
                             .spawn(move || {
-                                let id = shared.track(&conn);
+                                let id = shared.ledger.track(&conn);
                                 serve(conn, &allow, &shared);
-                                shared.untrack(id);
+                                shared.ledger.untrack(id);
                             });
                     }
                 })?
@@ -147,24 +106,12 @@ impl Proxy {
             nix::sys::socket::Shutdown::Both,
         );
         let _ = self.accept.join();
-        for s in self
-            .shared
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.shared.ledger.close_all();
+        let (allowed, denied, denied_hosts) = self.shared.ledger.counts();
         ProxyStats {
-            allowed: self.shared.allowed.load(Ordering::Relaxed),
-            denied: self.shared.denied.load(Ordering::Relaxed),
-            denied_hosts: self
-                .shared
-                .denied_hosts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            allowed,
+            denied,
+            denied_hosts,
         }
     }
 }
@@ -206,7 +153,7 @@ fn splice(
     upstream: impl FnOnce(&mut TcpStream, &mut TcpStream) -> io::Result<()> + Send + 'static,
 ) -> io::Result<()> {
     let _ = client.set_read_timeout(None);
-    let id = shared.track(&server);
+    let id = shared.ledger.track(&server);
     let mut up_server = server.try_clone()?;
     let mut up_client = client.try_clone()?;
     let upstream = std::thread::Builder::new()
@@ -219,7 +166,7 @@ fn splice(
         })?;
     pump::pump(&server, &client);
     let _ = upstream.join();
-    shared.untrack(id);
+    shared.ledger.untrack(id);
     Ok(())
 }
 

@@ -56,12 +56,12 @@ pub(super) fn serve(mut client: TcpStream, allow: &Allowlist, shared: &Shared) -
     let what = format!("{host}:{port}");
     match allow.decide(&host, port) {
         Decision::Deny(why) => {
-            shared.deny(&what, &why);
+            shared.ledger.deny(&what, &why);
             reply(&mut client, NOT_ALLOWED)
         }
         Decision::Allow(addrs) => match connect(&addrs) {
             Ok(server) => {
-                shared.allow(&what);
+                shared.ledger.allow(&what);
                 reply(&mut client, 0)?;
                 splice(client, server, shared, |client, server| {
                     super::pump::pump(client, server);
