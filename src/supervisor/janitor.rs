@@ -71,9 +71,8 @@ impl Janitor {
         argv: &[*const libc::c_char],
         env: &[*const libc::c_char],
     ) -> Option<libc::pid_t> {
-        // SAFETY: the child only calls dup2, close_range (or open, getdents64 and close),
-        // setsid and execve, all async-signal-safe, and ends in execve or _exit; the
-        // arguments were built before the fork.
+        // SAFETY: the child only calls async-signal-safe dup2, close_range, setsid and execve
+        // (or open, getdents64, close), on arguments built before; it ends in execve or _exit.
         match unsafe { sys::clone_fork(0) } {
             Ok(0) => {
                 let ok = sys::dup_to(read, 0).and_then(|_| sys::dup_to(null, 1));

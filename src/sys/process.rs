@@ -15,9 +15,8 @@ use super::{Errno, SysResult, check, check_long};
 /// thread only: until it calls `execve` or `exit` it must not allocate, take a lock, or call
 /// anything that is not async-signal-safe, and it must never return into the caller's code.
 pub unsafe fn clone_fork(flags: c_int) -> SysResult<libc::pid_t> {
-    // SAFETY: a null stack makes the child run on a copy-on-write copy of the caller's stack,
-    // exactly like fork; the remaining arguments are unused without CLONE_*TID/SETTLS. What
-    // the child may do afterwards is the caller's contract above.
+    // SAFETY: a null stack runs the child on a copy-on-write copy of the stack, as fork does;
+    // the other arguments are unused without CLONE_*TID/SETTLS (the child's rules: above).
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
