@@ -14,23 +14,8 @@
 
 mod common;
 
-use common::netlab::{
-    HOST_PORT, HOST_PRIVATE, Lab, METADATA, PUBLIC, PUBLIC2, client_says, py_client,
-};
-use common::{Ran, read_report};
-
-/// `sbx ARGS -- python3 -c PY_CLIENT OP...` in the lab; what the client said.
-fn client(lab: &Lab, args: &[&str], op: &[&str]) -> (String, Ran) {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("--");
-    all.extend(py_client(op));
-    let r = lab.run_sbx(&all);
-    (client_says(&r).to_string(), r)
-}
-
-fn bare(lab: &Lab, op: &[&str]) -> String {
-    client_says(&lab.run_bare(&py_client(op))).to_string()
-}
+use common::netlab::{HOST_PORT, HOST_PRIVATE, Lab, METADATA, PUBLIC, PUBLIC2, client_says};
+use common::read_report;
 
 const PORT: &str = "8080";
 
@@ -47,7 +32,7 @@ fn on_reaches_the_internet_and_not_the_host() {
         (["tcp", "127.0.0.1", PORT], "OK host-loopback"),
         (["tcp", HOST_PRIVATE, PORT], "OK host-private"),
     ] {
-        assert_eq!(bare(&lab, &op), want, "control {op:?}");
+        assert_eq!(lab.bare_client(&op), want, "control {op:?}");
     }
     let before = |body| lab.connections(body);
     let (meta0, lo0, priv0) = (
@@ -56,9 +41,9 @@ fn on_reaches_the_internet_and_not_the_host() {
         before("host-private"),
     );
     let on = ["--net", "on"];
-    let (says, r) = client(&lab, &on, &["tcp", PUBLIC, "80"]);
+    let (says, r) = lab.client(&on, &["tcp", PUBLIC, "80"]);
     assert_eq!(says, "OK public", "{r:?}");
-    let (says, r) = client(&lab, &on, &["tcp", PUBLIC2, "80"]);
+    let (says, r) = lab.client(&on, &["tcp", PUBLIC2, "80"]);
     assert_eq!(says, "OK public2", "{r:?}");
     for (op, body) in [
         (["tcp", METADATA, "80"], "metadata"),
@@ -67,7 +52,7 @@ fn on_reaches_the_internet_and_not_the_host() {
         // The host's own public-looking address on the lab's link.
         (["tcp", "203.0.113.1", PORT], "host-private"),
     ] {
-        let (says, r) = client(&lab, &on, &op);
+        let (says, r) = lab.client(&on, &op);
         assert_eq!(says, "ERR ECONNREFUSED", "{op:?} ({body}): {r:?}");
     }
     assert_eq!(lab.connections("metadata"), meta0, "{:?}", lab.log());
@@ -109,8 +94,7 @@ fn an_allowed_host_port_is_mapped_in_at_the_same_address() {
     let allow = format!("127.0.0.1:{PORT}");
     for mode in ["on", "proxy"] {
         let lo0 = lab.connections("host-loopback");
-        let (says, r) = client(
-            &lab,
+        let (says, r) = lab.client(
             &["--net", mode, "--allow", &allow],
             &["tcp", "127.0.0.1", PORT],
         );
@@ -142,16 +126,14 @@ fn an_allowed_host_port_is_mapped_in_at_the_same_address() {
             lab.log()
         );
         // Only that port: the host's other loopback ports stay out of reach.
-        let (says, r) = client(
-            &lab,
+        let (says, r) = lab.client(
             &["--net", mode, "--allow", &allow],
             &["tcp", "127.0.0.1", "8081"],
         );
         assert_eq!(says, "ERR ECONNREFUSED", "{mode}: {r:?}");
     }
     // An internal address listed exactly is an exception to `on`'s rule.
-    let (says, r) = client(
-        &lab,
+    let (says, r) = lab.client(
         &["--net", "on", "--allow", &format!("{HOST_PRIVATE}:{PORT}")],
         &["tcp", HOST_PRIVATE, PORT],
     );
@@ -165,15 +147,15 @@ fn proxy_holds_programs_that_ignore_it_to_the_allowlist() {
     };
     let proxy = ["--net", "proxy", "--allow", "allowed.test:80"];
     // A raw client, by name: sbx's DNS answers the allowed name, the connection goes out.
-    let (says, r) = client(&lab, &proxy, &["tcp", "allowed.test", "80"]);
+    let (says, r) = lab.client(&proxy, &["tcp", "allowed.test", "80"]);
     assert_eq!(says, "OK public", "{r:?}");
     // The same address on another port, or another public address, is not on the list.
-    let (says, r) = client(&lab, &proxy, &["tcp", "allowed.test", "81"]);
+    let (says, r) = lab.client(&proxy, &["tcp", "allowed.test", "81"]);
     assert_eq!(says, "ERR ECONNREFUSED", "{r:?}");
-    let (says, r) = client(&lab, &proxy, &["tcp", PUBLIC2, "80"]);
+    let (says, r) = lab.client(&proxy, &["tcp", PUBLIC2, "80"]);
     assert_eq!(says, "ERR ECONNREFUSED", "{r:?}");
     // A name the list does not have gets NXDOMAIN, and the question never leaves.
-    let (says, r) = client(&lab, &proxy, &["resolve", "other.test"]);
+    let (says, r) = lab.client(&proxy, &["resolve", "other.test"]);
     assert_eq!(says, "ERR EAI_NONAME", "{r:?}");
     assert!(
         !lab.dns_queries()
@@ -212,7 +194,7 @@ fn proxy_holds_programs_that_ignore_it_to_the_allowlist() {
     let status_arg = status.display().to_string();
     let mut args = vec!["--json-status", &status_arg];
     args.extend_from_slice(&proxy);
-    let (_, r) = client(&lab, &args, &["tcp", PUBLIC2, "80"]);
+    let (_, r) = lab.client(&args, &["tcp", PUBLIC2, "80"]);
     let report = read_report(&status, &r);
     let c = &report["network"]["connections"];
     assert_eq!(c["denied"], 1, "{report}");
@@ -230,10 +212,10 @@ fn dns_rebinding_to_internal_addresses_is_refused() {
     };
     // A wildcard entry: names resolving to loopback or metadata addresses get NXDOMAIN.
     let wild = ["--net", "proxy", "--allow", "*.test:*"];
-    let (says, r) = client(&lab, &wild, &["resolve", "allowed.test"]);
+    let (says, r) = lab.client(&wild, &["resolve", "allowed.test"]);
     assert_eq!(says, "OK 203.0.113.10", "{r:?}");
     for name in ["rebind.test", "meta.test"] {
-        let (says, r) = client(&lab, &wild, &["resolve", name]);
+        let (says, r) = lab.client(&wild, &["resolve", name]);
         assert_eq!(says, "ERR EAI_NONAME", "{name}: {r:?}");
     }
     // Listed exactly, the name resolves, and 127.0.0.1 is the sandbox's own loopback: the
@@ -245,11 +227,11 @@ fn dns_rebinding_to_internal_addresses_is_refused() {
         "--allow",
         &format!("rebind.test:{PORT}") as &str,
     ];
-    let (says, r) = client(&lab, &exact, &["tcp", "rebind.test", PORT]);
+    let (says, r) = lab.client(&exact, &["tcp", "rebind.test", PORT]);
     assert_eq!(says, "ERR ECONNREFUSED", "{r:?}");
     assert_eq!(lab.connections("host-loopback"), lo0, "{:?}", lab.log());
     // The same with `on`: a public name rebinding to metadata is refused at connect.
-    let (says, r) = client(&lab, &["--net", "on"], &["tcp", "meta.test", "80"]);
+    let (says, r) = lab.client(&["--net", "on"], &["tcp", "meta.test", "80"]);
     assert_eq!(says, "ERR ECONNREFUSED", "{r:?}");
 }
 
@@ -328,8 +310,11 @@ fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
         return;
     };
     // Control: the lab's echo answers the host.
-    assert_eq!(bare(&lab, &["udp", PUBLIC, "7", "ping"]), "OK echo:ping");
-    let (says, r) = client(&lab, &["--net", "on"], &["udp", PUBLIC, "7", "ping"]);
+    assert_eq!(
+        lab.bare_client(&["udp", PUBLIC, "7", "ping"]),
+        "OK echo:ping"
+    );
+    let (says, r) = lab.client(&["--net", "on"], &["udp", PUBLIC, "7", "ping"]);
     assert_eq!(says, "OK echo:ping", "{r:?}");
     // Connected: the answer comes from the destination's own address.
     let r = lab.run_sbx(&[
@@ -364,7 +349,7 @@ fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
             PUBLIC,
         ),
     ] {
-        let (says, r) = client(&lab, args, &["udp", to, "7", "ping"]);
+        let (says, r) = lab.client(args, &["udp", to, "7", "ping"]);
         assert!(
             says == "ERR EPERM" || says == "ERR ECONNREFUSED" || says == "ERR timeout",
             "{args:?} {to}: {r:?}"
@@ -372,8 +357,7 @@ fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
     }
     assert_eq!(echoes(&lab), n0, "{:?}", lab.log());
     // Listed, the proxy mode lets it through.
-    let (says, r) = client(
-        &lab,
+    let (says, r) = lab.client(
         &["--net", "proxy", "--allow", "allowed.test:7"],
         &["udp", PUBLIC, "7", "ping"],
     );
@@ -381,8 +365,7 @@ fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
         says, "ERR EPERM",
         "an address, not a name, was listed: {r:?}"
     );
-    let (says, r) = client(
-        &lab,
+    let (says, r) = lab.client(
         &["--net", "proxy", "--allow", &format!("{PUBLIC}:7")],
         &["udp", PUBLIC, "7", "ping"],
     );

@@ -22,24 +22,9 @@
 
 mod common;
 
-use common::Ran;
 use common::netlab::{
     HOST_IP6, HOST_PORT, HOST_PRIVATE, HOST_PRIVATE6, Lab, METADATA6, PUBLIC6, client_says,
-    py_client,
 };
-
-/// `sbx ARGS -- python3 -c PY_CLIENT OP...` in the lab; what the client said.
-fn client(lab: &Lab, args: &[&str], op: &[&str]) -> (String, Ran) {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("--");
-    all.extend(py_client(op));
-    let r = lab.run_sbx(&all);
-    (client_says(&r).to_string(), r)
-}
-
-fn bare(lab: &Lab, op: &[&str]) -> String {
-    client_says(&lab.run_bare(&py_client(op))).to_string()
-}
 
 const PORT: &str = "8080";
 const ON: &[&str] = &["--net", "on"];
@@ -69,10 +54,10 @@ fn on_reaches_the_v6_internet_over_tcp_and_not_the_host() {
         (&mapped_priv, PORT, "host-private"),
     ];
     // Controls: without sbx the "host" reaches all of it over IPv6.
-    assert_eq!(bare(&lab, &["tcp6", PUBLIC6, "80"]), "OK public6");
+    assert_eq!(lab.bare_client(&["tcp6", PUBLIC6, "80"]), "OK public6");
     for (to, port, body) in internal {
         assert_eq!(
-            bare(&lab, &["tcp6", to, port]),
+            lab.bare_client(&["tcp6", to, port]),
             format!("OK {body}"),
             "control [{to}]:{port}"
         );
@@ -81,11 +66,11 @@ fn on_reaches_the_v6_internet_over_tcp_and_not_the_host() {
     let before = counts(&lab);
     let public0 = lab.connections("public6");
 
-    let (says, r) = client(&lab, ON, &["tcp6", PUBLIC6, "80"]);
+    let (says, r) = lab.client(ON, &["tcp6", PUBLIC6, "80"]);
     assert_eq!(says, "OK public6", "{r:?}");
     assert_eq!(lab.connections("public6"), public0 + 1, "{:?}", lab.log());
     for (to, port, body) in internal {
-        let (says, r) = client(&lab, ON, &["tcp6", to, port]);
+        let (says, r) = lab.client(ON, &["tcp6", to, port]);
         assert_eq!(says, "ERR ECONNREFUSED", "[{to}]:{port} ({body}): {r:?}");
     }
     assert_eq!(counts(&lab), before, "{:?}", lab.log());
@@ -100,14 +85,14 @@ fn v6_datagrams_to_the_host_and_metadata_are_refused() {
     // Controls: the echoes answer the host.
     for to in internal {
         assert_eq!(
-            bare(&lab, &["udp6", to, "7", "ping"]),
+            lab.bare_client(&["udp6", to, "7", "ping"]),
             "OK echo:ping",
             "control [{to}]:7"
         );
     }
     let n0 = echoes(&lab).len();
     for to in internal {
-        let (says, r) = client(&lab, ON, &["udp6", to, "7", "ping"]);
+        let (says, r) = lab.client(ON, &["udp6", to, "7", "ping"]);
         // ::1 in the sandbox is its own loopback, where nothing listens.
         let own = to == "::1" && says == "ERR timeout";
         assert!(
@@ -148,7 +133,7 @@ fn v6_datagrams_reach_the_internet_from_its_own_address() {
     let r = lab.run_bare(&["python3", "-c", PY_UDP6_FROM, PUBLIC6, "7"]);
     assert_eq!(client_says(&r), want, "control: {r:?}");
     let n0 = echoes(&lab).len();
-    let (says, r) = client(&lab, ON, &["udp6", PUBLIC6, "7", "ping"]);
+    let (says, r) = lab.client(ON, &["udp6", PUBLIC6, "7", "ping"]);
     assert_eq!(says, "OK echo:ping", "{r:?}");
     let r = lab.run_sbx(&[
         "--net",

@@ -512,6 +512,20 @@ impl Lab {
         super::run_within(Sbx { cmd, work: s.work }, LIMIT).0
     }
 
+    /// `sbx ARGS -- python3 -c PY_CLIENT OP...` in A: what the client said, and the run.
+    pub fn client(&self, args: &[&str], op: &[&str]) -> (String, Ran) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--");
+        all.extend(py_client(op));
+        let r = self.run_sbx(&all);
+        (client_says(&r).to_string(), r)
+    }
+
+    /// `python3 -c PY_CLIENT OP...` in A without sbx (the control): what the client said.
+    pub fn bare_client(&self, op: &[&str]) -> String {
+        client_says(&self.run_bare(&py_client(op))).to_string()
+    }
+
     /// The lab's log so far, one line per event:
     /// `tcp BODY ADDR:PORT from PEER:PORT`, `udp echo ADDR:PORT from ...`,
     /// `dns NAME QTYPE udp|tcp from ...`.
