@@ -371,3 +371,24 @@ fn datagrams_reach_the_internet_from_its_own_address_and_not_the_host() {
     );
     assert_eq!(says, "OK echo:ping", "{r:?}");
 }
+
+#[test]
+fn connect_ports_hold_the_connections_sbx_makes_out() {
+    let Some(lab) = Lab::start("connect_ports_hold_the_connections_sbx_makes_out") else {
+        return;
+    };
+    // Landlock's TCP port rules see only the sandbox's own connect(2); the ones out are made by
+    // sbx, which applies the same list.
+    let p = common::profile(
+        "extends = [\"default\"]\n[network]\nmode = \"on\"\nconnect_ports = [80]\n",
+    );
+    let (says, r) = lab.client(&["-p", &p.path], &["tcp", PUBLIC, "80"]);
+    assert_eq!(says, "OK public", "{r:?}");
+    let n0 = lab.connections("public2");
+    let p = common::profile(
+        "extends = [\"default\"]\n[network]\nmode = \"on\"\nconnect_ports = [443]\n",
+    );
+    let (says, r) = lab.client(&["-p", &p.path], &["tcp", PUBLIC2, "80"]);
+    assert_eq!(says, "ERR ECONNREFUSED", "{r:?}");
+    assert_eq!(lab.connections("public2"), n0, "{:?}", lab.log());
+}
