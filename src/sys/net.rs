@@ -85,19 +85,8 @@ pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
         address: [u8; 4],
     }
     const IFA_ADDRESS: u16 = 1;
-    const IFA_LOCAL: u16 = 2;
-    const RT_SCOPE_HOST: u8 = 254;
     let req = Request {
-        hdr: libc::nlmsghdr {
-            nlmsg_len: std::mem::size_of::<Request>() as u32,
-            nlmsg_type: libc::RTM_NEWADDR,
-            nlmsg_flags: (libc::NLM_F_REQUEST
-                | libc::NLM_F_ACK
-                | libc::NLM_F_CREATE
-                | libc::NLM_F_REPLACE) as u16,
-            nlmsg_seq: 1,
-            nlmsg_pid: 0,
-        },
+        hdr: new_address_header(std::mem::size_of::<Request>()),
         family: libc::AF_INET as u8,
         prefixlen: 32,
         flags: 0,
@@ -115,6 +104,23 @@ pub fn add_loopback_address(ip: [u8; 4]) -> SysResult {
         (&req as *const Request).cast(),
         std::mem::size_of::<Request>(),
     )
+}
+
+const IFA_LOCAL: u16 = 2;
+const RT_SCOPE_HOST: u8 = 254;
+
+/// The header of an RTM_NEWADDR request of `len` bytes that adds or replaces an address.
+fn new_address_header(len: usize) -> libc::nlmsghdr {
+    libc::nlmsghdr {
+        nlmsg_len: len as u32,
+        nlmsg_type: libc::RTM_NEWADDR,
+        nlmsg_flags: (libc::NLM_F_REQUEST
+            | libc::NLM_F_ACK
+            | libc::NLM_F_CREATE
+            | libc::NLM_F_REPLACE) as u16,
+        nlmsg_seq: 1,
+        nlmsg_pid: 0,
+    }
 }
 
 /// Sends one rtnetlink request of `len` bytes at `req` and reads its acknowledgement.
@@ -214,21 +220,10 @@ pub fn add_loopback_address6(ip: [u8; 16]) -> SysResult {
         flags_type: u16,
         flags_value: u32,
     }
-    const IFA_LOCAL: u16 = 2;
     const IFA_FLAGS: u16 = 8;
     const IFA_F_NODAD: u32 = 0x02;
-    const RT_SCOPE_HOST: u8 = 254;
     let req = Request {
-        hdr: libc::nlmsghdr {
-            nlmsg_len: std::mem::size_of::<Request>() as u32,
-            nlmsg_type: libc::RTM_NEWADDR,
-            nlmsg_flags: (libc::NLM_F_REQUEST
-                | libc::NLM_F_ACK
-                | libc::NLM_F_CREATE
-                | libc::NLM_F_REPLACE) as u16,
-            nlmsg_seq: 1,
-            nlmsg_pid: 0,
-        },
+        hdr: new_address_header(std::mem::size_of::<Request>()),
         family: libc::AF_INET6 as u8,
         prefixlen: 128,
         flags: IFA_F_NODAD as u8,
