@@ -204,7 +204,8 @@ mod tests {
             "clap's registration is replaced"
         );
         let zsh = String::from_utf8(script(Shell::Zsh)).unwrap();
-        assert_eq!(zsh.matches(":NAME|PATH:_sbx_profiles'").count(), 2, "{zsh}");
+        // The run's --profile (-p and --profile) and `sbx why`'s.
+        assert_eq!(zsh.matches(":NAME|PATH:_sbx_profiles'").count(), 4, "{zsh}");
         assert!(!zsh.contains(":NAME|PATH:_default"));
         assert!(
             zsh.contains("merged in order:_sbx_profiles'"),

@@ -272,10 +272,12 @@ fn examples(r: &mut String) {
             ][..],
         ),
         (
-            "See what a profile gives without running anything; an interactive shell:",
+            "See what a profile gives without running anything, and which line decides a path; an \
+             interactive shell:",
             &[
                 "sbx --profile strict --explain -- ls",
                 "sbx profile show ci",
+                "sbx why .git/hooks --write",
                 "sbx --profile shell -- bash",
             ][..],
         ),

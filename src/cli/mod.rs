@@ -7,6 +7,7 @@ mod complete;
 mod man;
 mod out;
 mod run_args;
+mod why;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -57,6 +58,10 @@ pub enum Sub {
     },
     /// Print the man page (roff), e.g. `sbx man > ~/.local/share/man/man1/sbx.1` (see its FILES)
     Man,
+    /// Say whether the sandbox would let its command read, write or execute PATH, or reach
+    /// HOST:PORT, which profile key (file:line) decides, and the line that would change it;
+    /// exit 0 if allowed, 1 if not
+    Why(why::WhyArgs),
     /// Report what a run changed, from a directory kept with --keep-changes
     Changes {
         /// The kept directory
@@ -184,6 +189,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Some(Sub::Doctor { json }) => commands::doctor(json),
+        Some(Sub::Why(args)) => why::why(args, vars),
         Some(Sub::Apply {
             dir,
             dry_run,

@@ -1,12 +1,14 @@
 //! What sbx tells people about a plan: why a run failed (`failure`; `environment` names what
 //! the environment did, from the facts `host` reads; `interp` names a missing interpreter), and
-//! what a plan does (`explain`).
+//! what a plan does (`explain`), and what it would let a command do (`why`).
 
 mod environment;
 mod explain;
 mod failure;
 pub mod host;
 mod interp;
+pub mod why;
+mod why_net;
 
 pub use environment::apparmor_profile;
 pub use explain::{explain, protections};

@@ -14,14 +14,14 @@ pub const MAX_EXTENDS_DEPTH: usize = 64;
 pub const MAX_PROFILES_READ: usize = 512;
 
 /// Where a profile's text came from.
-struct Source {
+pub(super) struct Source {
     /// Unique key for cycle detection: `builtin:NAME` or the canonical path.
-    id: String,
+    pub(super) id: String,
     /// What messages call it: a name for built-ins, the path for files.
-    display: String,
-    text: String,
+    pub(super) display: String,
+    pub(super) text: String,
     /// Directory that relative `extends` paths resolve against.
-    dir: Option<PathBuf>,
+    pub(super) dir: Option<PathBuf>,
 }
 
 pub struct Loader {
@@ -126,7 +126,7 @@ impl Loader {
 
     /// A name containing `/` or ending in `.toml` is a path; otherwise the user's profile
     /// directory is searched first, then the built-ins.
-    fn locate(&self, name: &str, from: Option<&Path>) -> Result<Source, ProfileError> {
+    pub(super) fn locate(&self, name: &str, from: Option<&Path>) -> Result<Source, ProfileError> {
         if name.contains('/') || name.ends_with(".toml") {
             let path = match from {
                 Some(dir) if !name.starts_with('/') => dir.join(name),

@@ -4,6 +4,7 @@
 mod builtin;
 mod limit;
 mod load;
+mod locate;
 mod merge;
 mod model;
 mod passwd;
@@ -21,6 +22,7 @@ use crate::text;
 pub use builtin::BUILTIN;
 pub use limit::{ExplicitKeys, KEYS as LIMIT_KEYS, LimitError, set_limit, split_assignment};
 pub use load::{Loader, MAX_EXTENDS_DEPTH, MAX_PROFILES_READ};
+pub use locate::{Layer, line_of, line_of_key};
 pub use merge::merge;
 pub use model::{
     Count, DevMode, Enforcement, Env, Filesystem, Limits, Namespaces, NetMode, Network, Origin,
