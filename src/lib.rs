@@ -25,6 +25,8 @@ pub mod egress;
 pub mod error;
 pub mod exit;
 pub mod hostfile;
+pub mod intercept;
+pub mod learn;
 pub mod overlay;
 pub mod plan;
 pub mod profile;

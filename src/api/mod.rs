@@ -52,6 +52,7 @@ pub struct Sandbox {
     vars: Vars,
     names: Vec<String>,
     profile: ProfileFile,
+    observe: bool,
 }
 
 /// How a run ended.
@@ -64,6 +65,8 @@ pub struct Finished {
     /// The message the `sbx` command would print, if the command never ran or could not be
     /// executed.
     pub message: Option<String>,
+    /// The paths the command named, with what it did to each (see [`Sandbox::observe`]).
+    pub observed: Option<crate::intercept::Observed>,
 }
 
 fn layer(f: impl FnOnce(&mut ProfileFile)) -> ProfileFile {
@@ -83,6 +86,7 @@ impl Sandbox {
             vars,
             names: Vec::new(),
             profile: ProfileFile::default(),
+            observe: false,
         }
     }
 
@@ -92,6 +96,14 @@ impl Sandbox {
         self.profile = profile::merge(self.profile, p);
         self.names.push(name.to_string());
         Ok(self)
+    }
+
+    /// Records the paths the command names (what `sbx learn` and `--trace-denials` read),
+    /// returned in [`Finished::observed`]. Each such call waits for sbx: slower, never
+    /// weaker (the mounts and landlock decide as without it).
+    pub fn observe(mut self, on: bool) -> Sandbox {
+        self.observe = on;
+        self
     }
 
     /// Merges a profile layer built in code over what is there.
@@ -187,6 +199,7 @@ impl Sandbox {
             landlock_abi: sys::landlock_abi(),
             // Where a private layer would go; nothing is created for a plan alone.
             overlay_root: Some(PathBuf::from(&self.vars.tmpdir).join("sbx-layers")),
+            observe: self.observe,
         };
         Ok(Plan::build(&self.profile, &self.vars, &opts)?)
     }

@@ -54,6 +54,7 @@ impl Sandbox {
                 command,
                 landlock_abi,
                 overlay_root: layer_root.as_ref().map(|r| r.path.clone()),
+                observe: self.observe,
             },
         )?;
         if let Some(root) = &layer_root {
@@ -143,6 +144,7 @@ impl Sandbox {
             exit_code: code,
             status,
             message,
+            observed: outcome.observed,
         })
     }
 

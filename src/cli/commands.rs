@@ -214,6 +214,7 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
                     command: vec!["true".into()],
                     landlock_abi: sys::landlock_abi(),
                     overlay_root: Some(std::env::temp_dir()),
+                    observe: false,
                 },
             );
             match planned {

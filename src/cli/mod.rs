@@ -4,6 +4,7 @@
 
 mod commands;
 mod complete;
+mod learn;
 mod man;
 mod out;
 mod run_args;
@@ -51,6 +52,12 @@ pub enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command under a permissive view of a base profile, record the paths it uses, and
+    /// write a profile that extends the base and grants them. Only what this run touched is
+    /// learned: a path used only on another branch of the program (another input, an error
+    /// path, another option) is not. Environment variables are not observed. See README,
+    /// "Learning a profile"
+    Learn(learn::LearnArgs),
     /// Print a shell completion script (generated from the command-line definition)
     Completions {
         /// bash, zsh or fish (also elvish, powershell)
@@ -101,7 +108,11 @@ pub enum ProfileCmd {
     },
 }
 
-fn init_logging(run: &RunArgs) {
+fn init_logging(cli: &Cli) {
+    let run = match &cli.sub {
+        Some(Sub::Learn(l)) => &l.run,
+        _ => &cli.run,
+    };
     let level = match (run.quiet, run.verbose) {
         (true, _) => tracing::Level::ERROR,
         (false, 0) => tracing::Level::WARN,
@@ -132,7 +143,7 @@ pub fn main() -> i32 {
     if let Some(e) = help_after_options(&cli, &argv) {
         return parse_error(e);
     }
-    init_logging(&cli.run);
+    init_logging(&cli);
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -190,6 +201,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         }
         Some(Sub::Doctor { json }) => commands::doctor(json),
         Some(Sub::Why(args)) => why::why(args, vars),
+        Some(Sub::Learn(args)) => learn::learn(&args, vars),
         Some(Sub::Apply {
             dir,
             dry_run,

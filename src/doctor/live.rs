@@ -61,6 +61,7 @@ fn run_probe(edit: impl FnOnce(&mut ProfileFile)) -> Result<(), ProbeError> {
         command: vec!["/bin/true".into()],
         landlock_abi: crate::sys::landlock_abi(),
         overlay_root: None,
+        observe: false,
     };
     let plan = Plan::build(&profile, &vars, &opts).map_err(Error::from)?;
     let outcome = crate::supervisor::run(&plan)?;

@@ -1,5 +1,4 @@
-//! connect(2) of the sandbox, handed to sbx by its seccomp listener (see
-//! `plan::seccomp::interception_program`), with sendto(2), sendmsg(2) and sendmmsg(2) that
+//! connect(2) of the sandbox, handed to sbx by its seccomp listener (see `crate::intercept`), with sendto(2), sendmsg(2) and sendmmsg(2) that
 //! name an address. sbx reads the address from the caller's memory and decides (see
 //! `policy`): what stays within the sandbox's own network runs as made; a TCP connection that
 //! may go out is made by sbx from the host's network, and the caller's own socket is connected
@@ -27,39 +26,8 @@ use crate::sys::{self, Answer, Errno, Notification};
 /// How long sbx waits for a connection out (the caller waits with it).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves the listener until the sandbox is gone or sbx stops.
-pub fn serve(shared: Arc<Shared>, listener: OwnedFd, stop: OwnedFd) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let listener = Arc::new(listener);
-    loop {
-        let mut fds = [
-            PollFd::new(std::os::fd::AsFd::as_fd(&*listener), PollFlags::POLLIN),
-            PollFd::new(std::os::fd::AsFd::as_fd(&stop), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-        let ready = |f: &PollFd| f.revents().unwrap_or(PollFlags::empty());
-        if !ready(&fds[1]).is_empty() {
-            return;
-        }
-        let events = ready(&fds[0]);
-        if events.contains(PollFlags::POLLIN) {
-            match sys::notif_recv(listener.as_raw_fd()) {
-                Ok(n) => handle(&shared, &listener, n),
-                Err(Errno::ENOENT) => {}
-                Err(_) => return,
-            }
-        } else if !events.is_empty() {
-            // POLLHUP: no process uses the filter any more.
-            return;
-        }
-    }
-}
-
-fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
+/// Decides intercepted call `n` and answers it (from another thread when it connects out).
+pub(crate) fn handle(shared: &Arc<Shared>, listener: &Arc<OwnedFd>, n: Notification) {
     let fd = listener.as_raw_fd();
     let connect = n.nr == libc::SYS_connect;
     let dests = destinations(&n);

@@ -1,7 +1,7 @@
 //! sbx's egress for `network.mode = "on"` and `"proxy"`: the connections out the sandbox
 //! makes, made by sbx from the host's network and held to the rules (`policy`); DNS inside,
 //! answered by sbx (`dns`); the relay that joins the two sides (`relay`); and the seccomp
-//! listener through which the sandbox's connect(2) reaches sbx (`intercept`).
+//! calls through which the sandbox's connect(2) reaches sbx (`intercept`).
 //!
 //! Nothing here is a network stack: the sandbox's sockets are the kernel's, in the sandbox's
 //! network namespace, and only their connections out pass through sbx, as byte streams moved
@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+pub(crate) use intercept::handle as intercepted;
 pub use policy::{Policy, Verdict};
 
 use crate::plan::Egress as EgressPlan;
@@ -115,7 +116,6 @@ pub struct Egress {
     shared: Arc<Shared>,
     /// Sockets in the sandbox's network, shut down to wake their threads at the end.
     listeners: Vec<OwnedFd>,
-    stop: OwnedFd,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -124,13 +124,12 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinH
 }
 
 impl Egress {
-    /// Serves the sockets the helper made (`sockets`, in `sandbox::egress_sockets` order) and
-    /// the seccomp `listener` init installed; `helper` makes the sockets of datagram
-    /// destinations as they come (see `udp`).
+    /// Serves the sockets the helper made (`sockets`, in `sandbox::egress_sockets` order);
+    /// `helper` makes the sockets of datagram destinations as they come (see `udp`). The
+    /// calls of the seccomp listener come through `intercept` with [`Egress::shared`].
     pub fn start(
         plan: &EgressPlan,
         sockets: Vec<(EgressSocket, OwnedFd)>,
-        listener: Option<OwnedFd>,
         helper: OwnedFd,
     ) -> std::io::Result<Egress> {
         let shared = Arc::new(Shared {
@@ -142,7 +141,6 @@ impl Egress {
             stopping: AtomicBool::new(false),
             tasks: Slots::new(MAX_TASKS),
         });
-        let (stop_r, stop_w) = nix::unistd::pipe()?;
         let mut threads = Vec::new();
         let mut listeners = Vec::new();
         for (what, fd) in sockets {
@@ -170,25 +168,22 @@ impl Egress {
                 EgressSocket::Address(_) => continue,
             });
         }
-        if let Some(listener) = listener {
-            let s = shared.clone();
-            threads.push(spawn("sbx-intercept", move || {
-                intercept::serve(s, listener, stop_r)
-            })?);
-        }
         Ok(Egress {
             shared,
             listeners,
-            stop: stop_w,
             threads,
         })
+    }
+
+    /// What the seccomp listener's network calls are decided with.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Closes sbx's sockets and every connection, and returns the counts.
     pub fn stop(self) -> EgressStats {
         let s = &self.shared;
         s.stopping.store(true, Ordering::Relaxed);
-        let _ = nix::unistd::write(&self.stop, b"x");
         s.datagrams.stop();
         for l in &self.listeners {
             // Wakes a blocked accept(2) or recvfrom(2) with an error.

@@ -35,6 +35,18 @@ pub struct RunOptions {
     /// Where writable overlays keep their upper layers (a private directory of the run, or
     /// the --keep-changes directory).
     pub overlay_root: Option<std::path::PathBuf>,
+    /// Record the paths the command names (`sbx learn`, `--trace-denials`).
+    pub observe: bool,
+}
+
+/// sbx's seccomp listener: the calls init hands to the supervisor before the command starts.
+#[derive(Debug)]
+pub struct Interception {
+    pub program: seccompiler::BpfProgram,
+    /// connect(2) and the sends that name an address, for sbx's egress.
+    pub egress: bool,
+    /// The calls that name a path, recorded (see `intercept`).
+    pub files: bool,
 }
 
 #[derive(Debug)]
@@ -75,6 +87,8 @@ pub struct Plan {
     pub landlock_mode: Enforcement,
     pub landlock: Option<landlock::LandlockPlan>,
     pub seccomp: Option<seccomp::SeccompPlan>,
+    /// sbx's seccomp listener, if anything goes through it.
+    pub interception: Option<Interception>,
     pub limits: limits::LimitsPlan,
 
     /// The tree the sandbox starts with, for explaining failures from the host.
@@ -135,6 +149,12 @@ impl Plan {
         )?;
         degradations.extend(landlock.degraded);
         let seccomp = seccomp::build(&profile.security, &profile.seccomp)?;
+        let egress = network.egress().is_some();
+        let interception = (egress || opts.observe).then(|| Interception {
+            program: seccomp::interception_program(egress, opts.observe),
+            egress,
+            files: opts.observe,
+        });
         limits.userns_optional =
             profile.filesystem.proc == Some(ProcMode::Host) && seccomp.is_some() && !nested;
         let protect = ProtectPlan {
@@ -181,6 +201,7 @@ impl Plan {
             landlock_mode: profile.security.landlock.unwrap_or(Enforcement::Required),
             landlock: landlock.plan,
             seccomp,
+            interception,
             limits,
             view: std::mem::take(&mut layout.view),
             warnings,

@@ -5,7 +5,6 @@ use super::error::PlanError;
 use crate::profile::{NetMode, Network, ProfileFile};
 use std::net::IpAddr;
 
-use seccompiler::BpfProgram;
 
 use crate::proxy::{Allowlist, Rule};
 
@@ -159,8 +158,6 @@ pub struct Egress {
     /// `network.connect_ports`: the only TCP ports a connection out may go to (landlock holds
     /// the connections inside; sbx makes the ones out).
     pub connect_ports: Option<Vec<u16>>,
-    /// The seccomp program that hands connect(2) to the supervisor.
-    pub interception: BpfProgram,
 }
 
 impl Egress {
@@ -198,7 +195,6 @@ impl Egress {
             dns_inside,
             upstream,
             connect_ports: network.connect_ports.clone(),
-            interception: super::seccomp::interception_program(),
         })
     }
 

@@ -160,35 +160,42 @@ fn ret(action: SeccompAction) -> u32 {
     }
 }
 
-/// The program behind `network.mode = "on"` and `"proxy"`: connect(2), sendto(2) with an
-/// address, sendmsg(2) and sendmmsg(2) of the native architecture go to sbx's supervisor,
-/// which makes the allowed connections out and sets up the allowed datagram destinations (see
-/// `egress`). Every other call, and other architectures' calls, run as made: the socket lives
-/// in the sandbox's network namespace, where they reach nothing outside.
-pub fn interception_program() -> BpfProgram {
+/// The program of sbx's seccomp listener. With `egress` (`network.mode = "on"` and
+/// `"proxy"`): connect(2), sendto(2) with an address, sendmsg(2) and sendmmsg(2) of the native
+/// architecture go to sbx's supervisor, which makes the allowed connections out and sets up the
+/// allowed datagram destinations (see `egress`). With `files` (`sbx learn`, `--trace-denials`):
+/// the calls that name a path, which sbx records and lets run as made (see `intercept::files`).
+/// Every other call, and other architectures' calls, run as made: a socket lives in the
+/// sandbox's network namespace, where it reaches nothing outside, and a path is held by the
+/// mounts and landlock whatever sbx saw.
+pub fn interception_program(egress: bool, files: bool) -> BpfProgram {
     let frame = bpf::Frame {
         arch: audit_arch(),
         foreign: libc::SECCOMP_RET_ALLOW,
         x32: cfg!(target_arch = "x86_64").then_some(libc::SECCOMP_RET_ALLOW),
     };
     let notify = libc::SECCOMP_RET_USER_NOTIF;
-    // sendto's address pointer is tested on its low half only: a call that slips past (a
-    // pointer whose low 32 bits are 0) runs as made, inside the sandbox's network.
-    let with_address = vec![vec![Cond {
-        arg: 4,
-        check: Check::Ne(0),
-    }]];
-    let table = [
-        (libc::SYS_connect as u32, Verdict::Always(notify)),
-        (
+    let mut table: BTreeMap<u32, Verdict> = BTreeMap::new();
+    if files {
+        for nr in crate::intercept::PATH_CALLS {
+            table.insert(*nr as u32, Verdict::Always(notify));
+        }
+    }
+    if egress {
+        // sendto's address pointer is tested on its low half only: a call that slips past (a
+        // pointer whose low 32 bits are 0) runs as made, inside the sandbox's network.
+        let with_address = vec![vec![Cond {
+            arg: 4,
+            check: Check::Ne(0),
+        }]];
+        table.insert(libc::SYS_connect as u32, Verdict::Always(notify));
+        table.insert(
             libc::SYS_sendto as u32,
             Verdict::AnyRule(with_address, notify),
-        ),
-        (libc::SYS_sendmsg as u32, Verdict::Always(notify)),
-        (libc::SYS_sendmmsg as u32, Verdict::Always(notify)),
-    ]
-    .into_iter()
-    .collect();
+        );
+        table.insert(libc::SYS_sendmsg as u32, Verdict::Always(notify));
+        table.insert(libc::SYS_sendmmsg as u32, Verdict::Always(notify));
+    }
     bpf::compile(&frame, &table)
 }
 

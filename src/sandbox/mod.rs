@@ -94,7 +94,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     let argv = exec::Argv::new(plan);
     let (report_r, report_w) = sys::pipe()?;
     let (life_r, life_w) = sys::pipe()?;
-    let handover = plan.network.egress().is_some() || opts.pty || opts.store;
+    let handover = plan.interception.is_some() || opts.pty || opts.store;
     let (handover_ours, handover_theirs) = unzip(handover.then(sys::socketpair).transpose()?);
     let (net_helper_end, net_init_end) =
         unzip(plan.namespaces.net.then(sys::socketpair).transpose()?);

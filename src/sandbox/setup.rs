@@ -80,8 +80,8 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
             let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
             hand_over(Step::Store, sock, sys::open(store, flags, 0))?;
         }
-        if let (Some(egress), Some(sock)) = (plan.network.egress(), ends.handover) {
-            intercept(&egress.interception, sock)?;
+        if let (Some(i), Some(sock)) = (&plan.interception, ends.handover) {
+            intercept(&i.program, sock)?;
         }
         if !plan.as_pid_1 {
             // Init stays inside with the payload: it must not be a target for ptrace or
@@ -131,7 +131,7 @@ fn lifeline(fd: RawFd) -> Result<(), Failure> {
 
 /// Hands connect(2) and the sends that name an address, of init and everything it forks, to
 /// the supervisor, which makes the allowed connections out from the host's network (see
-/// `egress`). Installed with init's capabilities, before no_new_privs, and last of what init
+/// `egress`), and with `sbx learn` the calls that name a path (see `intercept`). Installed with init's capabilities, before no_new_privs, and last of what init
 /// hands over: its own sendmsg(2) would wait for a listener the supervisor does not have yet.
 /// So the listener goes by number (a plain write), the supervisor takes it with
 /// pidfd_getfd(2) and says so, and init closes its copy.

@@ -22,6 +22,7 @@ pub use outcome::Outcome;
 
 use crate::cgroup::{self, RunCgroup};
 use crate::egress::Egress;
+use crate::intercept::Interceptor;
 use crate::error::Error;
 use crate::plan::{Plan, ProxyPlan};
 use crate::profile::Enforcement;
@@ -146,16 +147,9 @@ fn start_proxy(p: &ProxyPlan, listener: OwnedFd) -> Option<Proxy> {
     }
 }
 
-/// Serves sbx's egress: the sockets the network helper made inside, and init's seccomp
-/// listener, taken from init by number (see `sandbox::setup::intercept`). None when init
-/// failed before (its own report says why); an error when sbx cannot serve a sandbox whose
-/// connect(2) already waits for it.
-fn start_egress(
-    plan: &crate::plan::Egress,
-    init: libc::pid_t,
-    sock: &OwnedFd,
-    helper: OwnedFd,
-) -> Result<Option<Egress>, sys::Errno> {
+/// Takes init's seccomp listener: init sends its number, sbx duplicates it with
+/// pidfd_getfd(2) and says so (see `sandbox::setup::intercept`). None if init failed first.
+fn take_listener(init: libc::pid_t, sock: &OwnedFd) -> Result<Option<OwnedFd>, sys::Errno> {
     let mut number = [0u8; 4];
     match sys::read(sock.as_raw_fd(), &mut number) {
         Ok(4) => {}
@@ -164,6 +158,15 @@ fn start_egress(
     let pidfd = sys::pidfd_open(init)?;
     let listener = sys::pidfd_getfd(pidfd.as_raw_fd(), i32::from_ne_bytes(number))?;
     sys::write_all(sock.as_raw_fd(), b"t")?;
+    Ok(Some(listener))
+}
+
+/// Serves sbx's egress: the sockets the network helper made inside (the listener's network
+/// calls come through `Interceptor`).
+fn start_egress(
+    plan: &crate::plan::Egress,
+    helper: OwnedFd,
+) -> Result<Option<Egress>, sys::Errno> {
     let mut sockets = Vec::new();
     for what in crate::sandbox::egress_sockets(plan) {
         if matches!(what, crate::sandbox::EgressSocket::Address(_)) {
@@ -174,12 +177,12 @@ fn start_egress(
             None => return Ok(None),
         }
     }
-    Egress::start(plan, sockets, Some(listener), helper)
-        .map(Some)
-        .map_err(|e| {
-            e.raw_os_error()
-                .map_or(sys::Errno::EIO, sys::Errno::from_raw)
-        })
+    Egress::start(plan, sockets, helper).map(Some).map_err(io_errno)
+}
+
+fn io_errno(e: std::io::Error) -> sys::Errno {
+    e.raw_os_error()
+        .map_or(sys::Errno::EIO, sys::Errno::from_raw)
 }
 
 /// Restores the signal mask when the supervisor is done, also on error paths.
@@ -308,15 +311,25 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             }
         });
     let store = opts.store.then(|| receive(handover.as_ref()?)).flatten();
-    let egress = match (plan.network.egress(), &handover, spawned.egress) {
-        (Some(e), Some(sock), Some(helper)) => {
-            start_egress(e, pid, sock, helper).map_err(|errno| {
-                abandon(Error::Supervisor {
-                    what: "serve the sandbox's network (sbx's egress)",
-                    errno,
-                })
-            })?
-        }
+    let serve_failed = |errno| {
+        abandon(Error::Supervisor {
+            what: "serve the sandbox's network (sbx's egress) or its observation",
+            errno,
+        })
+    };
+    let listener = match (&plan.interception, &handover) {
+        (Some(_), Some(sock)) => take_listener(pid, sock).map_err(serve_failed)?,
+        _ => None,
+    };
+    let egress = match (plan.network.egress(), &listener, spawned.egress) {
+        (Some(e), Some(_), Some(helper)) => start_egress(e, helper).map_err(serve_failed)?,
+        _ => None,
+    };
+    let interceptor = match (listener, &plan.interception) {
+        (Some(l), Some(i)) => Some(
+            Interceptor::start(l, egress.as_ref().map(Egress::shared), i.files)
+                .map_err(|e| serve_failed(io_errno(e)))?,
+        ),
         _ => None,
     };
     drop(handover);
@@ -368,6 +381,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     }
     tty.restore();
     let proxy = proxy.map(Proxy::stop);
+    let observed = interceptor.and_then(Interceptor::stop);
     let egress = egress.map(Egress::stop);
     let cgroup = cgroup.map(|cg| {
         let stats = cg.stats();
@@ -414,6 +428,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         cgroup,
         proxy,
         egress,
+        observed,
         crossed,
         watchdog,
         protected,

@@ -52,6 +52,8 @@ pub struct Outcome {
     pub proxy: Option<ProxyStats>,
     /// sbx's egress counts, with `network.mode = "on"` or `"proxy"`.
     pub egress: Option<crate::egress::EgressStats>,
+    /// The paths the command named, when the run was observed.
+    pub observed: Option<crate::intercept::Observed>,
     /// The whole-sandbox limit the watchdog killed the sandbox for.
     pub crossed: Option<Crossed>,
     /// Whether the watchdog held the limits, and the largest sample it took.
