@@ -70,10 +70,12 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
     let learned = Learned::from(&observed, &base_plan, &vars);
     let text = learned.profile(&names, &run.command, finished.exit_code);
     match output {
-        Some(dest) => dest.write(text.as_bytes()).map_err(|source| Error::HostFile {
-            option: "--output",
-            source,
-        })?,
+        Some(dest) => dest
+            .write(text.as_bytes())
+            .map_err(|source| Error::HostFile {
+                option: "--output",
+                source,
+            })?,
         None => out::stdout(text),
     }
     if !run.quiet {

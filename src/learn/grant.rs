@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::diagnose::why;
 use crate::intercept::{Access, Observed};
 use crate::plan::{Plan, Seen};
-use crate::diagnose::why;
 use crate::profile::Vars;
 use crate::text::escape;
 
@@ -132,7 +133,15 @@ impl Learned {
             cwd: PathBuf::from(&vars.cwd),
             ..Learned::default()
         };
-        for (path, &a) in &seen.paths {
+        // The command itself: init is not dumpable, so its execve of the command is not read.
+        let mut paths = seen.paths.clone();
+        let program = (base.exec.candidates.iter())
+            .map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes())))
+            .find(|p| p.exists());
+        if let Some(p) = program {
+            *paths.entry(p).or_default() |= Access::EXEC;
+        }
+        for (path, &a) in &paths {
             if sandbox_own(path) {
                 continue;
             }
@@ -267,7 +276,9 @@ impl Learned {
 
     /// The line sbx prints on stderr after writing the profile.
     pub fn summary(&self, output: Option<&Path>) -> String {
-        let to = output.map_or("stdout".to_string(), |p| escape(&p.display().to_string()).to_string());
+        let to = output.map_or("stdout".to_string(), |p| {
+            escape(&p.display().to_string()).to_string()
+        });
         format!(
             "learned {} read-only and {} writable entries beyond the base ({} used but left \
              out); the profile is on {to}",
@@ -302,26 +313,36 @@ fn visible(base: &Plan, path: &Path) -> bool {
     }
 }
 
-/// Entries granted one directory at a time: two or more entries in one directory become that
-/// directory (unless it is too wide), repeated upwards; an entry beneath another is dropped.
+/// Entries granted one directory at a time: a directory under which entries lie in two or
+/// more of its subdirectories or files becomes one entry (unless it is too wide), the deepest
+/// first, repeated upwards; an entry beneath another is dropped.
 fn collapse(mut map: BTreeMap<PathBuf, Uses>, home: &Path, cwd: &Path) -> BTreeMap<PathBuf, Uses> {
     loop {
-        let mut by_parent: BTreeMap<PathBuf, usize> = BTreeMap::new();
-        for p in map.keys() {
-            if let Some(d) = p.parent() {
-                *by_parent.entry(d.to_path_buf()).or_default() += 1;
+        let mut kids: BTreeMap<&Path, std::collections::BTreeSet<&std::ffi::OsStr>> =
+            BTreeMap::new();
+        for key in map.keys() {
+            let mut below = key.as_path();
+            while let Some(dir) = below.parent() {
+                if let Some(name) = below.file_name() {
+                    kids.entry(dir).or_default().insert(name);
+                }
+                below = dir;
             }
         }
-        let Some(dir) = by_parent
+        let Some(dir) = kids
             .into_iter()
-            .filter(|(d, n)| *n >= 2 && !too_wide(d, home, cwd))
-            .map(|(d, _)| d)
+            .filter(|(d, names)| names.len() >= 2 && !too_wide(d, home, cwd))
+            .map(|(d, _)| d.to_path_buf())
             .max_by_key(|d| d.components().count())
         else {
             break;
         };
         let mut uses = map.remove(&dir).unwrap_or_default();
-        let inside: Vec<PathBuf> = map.keys().filter(|p| p.starts_with(&dir)).cloned().collect();
+        let inside: Vec<PathBuf> = map
+            .keys()
+            .filter(|p| p.starts_with(&dir))
+            .cloned()
+            .collect();
         for p in inside {
             if let Some(u) = map.remove(&p) {
                 uses.merge(u);
@@ -357,7 +378,12 @@ mod tests {
         let home = Path::new("/home/u");
         let cwd = Path::new("/home/u/p");
         let mut m = BTreeMap::new();
-        for p in ["/opt/t/lib/a.py", "/opt/t/lib/b.py", "/opt/t/bin/x", "/srv/one"] {
+        for p in [
+            "/opt/t/lib/a.py",
+            "/opt/t/lib/b.py",
+            "/opt/t/bin/x",
+            "/srv/one",
+        ] {
             m.insert(PathBuf::from(p), uses());
         }
         let got: Vec<PathBuf> = collapse(m, home, cwd).into_keys().collect();
