@@ -142,7 +142,7 @@ impl Learned {
             *paths.entry(p).or_default() |= Access::EXEC;
         }
         for (path, &a) in &paths {
-            if sandbox_own(path) {
+            if sandbox_own(path) && !path.starts_with(&l.cwd) {
                 continue;
             }
             let meta = std::fs::symlink_metadata(path).ok();
@@ -161,9 +161,14 @@ impl Learned {
                 let target = match (&meta, a.intersects(Access::CREATE | Access::REMOVE)) {
                     // A file written in place is granted alone.
                     (Some(m), false) if !m.is_dir() => Some(path.clone()),
-                    _ => path.parent().map(Path::to_path_buf),
+                    // Where a tree was created, the host has its nearest existing directory.
+                    _ => path
+                        .ancestors()
+                        .skip(1)
+                        .find(|d| d.is_dir())
+                        .map(Path::to_path_buf),
                 };
-                match target.filter(|t| t.exists()) {
+                match target {
                     Some(t) if !too_wide(&t, &l.home, &l.cwd) || t == l.cwd => {
                         l.rw.entry(t).or_default().add(path, a, is_dir)
                     }

@@ -36,6 +36,22 @@ pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
         });
     }
     fs.tmpfs = tmpfs;
+    // A read-only workspace (strict) becomes a throwaway overlay: the build's writes succeed
+    // and vanish, so that one run learns them all instead of stopping at the first.
+    let (workspace, ro): (Vec<Sourced>, Vec<Sourced>) = std::mem::take(&mut fs.ro)
+        .into_iter()
+        .partition(|e| e.workspace);
+    fs.ro = ro;
+    for w in workspace {
+        let mut src = w.clone();
+        src.origin.profile = LEARN.to_string();
+        fs.overlay.push(Overlay {
+            src,
+            dst: None,
+            mode: Some(OverlayMode::Tmp),
+            lower: Vec::new(),
+        });
+    }
     let listed: Vec<String> = (fs.ro.iter().chain(&fs.rw))
         .map(|e| e.value.trim_end_matches('?').to_string())
         .collect();
