@@ -57,7 +57,7 @@ pub enum Sub {
     /// learned: a path used only on another branch of the program (another input, an error
     /// path, another option) is not. Environment variables are not observed. See README,
     /// "Learning a profile"
-    Learn(learn::LearnArgs),
+    Learn(Box<learn::LearnArgs>),
     /// Print a shell completion script (generated from the command-line definition)
     Completions {
         /// bash, zsh or fish (also elvish, powershell)
