@@ -123,7 +123,7 @@ fn a_learned_profile_grants_what_the_command_used_and_nothing_else() {
     assert!(!text.contains("/other"), "nothing unused: {text}");
     assert!(
         r.stderr
-            .contains("learned 2 read-only and 1 writable entries"),
+            .contains("learned 2 read-only and 1 writable entries and 0 destinations"),
         "{r:?}"
     );
 

@@ -67,7 +67,11 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
         out::error(m);
     }
     let observed = finished.observed.unwrap_or_default();
-    let learned = Learned::from(&observed, &base_plan, &vars);
+    let reached = (finished.status.network.connections.as_ref())
+        .map(|c| c.reached.clone())
+        .unwrap_or_default();
+    let learned = Learned::from(&observed, &base_plan, &vars)
+        .with_network(base.profile_file().network.mode, reached);
     let text = learned.profile(&names, &run.command, finished.exit_code);
     match output {
         Some(dest) => dest

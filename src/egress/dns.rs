@@ -134,8 +134,8 @@ fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         Some(r) => r,
         None => return Some(refusal(query, q.end, SERVFAIL)),
     };
+    let addrs = addresses(&reply);
     if listed_only {
-        let addrs = addresses(&reply);
         if how == Match::Wildcard && addrs.iter().any(|a| is_internal(*a)) {
             let list: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
             shared.ledger.deny(
@@ -148,9 +148,10 @@ fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
             );
             return Some(refusal(query, q.end, NXDOMAIN));
         }
-        for a in addrs {
-            policy.resolved(&q.name, a);
-        }
+    }
+    // The names stand for the addresses in the proxy's decisions, and in what a run reached.
+    for a in addrs {
+        policy.resolved(&q.name, a);
     }
     Some(reply)
 }

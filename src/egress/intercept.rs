@@ -251,11 +251,11 @@ fn go_out(shared: &Arc<Shared>, listener: RawFd, n: &Notification, dest: SocketA
     shared.pending.put(port, out);
     match socket::connect(sock.as_raw_fd(), &relay_at) {
         Ok(()) => {
-            shared.ledger.allow(&dest.to_string());
+            shared.reached(dest);
             Answer::Value(0)
         }
         Err(Errno::EINPROGRESS) => {
-            shared.ledger.allow(&dest.to_string());
+            shared.reached(dest);
             Answer::Fail(Errno::EINPROGRESS)
         }
         Err(e) => {

@@ -35,7 +35,14 @@ pub struct EgressStats {
     pub denied: u64,
     /// What was refused, in order (`ADDRESS:PORT`, or `dns NAME`), at most 100.
     pub denied_destinations: Vec<String>,
+    /// The TCP destinations connected out, as `NAME:PORT` where sbx's DNS answered the name
+    /// (else `ADDRESS:PORT`), each once, at most `MAX_REACHED`: what `sbx learn` allows.
+    #[serde(skip)]
+    pub reached: Vec<String>,
 }
+
+/// Most distinct destinations recorded for `EgressStats::reached`.
+const MAX_REACHED: usize = 1000;
 
 pub(crate) struct Shared {
     policy: Policy,
@@ -43,6 +50,7 @@ pub(crate) struct Shared {
     pending: relay::Pending,
     relay_port: Mutex<Option<u16>>,
     ledger: Ledger,
+    reached: Mutex<std::collections::BTreeSet<String>>,
     stopping: AtomicBool,
     /// Threads at work for the sandbox (see `MAX_TASKS`).
     tasks: Slots,
@@ -102,6 +110,23 @@ impl Shared {
         Some(Task(self.clone()))
     }
 
+    /// Counts a connection made out to `dest`, and records it by name.
+    fn reached(&self, dest: std::net::SocketAddr) {
+        self.ledger.allow(&dest.to_string());
+        let names = self.policy.names_of(dest.ip());
+        let port = dest.port();
+        let shown: Vec<String> = match names.is_empty() {
+            true => vec![std::net::SocketAddr::new(policy::canonical(dest.ip()), port).to_string()],
+            false => names.iter().map(|n| format!("{n}:{port}")).collect(),
+        };
+        let mut set = self.reached.lock().unwrap_or_else(|e| e.into_inner());
+        for s in shown {
+            if set.len() < MAX_REACHED {
+                set.insert(s);
+            }
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -138,6 +163,7 @@ impl Egress {
             pending: relay::Pending::default(),
             relay_port: Mutex::new(None),
             ledger: Ledger::new("egress"),
+            reached: Mutex::default(),
             stopping: AtomicBool::new(false),
             tasks: Slots::new(MAX_TASKS),
         });
@@ -194,10 +220,12 @@ impl Egress {
         }
         s.ledger.close_all();
         let (allowed, denied, denied_destinations) = s.ledger.counts();
+        let reached = s.reached.lock().unwrap_or_else(|e| e.into_inner());
         EgressStats {
             allowed,
             denied,
             denied_destinations,
+            reached: reached.iter().cloned().collect(),
         }
     }
 }

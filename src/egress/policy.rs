@@ -20,7 +20,7 @@ pub enum Verdict {
 
 pub struct Policy {
     plan: Egress,
-    /// Proxy mode: the addresses sbx's DNS answered, with the names asked.
+    /// The addresses sbx's DNS answered, with the names asked.
     resolved: Mutex<HashMap<IpAddr, Vec<String>>>,
 }
 
@@ -49,13 +49,21 @@ impl Policy {
         &self.plan
     }
 
-    /// Proxy mode: remembers that sbx's DNS answered `ip` for `name`.
+    /// Remembers that sbx's DNS answered `ip` for `name`.
     pub fn resolved(&self, name: &str, ip: IpAddr) {
         let mut map = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
         let names = map.entry(canonical(ip)).or_default();
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
         }
+    }
+
+    /// The names sbx's DNS answered `ip` for, in the order asked.
+    pub fn names_of(&self, ip: IpAddr) -> Vec<String> {
+        (self.resolved.lock().unwrap_or_else(|e| e.into_inner()))
+            .get(&canonical(ip))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn decide(&self, dest: SocketAddr) -> Verdict {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::diagnose::why;
 use crate::intercept::{Access, Observed};
 use crate::plan::{Plan, Seen};
-use crate::profile::Vars;
+use crate::profile::{NetMode, Vars};
 use crate::text::escape;
 
 /// What one granted entry stands for.
@@ -106,6 +106,10 @@ pub struct Learned {
     /// What was used but is not granted, and why.
     left_out: Vec<String>,
     truncated: bool,
+    /// The destinations connected out (`NAME:PORT`), and whether the base let every public
+    /// one through (`network.mode = "on"`), which the learned profile narrows to them.
+    reached: Vec<String>,
+    narrow: bool,
     home: PathBuf,
     cwd: PathBuf,
 }
@@ -222,6 +226,13 @@ impl Learned {
         l
     }
 
+    /// Adds the destinations the run connected out to, under a base with `mode`.
+    pub fn with_network(mut self, mode: Option<NetMode>, reached: Vec<String>) -> Learned {
+        self.narrow = mode == Some(NetMode::On);
+        self.reached = reached;
+        self
+    }
+
     /// `path` with the working directory or home written as the variables profiles use.
     fn shown(&self, path: &Path) -> String {
         for (base, var) in [(&self.cwd, "${CWD}"), (&self.home, "${HOME}")] {
@@ -267,6 +278,18 @@ impl Learned {
             }
             t.push_str("]\n");
         }
+        if !self.reached.is_empty() {
+            t.push_str("\n[network]\n");
+            if self.narrow {
+                t.push_str(
+                    "# The base reaches every public address; this profile only what the run \
+                     reached.\nmode = \"proxy\"\n",
+                );
+            }
+            t.push_str("# Connected out during the run (the name sbx's DNS answered, if any).\n");
+            let list: Vec<String> = self.reached.iter().map(|r| toml_string(r)).collect();
+            let _ = writeln!(t, "allow = [{}]", list.join(", "));
+        }
         if !self.left_out.is_empty() || self.truncated {
             t.push_str("\n# Used but not granted:\n");
             for why in &self.left_out {
@@ -285,10 +308,11 @@ impl Learned {
             escape(&p.display().to_string()).to_string()
         });
         format!(
-            "learned {} read-only and {} writable entries beyond the base ({} used but left \
-             out); the profile is on {to}",
+            "learned {} read-only and {} writable entries and {} destinations beyond the base \
+             ({} used but left out); the profile is on {to}",
             self.ro.len(),
             self.rw.len(),
+            self.reached.len(),
             self.left_out.len()
         )
     }

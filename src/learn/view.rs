@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::profile::{Overlay, OverlayMode, ProfileFile, Sourced, Vars};
+use crate::profile::{NetMode, Overlay, OverlayMode, ProfileFile, Sourced, Vars};
 
 /// Where `sbx learn` says an entry of its own comes from.
 pub const LEARN: &str = "sbx learn";
@@ -17,9 +17,14 @@ const KEPT_OUT: &[&str] = &["proc", "sys", "dev", "run", "tmp", "lost+found"];
 /// The base profile `base` (merged, variables expanded) made permissive for learning: every
 /// top-level host directory sbx may read is bound read-only (`KEPT_OUT` aside), and the base's
 /// tmpfs mounts over existing host directories ($HOME in most profiles) become throwaway
-/// overlays of them (writes still vanish, the host's files show).
+/// overlays of them (writes still vanish, the host's files show). A network through sbx's
+/// egress (`on`, `proxy`) lets every public destination through.
 pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
     let mut p = base.clone();
+    // Through sbx's egress, every public destination goes, and is recorded.
+    if matches!(p.network.mode, Some(NetMode::On | NetMode::Proxy)) {
+        p.network.mode = Some(NetMode::On);
+    }
     let fs = &mut p.filesystem;
     let mut tmpfs = Vec::new();
     for t in std::mem::take(&mut fs.tmpfs) {
