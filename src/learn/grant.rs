@@ -7,9 +7,9 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::diagnose::why;
 use crate::intercept::{Access, Observed};
 use crate::plan::{Plan, Seen};
-use crate::diagnose::why;
 use crate::profile::Vars;
 use crate::text::escape;
 
@@ -267,7 +267,9 @@ impl Learned {
 
     /// The line sbx prints on stderr after writing the profile.
     pub fn summary(&self, output: Option<&Path>) -> String {
-        let to = output.map_or("stdout".to_string(), |p| escape(&p.display().to_string()).to_string());
+        let to = output.map_or("stdout".to_string(), |p| {
+            escape(&p.display().to_string()).to_string()
+        });
         format!(
             "learned {} read-only and {} writable entries beyond the base ({} used but left \
              out); the profile is on {to}",
@@ -321,7 +323,11 @@ fn collapse(mut map: BTreeMap<PathBuf, Uses>, home: &Path, cwd: &Path) -> BTreeM
             break;
         };
         let mut uses = map.remove(&dir).unwrap_or_default();
-        let inside: Vec<PathBuf> = map.keys().filter(|p| p.starts_with(&dir)).cloned().collect();
+        let inside: Vec<PathBuf> = map
+            .keys()
+            .filter(|p| p.starts_with(&dir))
+            .cloned()
+            .collect();
         for p in inside {
             if let Some(u) = map.remove(&p) {
                 uses.merge(u);
@@ -357,7 +363,12 @@ mod tests {
         let home = Path::new("/home/u");
         let cwd = Path::new("/home/u/p");
         let mut m = BTreeMap::new();
-        for p in ["/opt/t/lib/a.py", "/opt/t/lib/b.py", "/opt/t/bin/x", "/srv/one"] {
+        for p in [
+            "/opt/t/lib/a.py",
+            "/opt/t/lib/b.py",
+            "/opt/t/bin/x",
+            "/srv/one",
+        ] {
             m.insert(PathBuf::from(p), uses());
         }
         let got: Vec<PathBuf> = collapse(m, home, cwd).into_keys().collect();

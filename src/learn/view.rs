@@ -52,11 +52,8 @@ pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
         if listed.contains(&path) || !readable(Path::new(&path)) {
             continue;
         }
-        fs.ro.push(Sourced::new(
-            format!("{path}?"),
-            LEARN,
-            "filesystem.ro",
-        ));
+        fs.ro
+            .push(Sourced::new(format!("{path}?"), LEARN, "filesystem.ro"));
     }
     p
 }

@@ -5,7 +5,6 @@ use super::error::PlanError;
 use crate::profile::{NetMode, Network, ProfileFile};
 use std::net::IpAddr;
 
-
 use crate::proxy::{Allowlist, Rule};
 
 #[derive(Clone, Debug)]

@@ -22,8 +22,8 @@ pub use outcome::Outcome;
 
 use crate::cgroup::{self, RunCgroup};
 use crate::egress::Egress;
-use crate::intercept::Interceptor;
 use crate::error::Error;
+use crate::intercept::Interceptor;
 use crate::plan::{Plan, ProxyPlan};
 use crate::profile::Enforcement;
 use crate::proxy::Proxy;
@@ -163,10 +163,7 @@ fn take_listener(init: libc::pid_t, sock: &OwnedFd) -> Result<Option<OwnedFd>, s
 
 /// Serves sbx's egress: the sockets the network helper made inside (the listener's network
 /// calls come through `Interceptor`).
-fn start_egress(
-    plan: &crate::plan::Egress,
-    helper: OwnedFd,
-) -> Result<Option<Egress>, sys::Errno> {
+fn start_egress(plan: &crate::plan::Egress, helper: OwnedFd) -> Result<Option<Egress>, sys::Errno> {
     let mut sockets = Vec::new();
     for what in crate::sandbox::egress_sockets(plan) {
         if matches!(what, crate::sandbox::EgressSocket::Address(_)) {
@@ -177,7 +174,9 @@ fn start_egress(
             None => return Ok(None),
         }
     }
-    Egress::start(plan, sockets, helper).map(Some).map_err(io_errno)
+    Egress::start(plan, sockets, helper)
+        .map(Some)
+        .map_err(io_errno)
 }
 
 fn io_errno(e: std::io::Error) -> sys::Errno {
