@@ -31,6 +31,13 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
             "no command given: usage is `sbx learn [--profile BASE] [-o FILE] -- COMMAND`".into(),
         ));
     }
+    if run.trace_denials {
+        return Err(Error::Usage(
+            "--trace-denials is a run option: sbx learn records every path the command names \
+             already"
+                .into(),
+        ));
+    }
     let names = if run.profiles.is_empty() {
         vec!["default".to_string()]
     } else {

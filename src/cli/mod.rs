@@ -8,6 +8,7 @@ mod learn;
 mod man;
 mod out;
 mod run_args;
+mod trace;
 mod why;
 
 use std::ffi::OsString;
@@ -57,6 +58,7 @@ pub enum Sub {
     /// learned: a path used only on another branch of the program (another input, an error
     /// path, another option) is not. Environment variables are not observed. See README,
     /// "Learning a profile"
+    // Boxed: its run options make it far larger than the other variants.
     Learn(Box<learn::LearnArgs>),
     /// Print a shell completion script (generated from the command-line definition)
     Completions {
@@ -278,12 +280,19 @@ fn run_sandbox(
             "--hostname needs the UTS namespace, which the profile turns off".into(),
         ));
     }
-    let sandbox = sandbox.layer(args.to_layer(&vars)?);
+    let sandbox = sandbox
+        .layer(args.to_layer(&vars)?)
+        .observe(args.trace_denials);
     if args.explain {
         out::stdout(diagnose::explain(&sandbox.plan(args.command.clone())?));
         return Ok(Ran::Explained);
     }
-    let finished = sandbox.run_with(
+    // The plan the refusals are judged against: the run's own, built the same way.
+    let traced = match args.trace_denials {
+        true => Some(sandbox.plan(args.command.clone())?),
+        false => None,
+    };
+    let mut finished = sandbox.run_with(
         args.command.clone(),
         Supervision {
             forward_signals: true,
@@ -302,6 +311,14 @@ fn run_sandbox(
         &finished.status.network.refused,
     ) {
         out::error(line);
+    }
+    if let (Some(plan), Some(observed)) = (&traced, &finished.observed) {
+        let layers = crate::profile::Loader::new(vars.clone()).layers(names)?;
+        let (denials, line) = trace::refusals(plan, observed, &layers, &vars);
+        finished.status.denials = Some(denials);
+        if let (true, false, Some(line)) = (finished.exit_code != 0, args.quiet, line) {
+            out::error(line);
+        }
     }
     // A private upper layer is gone once the run returns: say so when it held anything.
     if sandbox.profile_file().filesystem.changes.is_none() && !args.quiet {

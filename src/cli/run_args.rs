@@ -119,6 +119,11 @@ pub struct RunArgs {
     /// Write a JSON run report to FILE when the run ends (`-` for stderr, a number for an fd)
     #[arg(long = "json-status", value_name = "FILE")]
     pub json_status: Option<String>,
+    /// Record the paths the command names (slower: each such call waits for sbx) and, when it
+    /// fails, name on one line those the sandbox refused, each with the profile line that
+    /// decided and the option that would allow it; the run report's `denials` has them all
+    #[arg(long = "trace-denials")]
+    pub trace_denials: bool,
     /// Print the resolved plan (namespaces, every mount in order, environment, limits, landlock
     /// rules, seccomp policy, network) and exit without running anything
     #[arg(long)]

@@ -164,7 +164,7 @@ pub fn why(args: WhyArgs, vars: Vars) -> Result<i32, Error> {
     let place = Place {
         layers: &layers,
         vars: &vars,
-        args: &args,
+        args: Some(&args),
     };
     let mut text = format!("{}: {word}\n", escape(&shown));
     text.push_str(&format!("  because: {}\n", escape(&verdict.reason)));
@@ -177,14 +177,15 @@ pub fn why(args: WhyArgs, vars: Vars) -> Result<i32, Error> {
 }
 
 /// Where the deciding entry is written.
-struct Place<'a> {
-    layers: &'a [Layer],
-    vars: &'a Vars,
-    args: &'a WhyArgs,
+pub(super) struct Place<'a> {
+    pub(super) layers: &'a [Layer],
+    pub(super) vars: &'a Vars,
+    /// `sbx why`'s own options; none for a run's refusals, which name paths only.
+    pub(super) args: Option<&'a WhyArgs>,
 }
 
 impl Place<'_> {
-    fn of(&self, v: &Verdict) -> String {
+    pub(super) fn of(&self, v: &Verdict) -> String {
         let Some(origin) = &v.decided_by else {
             return "sbx's own layout (no profile key)".into();
         };
@@ -223,7 +224,9 @@ impl Place<'_> {
     fn merged(&self, key: &'static str, subject: &Subject) -> String {
         let a = self.args;
         match (key, subject) {
-            ("network.mode", _) if a.net.is_some() => return "command line (--net)".into(),
+            ("network.mode", _) if a.is_some_and(|a| a.net.is_some()) => {
+                return "command line (--net)".into();
+            }
             ("network.allow", Subject::Entry(e)) => {
                 let found = self
                     .layers
@@ -231,7 +234,9 @@ impl Place<'_> {
                     .find_map(|l| line_of(&l.text, key, &|raw| raw == e).map(|n| (l, n)));
                 return match found {
                     Some((l, n)) => format!("{}:{n} (network.allow \"{e}\")", l.label),
-                    None if a.allow.contains(e) => format!("command line (--allow {e})"),
+                    None if a.is_some_and(|a| a.allow.contains(e)) => {
+                        format!("command line (--allow {e})")
+                    }
                     None => format!("network.allow \"{e}\""),
                 };
             }

@@ -1,7 +1,9 @@
 //! What sbx tells people about a plan: why a run failed (`failure`; `environment` names what
 //! the environment did, from the facts `host` reads; `interp` names a missing interpreter), and
-//! what a plan does (`explain`), and what it would let a command do (`why`).
+//! what a plan does (`explain`), what it would let a command do (`why`), and what it refused
+//! an observed run (`denials`).
 
+pub mod denials;
 mod environment;
 mod explain;
 mod failure;

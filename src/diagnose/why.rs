@@ -207,7 +207,7 @@ fn entry(host: &str, inside: &str) -> String {
 }
 
 /// The line that binds `host` at `inside`, writable or not.
-fn bind_fix(host: &str, inside: &str, writable: bool) -> String {
+pub(super) fn bind_fix(host: &str, inside: &str, writable: bool) -> String {
     let e = entry(host, inside);
     let (key, flag) = match writable {
         true => ("rw", "--bind"),

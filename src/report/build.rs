@@ -149,6 +149,7 @@ pub fn before_run(command: &[String], profiles: &[String], error: &str) -> RunSt
         hide: HideStatus::default(),
         watchdog: None,
         degradations: Vec::new(),
+        denials: None,
     }
 }
 
@@ -234,6 +235,7 @@ pub fn after_run(plan: &Plan, outcome: &Outcome, ctx: Context<'_>) -> RunStatus 
             peak_tasks: w.tasks,
         }),
         degradations: ctx.degradations,
+        denials: None,
     }
 }
 

@@ -86,6 +86,23 @@ pub struct RunStatus {
     /// What the command changed under each writable overlay.
     pub changes: Vec<crate::overlay::ChangeSet>,
     pub degradations: Vec<String>,
+    /// With `--trace-denials`: the paths the command named that the sandbox refused (null
+    /// without it: nothing was observed).
+    pub denials: Option<Vec<DenialStatus>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DenialStatus {
+    /// The path as the command named it inside the sandbox.
+    pub path: String,
+    /// What was refused: see (the host's file is not shown there), read, write or exec.
+    pub access: &'static str,
+    /// Why, as `sbx why` says it.
+    pub reason: String,
+    /// The profile file:line and key that decide, or sbx's own layout.
+    pub decided_by: String,
+    /// The line that would allow it, if one can.
+    pub fix: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
