@@ -204,8 +204,8 @@ mod tests {
             "clap's registration is replaced"
         );
         let zsh = String::from_utf8(script(Shell::Zsh)).unwrap();
-        // The run's --profile (-p and --profile) and `sbx why`'s.
-        assert_eq!(zsh.matches(":NAME|PATH:_sbx_profiles'").count(), 4, "{zsh}");
+        // The --profile (-p and --profile) of a run, `sbx why` and `sbx learn`.
+        assert_eq!(zsh.matches(":NAME|PATH:_sbx_profiles'").count(), 6, "{zsh}");
         assert!(!zsh.contains(":NAME|PATH:_default"));
         assert!(
             zsh.contains("merged in order:_sbx_profiles'"),

@@ -135,19 +135,17 @@ fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         None => return Some(refusal(query, q.end, SERVFAIL)),
     };
     let addrs = addresses(&reply);
-    if listed_only {
-        if how == Match::Wildcard && addrs.iter().any(|a| is_internal(*a)) {
-            let list: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
-            shared.ledger.deny(
-                &format!("dns {}", q.name),
-                &format!(
-                    "matched only a wildcard and resolves to an internal address ({}); list it \
-                     exactly to allow it",
-                    list.join(", ")
-                ),
-            );
-            return Some(refusal(query, q.end, NXDOMAIN));
-        }
+    if listed_only && how == Match::Wildcard && addrs.iter().any(|a| is_internal(*a)) {
+        let list: Vec<String> = addrs.iter().map(IpAddr::to_string).collect();
+        shared.ledger.deny(
+            &format!("dns {}", q.name),
+            &format!(
+                "matched only a wildcard and resolves to an internal address ({}); list it \
+                 exactly to allow it",
+                list.join(", ")
+            ),
+        );
+        return Some(refusal(query, q.end, NXDOMAIN));
     }
     // The names stand for the addresses in the proxy's decisions, and in what a run reached.
     for a in addrs {
