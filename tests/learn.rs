@@ -201,3 +201,46 @@ fn learn_help_states_its_limits() {
         "{r:?}"
     );
 }
+
+#[test]
+fn learn_records_destinations_by_name_and_narrows_the_internet_to_them() {
+    use common::netlab::Lab;
+    let test = "learn_records_destinations_by_name_and_narrows_the_internet_to_them";
+    let Some(lab) = Lab::start(test) else {
+        return;
+    };
+    let curl = ["curl", "-sS", "--max-time", "10"];
+    let mut args = vec!["learn", "--net", "on", "--"];
+    args.extend(curl);
+    args.push("http://allowed.test/");
+    let r = lab.run_sbx(&args);
+    assert_eq!(r.code, 0, "{r:?}");
+    let (said, text) = r.stdout.split_at(r.stdout.find("# Learned").expect("a profile"));
+    assert_eq!(said, "public", "{r:?}");
+    assert!(text.contains("\n[network]\n"), "{text}");
+    assert!(text.contains("mode = \"proxy\"\n"), "the internet narrowed: {text}");
+    assert!(text.contains("allow = [\"allowed.test:80\"]"), "by name: {text}");
+    assert!(r.stderr.contains("and 1 destinations"), "{r:?}");
+
+    let w = Workdir::new();
+    let learned = w.file("learned.toml", text);
+    let learned = learned.display().to_string();
+    let mut args = vec!["-p", &learned, "--"];
+    args.extend(curl);
+    let mut allowed = args.clone();
+    allowed.push("http://allowed.test/");
+    let r = lab.run_sbx(&allowed);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "public"), "{r:?}");
+    // A destination the run did not reach is refused, though the internet has it.
+    let mut other = args.clone();
+    other.push("http://other.test/");
+    let r = lab.run_sbx(&other);
+    assert!(!r.stdout.contains("public2"), "{r:?}");
+    assert!(r.stdout.contains("other.test:80 is not in the allowlist"), "{r:?}");
+    let mut args = vec!["learn", "--"];
+    args.extend(curl);
+    args.push("http://allowed.test/");
+    let r = lab.run_sbx(&args);
+    assert_ne!(r.code, 0, "no network in the base, none while learning: {r:?}");
+    assert!(!r.stdout.contains("[network]"), "{r:?}");
+}
