@@ -215,11 +215,19 @@ fn learn_records_destinations_by_name_and_narrows_the_internet_to_them() {
     args.push("http://allowed.test/");
     let r = lab.run_sbx(&args);
     assert_eq!(r.code, 0, "{r:?}");
-    let (said, text) = r.stdout.split_at(r.stdout.find("# Learned").expect("a profile"));
+    let (said, text) = r
+        .stdout
+        .split_at(r.stdout.find("# Learned").expect("a profile"));
     assert_eq!(said, "public", "{r:?}");
     assert!(text.contains("\n[network]\n"), "{text}");
-    assert!(text.contains("mode = \"proxy\"\n"), "the internet narrowed: {text}");
-    assert!(text.contains("allow = [\"allowed.test:80\"]"), "by name: {text}");
+    assert!(
+        text.contains("mode = \"proxy\"\n"),
+        "the internet narrowed: {text}"
+    );
+    assert!(
+        text.contains("allow = [\"allowed.test:80\"]"),
+        "by name: {text}"
+    );
     assert!(r.stderr.contains("and 1 destinations"), "{r:?}");
 
     let w = Workdir::new();
@@ -236,11 +244,17 @@ fn learn_records_destinations_by_name_and_narrows_the_internet_to_them() {
     other.push("http://other.test/");
     let r = lab.run_sbx(&other);
     assert!(!r.stdout.contains("public2"), "{r:?}");
-    assert!(r.stdout.contains("other.test:80 is not in the allowlist"), "{r:?}");
+    assert!(
+        r.stdout.contains("other.test:80 is not in the allowlist"),
+        "{r:?}"
+    );
     let mut args = vec!["learn", "--"];
     args.extend(curl);
     args.push("http://allowed.test/");
     let r = lab.run_sbx(&args);
-    assert_ne!(r.code, 0, "no network in the base, none while learning: {r:?}");
+    assert_ne!(
+        r.code, 0,
+        "no network in the base, none while learning: {r:?}"
+    );
     assert!(!r.stdout.contains("[network]"), "{r:?}");
 }

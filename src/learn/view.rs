@@ -26,6 +26,14 @@ pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
         p.network.mode = Some(NetMode::On);
     }
     let fs = &mut p.filesystem;
+    if !overlays_in_a_user_namespace() {
+        tracing::warn!(
+            "overlayfs needs Linux >= 5.11 in a user namespace: while learning, the base's tmpfs \
+             (e.g. $HOME) hide the host's files under them, and a read-only working directory \
+             stays read-only (the first write the base refuses may end the run)"
+        );
+        return with_host_dirs(p);
+    }
     let mut tmpfs = Vec::new();
     for t in std::mem::take(&mut fs.tmpfs) {
         let path = Path::new(&t.value);
@@ -57,6 +65,12 @@ pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
             lower: Vec::new(),
         });
     }
+    with_host_dirs(p)
+}
+
+/// `p` with every top-level host directory this user can read bound read-only.
+fn with_host_dirs(mut p: ProfileFile) -> ProfileFile {
+    let fs = &mut p.filesystem;
     let listed: Vec<String> = (fs.ro.iter().chain(&fs.rw))
         .map(|e| e.value.trim_end_matches('?').to_string())
         .collect();
@@ -77,6 +91,16 @@ pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
             .push(Sourced::new(format!("{path}?"), LEARN, "filesystem.ro"));
     }
     p
+}
+
+/// Whether this kernel mounts overlayfs in a user namespace (Linux 5.11).
+fn overlays_in_a_user_namespace() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.trim().parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    (major, minor) >= (5, 11)
 }
 
 /// Where programs keep sockets and per-boot files: kept as the base has them.
