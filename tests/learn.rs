@@ -258,3 +258,53 @@ fn learn_records_destinations_by_name_and_narrows_the_internet_to_them() {
     );
     assert!(!r.stdout.contains("[network]"), "{r:?}");
 }
+
+#[test]
+fn the_learning_run_keeps_credentials_hidden_runtime_dirs_out_and_the_host_unwritten() {
+    let host = HostDir::new();
+    let home = host.path().join("home");
+    host.file("home/.ssh/id_rsa", "PRIVATE KEY\n");
+    host.file("home/notes.txt", "notes\n");
+    host.file("data/file.txt", "original\n");
+    let d = host.path().join("data").display().to_string();
+    let w = Workdir::new();
+    let secret = home.join(".ssh/id_rsa").display().to_string();
+    // Controls: the host has them, and the learning run sees the rest of $HOME.
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "PRIVATE KEY\n");
+    let script = format!(
+        "cat \"$HOME/notes.txt\"; cat {secret} 2>&1; ls /run 2>&1 | head -3; \
+         echo changed > {d}/file.txt 2>&1; echo new > \"$HOME/planted\"; echo done"
+    );
+    let r = sbx_in(&w, &home, &["learn", "--", "sh", "-c", &script]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("notes\n"),
+        "$HOME shows the host's files: {r:?}"
+    );
+    assert!(
+        !r.stdout.contains("PRIVATE KEY"),
+        "a hidden credential was read: {r:?}"
+    );
+    assert!(
+        !r.stdout.contains("systemd") && !r.stdout.contains("user\n"),
+        "host /run: {r:?}"
+    );
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    assert!(r.stdout.contains("done"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{d}/file.txt")).unwrap(),
+        "original\n"
+    );
+    assert!(
+        !home.join("planted").exists(),
+        "a write in the overlaid $HOME reached the host"
+    );
+    let (_, text) = r
+        .stdout
+        .split_at(r.stdout.find("# Learned").expect("a profile"));
+    assert!(!text.contains(".ssh"), "{text}");
+    assert!(
+        text.contains(&format!("\"{d}\",")),
+        "the refused write is learned: {text}"
+    );
+}

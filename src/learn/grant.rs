@@ -137,6 +137,7 @@ impl Learned {
             cwd: PathBuf::from(&vars.cwd),
             ..Learned::default()
         };
+        let hidden: Vec<PathBuf> = base.hide.entries.iter().map(PathBuf::from).collect();
         // The command itself: init is not dumpable, so its execve of the command is not read.
         let mut paths = seen.paths.clone();
         let program = (base.exec.candidates.iter())
@@ -156,8 +157,18 @@ impl Learned {
                 Some(m) if m.is_dir() && !a.intersects(Access::WRITE | Access::REMOVE) => {
                     a.without(Access::CREATE)
                 }
+                Some(m) if !m.is_dir() && !a.contains(Access::REMOVE) => a.without(Access::CREATE),
                 _ => a,
             };
+            if let Some(h) = hidden.iter().find(|h| path.starts_with(h)) {
+                l.left_out.push(format!(
+                    "{} (used): hidden by the base's filesystem.hide; lift it with \"!{}\" if \
+                     the command needs it",
+                    l.shown(path),
+                    l.shown(h)
+                ));
+                continue;
+            }
             if a.changes() {
                 if writable(base, path, a) {
                     continue;
