@@ -10,7 +10,6 @@ use crate::error::Error;
 use crate::hostfile::HostFile;
 use crate::learn::{Learned, permissive};
 use crate::profile::Vars;
-use crate::supervisor::Supervision;
 
 /// Options of `sbx learn`.
 #[derive(Debug, Args)]
@@ -62,14 +61,7 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
     let learning = Sandbox::with_vars(vars.clone())
         .layer(permissive(base.profile_file(), &vars))
         .observe(true);
-    let finished = learning.run_with(
-        run.command.clone(),
-        Supervision {
-            forward_signals: true,
-            return_before_teardown: true,
-            pty_when_interactive: true,
-        },
-    )?;
+    let finished = learning.run_with(run.command.clone(), super::AS_A_COMMAND)?;
     if let Some(m) = &finished.message {
         out::error(m);
     }

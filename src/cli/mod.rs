@@ -213,6 +213,14 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     }
 }
 
+/// How the `sbx` command supervises a run (a run, learn): signals forwarded, a pty for an
+/// interactive command, and its exit code as soon as the command's is known.
+const AS_A_COMMAND: Supervision = Supervision {
+    forward_signals: true,
+    return_before_teardown: true,
+    pty_when_interactive: true,
+};
+
 /// What `sbx [OPTIONS] -- COMMAND` did.
 enum Ran {
     /// The command ran (or could not be executed): sbx's exit code and the run report.
@@ -292,14 +300,7 @@ fn run_sandbox(
         true => Some(sandbox.plan(args.command.clone())?),
         false => None,
     };
-    let mut finished = sandbox.run_with(
-        args.command.clone(),
-        Supervision {
-            forward_signals: true,
-            return_before_teardown: true,
-            pty_when_interactive: true,
-        },
-    )?;
+    let mut finished = sandbox.run_with(args.command.clone(), AS_A_COMMAND)?;
     if let Some(m) = &finished.message {
         out::error(m);
     }

@@ -75,28 +75,8 @@ pub struct Observed {
 /// Most distinct paths kept for one run (a few hundred bytes each).
 const MAX_PATHS: usize = 500_000;
 
-/// The calls that name a path, on this architecture.
-#[cfg(target_arch = "x86_64")]
+/// The calls that name a path, on every architecture (see `LEGACY_PATH_CALLS`).
 pub const PATH_CALLS: &[i64] = &[
-    libc::SYS_open,
-    libc::SYS_creat,
-    libc::SYS_stat,
-    libc::SYS_lstat,
-    libc::SYS_access,
-    libc::SYS_readlink,
-    libc::SYS_mkdir,
-    libc::SYS_rmdir,
-    libc::SYS_unlink,
-    libc::SYS_rename,
-    libc::SYS_link,
-    libc::SYS_symlink,
-    libc::SYS_chmod,
-    libc::SYS_chown,
-    libc::SYS_lchown,
-    libc::SYS_mknod,
-    libc::SYS_utime,
-    libc::SYS_utimes,
-    libc::SYS_futimesat,
     libc::SYS_openat,
     libc::SYS_openat2,
     libc::SYS_execve,
@@ -121,32 +101,33 @@ pub const PATH_CALLS: &[i64] = &[
     libc::SYS_statfs,
 ];
 
-/// The calls that name a path, on this architecture (no legacy calls).
-#[cfg(not(target_arch = "x86_64"))]
-pub const PATH_CALLS: &[i64] = &[
-    libc::SYS_openat,
-    libc::SYS_openat2,
-    libc::SYS_execve,
-    libc::SYS_execveat,
-    libc::SYS_newfstatat,
-    libc::SYS_statx,
-    libc::SYS_faccessat,
-    libc::SYS_faccessat2,
-    libc::SYS_readlinkat,
-    libc::SYS_mkdirat,
-    libc::SYS_mknodat,
-    libc::SYS_unlinkat,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_linkat,
-    libc::SYS_symlinkat,
-    libc::SYS_fchmodat,
-    libc::SYS_fchownat,
-    libc::SYS_utimensat,
-    libc::SYS_truncate,
-    libc::SYS_chdir,
-    libc::SYS_statfs,
+/// The older calls that name a path, which x86_64 still has (newer architectures only have
+/// the `*at` forms).
+#[cfg(target_arch = "x86_64")]
+pub const LEGACY_PATH_CALLS: &[i64] = &[
+    libc::SYS_open,
+    libc::SYS_creat,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_access,
+    libc::SYS_readlink,
+    libc::SYS_mkdir,
+    libc::SYS_rmdir,
+    libc::SYS_unlink,
+    libc::SYS_rename,
+    libc::SYS_link,
+    libc::SYS_symlink,
+    libc::SYS_chmod,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_mknod,
+    libc::SYS_utime,
+    libc::SYS_utimes,
+    libc::SYS_futimesat,
 ];
+
+#[cfg(not(target_arch = "x86_64"))]
+pub const LEGACY_PATH_CALLS: &[i64] = &[];
 
 /// Where a call names a path: the directory it is relative to (an argument holding a
 /// descriptor, or the working directory), the argument holding the string, and what the call

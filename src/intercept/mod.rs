@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use files::{Access, Observed, PATH_CALLS};
+pub use files::{Access, LEGACY_PATH_CALLS, Observed, PATH_CALLS};
 
 use crate::egress;
 use crate::sys::{self, Answer, Errno, Notification};

@@ -177,7 +177,10 @@ pub fn interception_program(egress: bool, files: bool) -> BpfProgram {
     let notify = libc::SECCOMP_RET_USER_NOTIF;
     let mut table: BTreeMap<u32, Verdict> = BTreeMap::new();
     if files {
-        for nr in crate::intercept::PATH_CALLS {
+        for nr in crate::intercept::PATH_CALLS
+            .iter()
+            .chain(crate::intercept::LEGACY_PATH_CALLS)
+        {
             table.insert(*nr as u32, Verdict::Always(notify));
         }
     }
