@@ -138,6 +138,8 @@ if want runtime; then
                 echo "sbx $mode $("${as_user[@]}" "$sbx" -- ./sysloop ns "$mode" 2>/dev/null)" >>"$res/ns.txt"
                 echo "seccomp-floor $mode $("${as_user[@]}" ./sysloop ns "$mode" --seccomp-floor)" >>"$res/ns.txt"
                 echo "landlock-floor $mode $("${as_user[@]}" ./sysloop ns "$mode" --landlock-floor)" >>"$res/ns.txt"
+                echo "landlock-ro-floor $mode $("${as_user[@]}" ./sysloop ns "$mode" --landlock-ro-floor)" >>"$res/ns.txt"
+                echo "both-floor $mode $("${as_user[@]}" ./sysloop ns "$mode" --both-floor)" >>"$res/ns.txt"
             done
         done
     fi

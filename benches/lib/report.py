@@ -164,7 +164,8 @@ def runtime_rows(t, res):
         if s_ns is None or n_ns is None:
             continue
         floors = "".join(f", {name} {ns[(key, mode)]:.0f}" for key, name in
-                         (("seccomp-floor", "seccomp"), ("landlock-floor", "landlock"))
+                         (("seccomp-floor", "seccomp"), ("landlock-floor", "landlock"),
+                          ("landlock-ro-floor", "landlock ro"), ("both-floor", "both"))
                          if (key, mode) in ns)
         t.add(f"  diag: one {label} call", f"{s_ns:.0f} ns", f"none {n_ns:.0f}{floors}",
               fmt_ratio(ratio(s_ns, n_ns)), "info", "—")
@@ -173,7 +174,10 @@ def runtime_rows(t, res):
                        "processes), immune to preemption by other load; `seccomp` = the same loop "
                        "unsandboxed after installing a minimal 7-instruction seccomp filter, `landlock` "
                        "= after enforcing a minimal landlock domain (all rights beneath /): the kernel's "
-                       "floor for any sandbox that uses them")
+                       "floor for any sandbox that uses them; `landlock ro` = the same domain granting "
+                       "only read and execute (no rule on the path grants an open's optional truncate "
+                       "and ioctl rights: the kernel's fuller path, as under any read-only tree); "
+                       "`both` = `seccomp` and `landlock ro` together, the floor for sbx's layers")
     runs = os.environ.get("BENCH_RUNTIME_RUNS", "?")
     t.notes.append(f"runtime: {runs} timed runs per command, alternating sbx / no sandbox run by run; "
                    "sbx = `sbx -- CMD` (default profile, the work directory as cwd); the sbx time "

@@ -4,7 +4,7 @@
  *                            which is where a seccomp filter would show)
  *   sysloop stat N [PATH]    N stat(2) calls of PATH (default /usr/bin/env): a path walk through
  *                            the sandbox's mounts each time
- *   sysloop ns getppid|stat|open [--seccomp-floor|--landlock-floor]
+ *   sysloop ns getppid|stat|open [--seccomp-floor|--landlock-floor|--landlock-ro-floor|--both-floor]
  *                            prints the cost of one call in ns (for open: an open(2) of
  *                            /usr/bin/env and its close(2)): the fastest of 2000 (getppid) or
  *                            500 batches of 1000 calls, so that preemption by other work on the
@@ -14,6 +14,12 @@
  *                            With --landlock-floor it first enforces a minimal landlock domain
  *                            (every filesystem right handled, one rule granting them all
  *                            beneath /): the cost any landlock sandbox pays per path lookup.
+ *                            --landlock-ro-floor: the same domain, its one rule granting only
+ *                            read and execute: then no rule on the path grants an open's optional
+ *                            rights (truncate, device ioctl) and the kernel walks to the root and
+ *                            works out what each layer grants, which is what every sandbox with a
+ *                            read-only tree (sbx's /usr, bubblewrap with landlock) pays.
+ *                            --both-floor: --seccomp-floor and --landlock-ro-floor together.
  *
  * Built by run.sh with `gcc -O2`; it runs both inside and outside the sandbox. */
 #define _GNU_SOURCE
@@ -62,7 +68,7 @@ static int seccomp_floor(void) {
 #endif
 }
 
-static int landlock_floor(void) {
+static int landlock_floor(int read_only) {
 #if defined(SYS_landlock_create_ruleset)
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
     if (abi < 1) {
@@ -73,7 +79,9 @@ static int landlock_floor(void) {
     int bits = abi >= 5 ? 16 : abi >= 3 ? 15 : abi >= 2 ? 14 : 13;
     struct landlock_ruleset_attr attr = {.handled_access_fs = (1ULL << bits) - 1};
     int rs = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
-    struct landlock_path_beneath_attr rule = {.allowed_access = attr.handled_access_fs,
+    /* read-only: EXECUTE | READ_FILE | READ_DIR, the rights of sbx's read-only binds. */
+    __u64 ro = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
+    struct landlock_path_beneath_attr rule = {.allowed_access = read_only ? ro : attr.handled_access_fs,
                                               .parent_fd = open("/", O_PATH | O_CLOEXEC)};
     if (rs < 0 || rule.parent_fd < 0 ||
         syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0 ||
@@ -96,9 +104,17 @@ static int ns_per_call(const char *mode, const char *floor) {
         fprintf(stderr, "sysloop ns: unknown mode %s\n", mode);
         return 2;
     }
-    if (floor && strcmp(floor, "--seccomp-floor") == 0 && seccomp_floor() != 0)
+    int sc = floor && (strcmp(floor, "--seccomp-floor") == 0 || strcmp(floor, "--both-floor") == 0);
+    int ll = floor && strcmp(floor, "--landlock-floor") == 0;
+    int ro = floor && (strcmp(floor, "--landlock-ro-floor") == 0 || strcmp(floor, "--both-floor") == 0);
+    if (floor && !sc && !ll && !ro) {
+        fprintf(stderr, "sysloop ns: unknown floor %s\n", floor);
+        return 2;
+    }
+    /* landlock first: seccomp_floor's filter stays out of the setup calls. */
+    if ((ll || ro) && landlock_floor(ro) != 0)
         return 1;
-    if (floor && strcmp(floor, "--landlock-floor") == 0 && landlock_floor() != 0)
+    if (sc && seccomp_floor() != 0)
         return 1;
     struct stat st;
     volatile long sink = 0;
@@ -131,7 +147,7 @@ static int ns_per_call(const char *mode, const char *floor) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: sysloop getppid|stat N [PATH]\n       sysloop ns getppid|stat|open [--seccomp-floor|--landlock-floor]\n");
+        fprintf(stderr, "usage: sysloop getppid|stat N [PATH]\n       sysloop ns getppid|stat|open [--seccomp-floor|--landlock-floor|--landlock-ro-floor|--both-floor]\n");
         return 2;
     }
     if (strcmp(argv[1], "ns") == 0)
