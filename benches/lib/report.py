@@ -82,7 +82,9 @@ def startup_rows(t, res):
         return
     sbx, bwrap, unshare = g.get("sbx"), g.get("bwrap"), g.get("unshare")
     floor = os.environ.get("BENCH_UNSHARE_CMD", "unshare -Urpinmuf")
-    for base_name, base, target in (("bwrap", bwrap, 0.90), ("unshare", unshare, 1.50)):
+    # Issue #18's targets: the kernel's own cost of the namespaces plus 20 %; against bubblewrap,
+    # keep the 0.70 sbx had reached when the issue was filed.
+    for base_name, base, target in (("bwrap", bwrap, 0.70), ("unshare", unshare, 1.20)):
         if base is None or sbx is None:
             continue
         r = ratio(med(sbx), med(base))
@@ -112,10 +114,10 @@ def startup_rows(t, res):
 
 
 RUNTIME = [
-    ("getppid", "runtime: getppid ×{BENCH_GETPPID_ITERS}"),
-    ("stat", "runtime: stat ×{BENCH_STAT_ITERS}"),
-    ("find", "runtime: find /usr -type f | wc -l"),
-    ("make", "runtime: make -j2, {BENCH_PROJECT_FILES} C files"),
+    ("getppid", "runtime: getppid ×{BENCH_GETPPID_ITERS}", 1.03),
+    ("stat", "runtime: stat ×{BENCH_STAT_ITERS}", 1.03),
+    ("find", "runtime: find /usr -type f | wc -l", 1.05),
+    ("make", "runtime: make -j2, {BENCH_PROJECT_FILES} C files", 1.03),
 ]
 
 
@@ -131,7 +133,7 @@ def human_count(v):
 
 
 def runtime_rows(t, res):
-    for group, label in RUNTIME:
+    for group, label, target in RUNTIME:
         g = load_group(res, group)
         if not g:
             continue
@@ -140,8 +142,8 @@ def runtime_rows(t, res):
                                 ("BENCH_GETPPID_ITERS", "BENCH_STAT_ITERS", "BENCH_PROJECT_FILES")})
         r = ratio(med(sbx), med(none))
         t.add(label, fmt_time(med(sbx)), f"no sandbox {fmt_time(med(none))}",
-              fmt_ratio(r), "≤ 1.03",
-              met_str(r is not None and r <= 1.03))
+              fmt_ratio(r), f"≤ {target:.2f}",
+              met_str(r is not None and r <= target))
         for name, entry in g.items():
             if failures(entry):
                 t.notes.append(f"{group}: {name}: {failures(entry)} of {len(entry['exit_codes'])} runs exited non-zero")
@@ -159,7 +161,12 @@ def runtime_rows(t, res):
                     ns[key] = min(ns.get(key, v), v)
     except OSError:
         pass
-    for mode, label in (("getppid", "getppid"), ("stat", "stat"), ("open", "open+close")):
+    # Issue #18: getppid and stat stay at the seccomp floor, open+close within 5 % of the landlock
+    # floor; the ratio is sbx / that floor.
+    for mode, label, floor_key, floor_name in (
+            ("getppid", "getppid", "seccomp-floor", "seccomp"),
+            ("stat", "stat", "seccomp-floor", "seccomp"),
+            ("open", "open+close", "landlock-floor", "landlock")):
         s_ns, n_ns = ns.get(("sbx", mode)), ns.get(("none", mode))
         if s_ns is None or n_ns is None:
             continue
@@ -167,10 +174,13 @@ def runtime_rows(t, res):
                          (("seccomp-floor", "seccomp"), ("landlock-floor", "landlock"),
                           ("landlock-ro-floor", "landlock ro"), ("both-floor", "both"))
                          if (key, mode) in ns)
-        t.add(f"  diag: one {label} call", f"{s_ns:.0f} ns", f"none {n_ns:.0f}{floors}",
-              fmt_ratio(ratio(s_ns, n_ns)), "info", "—")
+        f_ns = ns.get((floor_key, mode))
+        r = ratio(s_ns, f_ns)
+        t.add(f"  one {label} call vs the {floor_name} floor", f"{s_ns:.0f} ns",
+              f"none {n_ns:.0f}{floors}", fmt_ratio(r), f"≤ 1.05 × {floor_name}",
+              met_str(None if r is None else r <= 1.05))
     if ns:
-        t.notes.append("diag `one CALL call` (ns): the fastest of many short batches (best of 2 "
+        t.notes.append("`one CALL call` (ns): the fastest of many short batches (best of 2 "
                        "processes), immune to preemption by other load; `seccomp` = the same loop "
                        "unsandboxed after installing a minimal 7-instruction seccomp filter, `landlock` "
                        "= after enforcing a minimal landlock domain (all rights beneath /): the kernel's "
@@ -200,14 +210,16 @@ def memory_rows(t, res):
     def mib(k):
         return "—" if k is None else f"{k / 1024:.2f} MiB"
 
+    s_pss = sbx.get("max_pss_kib")
     t.add("memory: sbx's own processes, Σ VmHWM",
           mib(s_hwm) + f" ({sbx.get('nprocs') or '?'} procs)",
           f"bwrap {mib(b_hwm)}" + (f" ({bwrap.get('nprocs')} procs)" if bwrap else ""),
-          fmt_ratio(ratio(s_hwm, b_hwm)), "sbx ≤ 4.00 MiB",
-          met_str(s_hwm is not None and s_hwm <= 4096))
-    t.add("  info: the same, Σ Pss", mib(sbx.get("max_pss_kib")),
+          fmt_ratio(ratio(s_hwm, b_hwm)), "sbx ≤ 3.00 MiB",
+          met_str(s_hwm is not None and s_hwm <= 3 * 1024))
+    t.add("memory: the same, Σ Pss", mib(s_pss),
           f"bwrap {mib((bwrap or {}).get('max_pss_kib'))}",
-          fmt_ratio(ratio(sbx.get("max_pss_kib"), (bwrap or {}).get("max_pss_kib"))), "info", "—")
+          fmt_ratio(ratio(s_pss, (bwrap or {}).get("max_pss_kib"))), "sbx ≤ 1.50 MiB",
+          met_str(s_pss is not None and s_pss <= 1.5 * 1024))
     for run in sbx["runs"][-1:]:
         parts = ", ".join(f"{p['name']} pid {p['pid']}: VmHWM {p['hwm']} KiB, Pss {p['pss']} KiB"
                           for p in run["processes"])
