@@ -17,8 +17,8 @@
 # setpriv), from a fresh copy of its tree set up before each run (untimed). Knobs (environment):
 #   RUNS=3 WARMUP=1          timed runs per command (interleaved, the order rotating), untimed first runs
 #   ONLY=cargo,make,pytest,npm,git-clone,git-log
-#   BENCH_CACHE=/tmp/sbx-bench-cache   the inputs (kept between runs; delete it to refetch)
-#   BENCH_DIR=/tmp/sbx-bench-work      binaries, work trees, raw results (remade every run)
+#   BENCH_CACHE=/var/cache/sbx-bench   the inputs (kept between runs; delete it to refetch)
+#   BENCH_DIR=/var/tmp/sbx-bench-work      binaries, work trees, raw results (remade every run)
 #   RIPGREP_VERSION=14.1.1 ATTRS_VERSION=26.1.0 EXPRESS_VERSION=4.21.2 DEBIAN_MIRROR=http://deb.debian.org/debian
 #   BENCH_UID=65534 BENCH_GID=65534
 set -euo pipefail
@@ -29,8 +29,8 @@ repo=$(dirname "$here")
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-1}
 ONLY=${ONLY:-cargo,make,pytest,npm,git-clone,git-log}
-BENCH_DIR=${BENCH_DIR:-/tmp/sbx-bench-work}
-BENCH_CACHE=${BENCH_CACHE:-/tmp/sbx-bench-cache}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/sbx-bench-work}
+BENCH_CACHE=${BENCH_CACHE:-/var/cache/sbx-bench}
 RIPGREP_VERSION=${RIPGREP_VERSION:-14.1.1}
 ATTRS_VERSION=${ATTRS_VERSION:-26.1.0}
 PYTEST_VERSION=${PYTEST_VERSION:-9.2.0}
