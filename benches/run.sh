@@ -171,14 +171,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
-sbx_version=$("$sbx" --version 2>/dev/null | head -1 || echo sbx)
-if commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null); then
-    if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
-        commit+=", uncommitted changes"
-    fi
-    sbx_version+=" ($commit)"
-fi
-export BENCH_SBX_VERSION=$sbx_version
+export BENCH_SBX_VERSION=$(sbx_version_of "$sbx")
 export BENCH_BWRAP_VERSION=$(bwrap --version 2>/dev/null | head -1)
 export BENCH_HYPERFINE_VERSION=$(hyperfine --version 2>/dev/null | head -1)
 export BENCH_USER=$run_as_desc

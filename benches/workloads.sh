@@ -344,14 +344,7 @@ done
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
-sbx_version=$("$sbx" --version 2>/dev/null | head -1 || echo sbx)
-if commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null); then
-    if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
-        commit+=", uncommitted changes"
-    fi
-    sbx_version+=" ($commit)"
-fi
-export BENCH_SBX_VERSION=$sbx_version
+export BENCH_SBX_VERSION=$(sbx_version_of "$sbx")
 export BENCH_BWRAP_VERSION=$(bwrap --version 2>/dev/null | head -1)
 export BENCH_USER=$run_as_desc BENCH_RUNS=$RUNS BENCH_WARMUP=$WARMUP BENCH_CACHE
 export BENCH_VERSIONS="ripgrep $RIPGREP_VERSION; lua5.4 from Debian $DEBIAN_SUITE; attrs $ATTRS_VERSION (pytest $PYTEST_VERSION, hypothesis $HYPOTHESIS_VERSION); express $EXPRESS_VERSION; $(git --version 2>/dev/null); generated repository: $(cat "$BENCH_CACHE/git/about" 2>/dev/null || echo none)"

@@ -106,3 +106,17 @@ check_runs() {
         die "$name cannot start a sandbox as $bench_user: $*"
     fi
 }
+
+# The version of sbx binary $1 and the commit of $repo it was built from (", uncommitted
+# changes" when the tree differs), for the tables.
+sbx_version_of() {
+    local v commit
+    v=$("$1" --version 2>/dev/null | head -1 || echo sbx)
+    if commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null); then
+        if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null || true) ]]; then
+            commit+=", uncommitted changes"
+        fi
+        v+=" ($commit)"
+    fi
+    printf '%s\n' "$v"
+}
