@@ -182,6 +182,19 @@ fn learn_without_a_command_or_with_a_bad_output_fails_before_running() {
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("/nonexistent-dir"), "{r:?}");
     assert!(!marker.exists(), "the command ran before the error");
+    for option in [
+        &["--explain"][..],
+        &["--json-status", "-"],
+        &["--changes", "-"],
+    ] {
+        let mut args = vec!["learn"];
+        args.extend_from_slice(option);
+        args.extend(["--", "touch", &marker_s]);
+        let r = sbx_in(&w, &home, &args);
+        assert_eq!(r.code, 125, "{option:?}: {r:?}");
+        assert!(r.stderr.contains("sbx learn does not take"), "{r:?}");
+        assert!(!marker.exists(), "the command ran before the error");
+    }
     let r = sbx_in(
         &w,
         &home,

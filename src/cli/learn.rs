@@ -37,6 +37,17 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
                 .into(),
         ));
     }
+    let unused = [
+        (run.explain, "--explain"),
+        (run.json_status.is_some(), "--json-status"),
+        (run.changes.is_some(), "--changes"),
+    ];
+    if let Some((_, option)) = unused.iter().find(|(given, _)| *given) {
+        return Err(Error::Usage(format!(
+            "{option} is a run option that sbx learn does not take: learn writes a profile (-o \
+             FILE); run the command under it to have {option}"
+        )));
+    }
     let names = if run.profiles.is_empty() {
         vec!["default".to_string()]
     } else {
