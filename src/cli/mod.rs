@@ -53,8 +53,10 @@ pub enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Run a command under a permissive view of a base profile, record the paths it uses, and
-    /// write a profile that extends the base and grants them. Only what this run touched is
+    /// Run a command, record the paths and destinations it uses, and write a profile granting them
+    ///
+    /// Runs the command under a permissive view of a base profile, records the paths it uses,
+    /// and writes a profile that extends the base and grants them. Only what this run touched is
     /// learned: a path used only on another branch of the program (another input, an error
     /// path, another option) is not. Environment variables are not observed. See README,
     /// "Learning a profile"
