@@ -70,7 +70,7 @@ pub fn learn(args: &LearnArgs, vars: Vars) -> Result<i32, Error> {
             source,
         })?;
     let learning = Sandbox::with_vars(vars.clone())
-        .layer(permissive(base.profile_file(), &vars))
+        .layer(permissive(base.profile_file()))
         .observe(true);
     let finished = learning.run_with(run.command.clone(), super::AS_A_COMMAND)?;
     if let Some(m) = &finished.message {

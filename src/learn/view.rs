@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::profile::{NetMode, Overlay, OverlayMode, ProfileFile, Sourced, Vars};
+use crate::profile::{NetMode, Overlay, OverlayMode, ProfileFile, Sourced};
 
 /// Where `sbx learn` says an entry of its own comes from.
 pub const LEARN: &str = "sbx learn";
@@ -19,7 +19,7 @@ const KEPT_OUT: &[&str] = &["proc", "sys", "dev", "run", "tmp", "lost+found"];
 /// tmpfs mounts over existing host directories ($HOME in most profiles) become throwaway
 /// overlays of them (writes still vanish, the host's files show). A network through sbx's
 /// egress (`on`, `proxy`) lets every public destination through.
-pub fn permissive(base: &ProfileFile, _vars: &Vars) -> ProfileFile {
+pub fn permissive(base: &ProfileFile) -> ProfileFile {
     let mut p = base.clone();
     // Through sbx's egress, every public destination goes, and is recorded.
     if matches!(p.network.mode, Some(NetMode::On | NetMode::Proxy)) {
