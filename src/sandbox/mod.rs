@@ -31,11 +31,48 @@ pub struct Spawned {
     /// the supervisor: the proxy's listener, the pty's master, the tmpfs store and the
     /// interception's seccomp listener (by number, see `setup::intercept`), in that order.
     pub handover: Option<OwnedFd>,
-    /// The network namespace's helper (see `netns`), a child of the supervisor to reap.
-    pub net_helper: Option<libc::pid_t>,
     /// The supervisor's end of the socket on which the helper sends sbx's egress sockets (see
     /// `netns::egress_sockets`).
     pub egress: Option<OwnedFd>,
+    /// The report pipe's write end and the helper's ends, kept until `start_net_helper`.
+    pending: Pending,
+}
+
+/// What the network namespace's helper is handed, held by the supervisor between the clone
+/// and `Spawned::start_net_helper`.
+struct Pending {
+    report: Option<OwnedFd>,
+    net: Option<OwnedFd>,
+    egress: Option<OwnedFd>,
+}
+
+impl Spawned {
+    /// Forks the network namespace's helper (see `netns`), if the plan has a network
+    /// namespace, and closes the supervisor's copy of the report pipe's write end (which the
+    /// helper needs). Called once init has its go byte: the fork copies the supervisor's page
+    /// tables, which is time init would otherwise wait for. Returns the helper's pid, a child
+    /// of the supervisor to reap.
+    pub fn start_net_helper(&mut self, plan: &Plan) -> Result<Option<libc::pid_t>, sys::Errno> {
+        let p = std::mem::replace(
+            &mut self.pending,
+            Pending {
+                report: None,
+                net: None,
+                egress: None,
+            },
+        );
+        match (p.net, p.report) {
+            (Some(net), Some(report)) => netns::spawn_helper(
+                plan,
+                self.pid,
+                net.as_raw_fd(),
+                report.as_raw_fd(),
+                raw(&p.egress),
+            )
+            .map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What the sandbox's first process is handed: its ends of the channels to the supervisor.
@@ -127,30 +164,19 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
             setup::first_process(plan, &argv, ends)
         }
         pid => {
-            drop((net_init_end, handover_theirs));
-            // The helper needs the report pipe's write end: fork it before that closes.
-            let helper = net_helper_end
-                .map(|h| {
-                    let egress = raw(&egress_helper);
-                    netns::spawn_helper(plan, pid, h.as_raw_fd(), report_w.as_raw_fd(), egress)
-                })
-                .transpose();
-            drop((report_w, life_r, egress_helper));
-            match helper {
-                Ok(net_helper) => Ok(Spawned {
-                    pid,
-                    report: report_r,
-                    lifeline: life_w,
-                    handover: handover_ours,
-                    net_helper,
-                    egress: egress_ours,
-                }),
-                Err(e) => {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                    let _ = sys::wait4(pid, 0);
-                    Err(e)
-                }
-            }
+            drop((net_init_end, handover_theirs, life_r));
+            Ok(Spawned {
+                pid,
+                report: report_r,
+                lifeline: life_w,
+                handover: handover_ours,
+                egress: egress_ours,
+                pending: Pending {
+                    report: Some(report_w),
+                    net: net_helper_end,
+                    egress: egress_helper,
+                },
+            })
         }
     }
 }

@@ -3,7 +3,7 @@
 //! A network namespace is the dearest namespace to create (the kernel registers a loopback
 //! device, sysctl tables and per-namespace state for every protocol: as much as all the
 //! others together, see benches/README.md). Created by the clone it would sit
-//! on the start's critical path. Instead, right after the clone, the supervisor forks a
+//! on the start's critical path. Instead, once init has its go byte, the supervisor forks a
 //! helper that enters the sandbox's user namespace (as the namespace's owner it may), creates
 //! the network namespace there, brings lo up and hands a descriptor of it to init over a
 //! socket, while init builds the root on another CPU; init joins it with setns(2) once the

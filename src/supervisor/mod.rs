@@ -270,13 +270,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         pty: terminal.is_some(),
         store: watched.0.is_some() && plan.store.is_some(),
     };
-    let spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
+    let mut spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
         errno,
         flags: plan.namespaces,
     })?;
     let pid = spawned.pid;
     tracing::debug!(pid, "sandbox started");
-    let helper = Helper::new(spawned.net_helper);
     let abandon = |e: Error| {
         let _ = sys::kill(pid, libc::SIGKILL);
         let _ = sys::wait4(pid, 0);
@@ -291,6 +290,12 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             errno,
         })
     })?;
+    let helper = Helper::new(spawned.start_net_helper(plan).map_err(|errno| {
+        abandon(Error::Spawn {
+            errno,
+            flags: plan.namespaces,
+        })
+    })?);
     // init hands over, in order, the proxy's listener, the pty's master, the tmpfs store and the
     // interception's seccomp listener. If it failed before, there is nothing to serve: its own
     // failure report says why.
