@@ -46,8 +46,20 @@ pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: O
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     let mut protected = false;
+    // Init waits for as long as the command runs: once it has run for a while, the setup's
+    // code need not stay mapped (a short command ends first and never pays the faults back).
+    let mut settled = false;
     loop {
-        let ready = match sys::poll_fds([signal_fd, watch_fd], -1) {
+        let timeout = match settled {
+            false => sys::SETTLE_MS,
+            true => -1,
+        };
+        let ready = match sys::poll_fds([signal_fd, watch_fd], timeout) {
+            Ok([false, false]) if !settled => {
+                sys::release_code();
+                settled = true;
+                continue;
+            }
             Ok(r) => r,
             Err(sys::Errno::EINTR) => continue,
             Err(_) => sys::exit(EXIT_SBX_FAILED),

@@ -13,7 +13,7 @@ mod wait;
 pub mod watchdog;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -368,6 +368,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         early: how.return_before_teardown && cgroup.is_none(),
         watchdog: watchdog::Watchdog::new(pid, watched.0, watched.1, store, start),
         crossed: None,
+        settle: start.checked_add(Duration::from_millis(sys::SETTLE_MS as u64)),
     };
     let (end, timed_out) = watch.run()?;
     let wall_time = start.elapsed();

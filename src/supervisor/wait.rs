@@ -159,6 +159,9 @@ pub(super) struct Watch<'a> {
     pub watchdog: Option<Watchdog>,
     /// The limit the watchdog found crossed (the sandbox was killed for it).
     pub crossed: Option<Crossed>,
+    /// When the command has run long enough for the supervisor to drop its setup's code
+    /// (`sys::release_code`); None once done.
+    pub settle: Option<Instant>,
 }
 
 impl Watch<'_> {
@@ -179,6 +182,7 @@ impl Watch<'_> {
                 self.clock.next(),
                 self.watchdog.as_ref().map(Watchdog::due),
                 unwatched,
+                self.settle,
             ]
             .into_iter()
             .flatten()
@@ -206,6 +210,10 @@ impl Watch<'_> {
                     self.tick();
                 }
                 self.watch_limits(now);
+                if self.settle.is_some_and(|t| t <= now) {
+                    self.settle = None;
+                    sys::release_code();
+                }
                 continue;
             }
             if ready[2] {

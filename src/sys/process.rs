@@ -207,3 +207,37 @@ pub fn total_ram() -> u64 {
     }
     (info.totalram as u64).saturating_mul(u64::from(info.mem_unit.max(1)))
 }
+
+/// How long (ms) a waiting process of sbx's waits before `release_code`.
+pub const SETTLE_MS: libc::c_int = 1000;
+
+/// Unmaps this process's resident pages of sbx's own code and read-only data (they stay in the
+/// page cache, shared with every other sbx), for a process about to wait for a long time. The
+/// kernel maps a file's pages 64 KiB around each fault, so the setup has mapped nearly all of
+/// the binary; what the wait loop runs afterwards is mapped back on its first use. Never
+/// allocates. Best effort: a kernel that refuses changes nothing.
+#[allow(unsafe_code)]
+pub fn release_code() {
+    unsafe extern "C" {
+        // The linker's names for the start of the first segment (ELF header, read-only data)
+        // and the end of the code.
+        static __executable_start: u8;
+        static etext: u8;
+    }
+    let start = (&raw const __executable_start) as usize & !(page_size() - 1);
+    let end = (&raw const etext) as usize;
+    // SAFETY: the range is this binary's own read-only, never written (so never copied on
+    // write) file mapping: MADV_DONTNEED drops its page table entries and the next access
+    // faults the same file pages back in; no memory of ours is lost.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
