@@ -113,17 +113,18 @@ impl Watchdog {
     fn sample(&self) -> Sample {
         let mut s = Sample::default();
         let mut todo = vec![self.init];
+        let mut buf = [0u8; 4096];
         while let Some(pid) = todo.pop() {
             if s.processes as usize >= MAX_WALK {
                 break;
             }
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            let Some(status) = read_small(&proc_path(pid, None, b"/status"), &mut buf) else {
                 continue;
             };
             s.processes += 1;
-            s.memory += kib(&status, "RssAnon:") * 1024;
-            s.tasks += kib(&status, "Threads:");
-            todo.extend(children(pid));
+            s.memory += field(status, b"RssAnon:") * 1024;
+            s.tasks += field(status, b"Threads:");
+            children(pid, |c| todo.push(c));
         }
         if let Some(store) = &self.store {
             s.memory += used_bytes(store);
@@ -132,32 +133,120 @@ impl Watchdog {
     }
 }
 
-/// A `Key: value` field of /proc/PID/status, as a number (kB for sizes).
-fn kib(status: &str, key: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The children of every thread of `pid`.
-fn children(pid: libc::pid_t) -> Vec<libc::pid_t> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
+/// `/proc/PID[/task/TID]REST`, NUL-terminated. Built by hand, like the reads below, so that a
+/// sample runs little code: the supervisor's code pages are unmapped once the command has run
+/// a while (`sys::release_code`), and a sample every interval maps back what it runs.
+fn proc_path(pid: libc::pid_t, tid: Option<libc::pid_t>, rest: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(out.len() - 1 - at);
+        out[at..at + n].copy_from_slice(&bytes[..n]);
+        at += n;
     };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    put(b"/proc/");
+    let (d, at) = digits(pid);
+    put(&d[at..]);
+    if let Some(tid) = tid {
+        put(b"/task/");
+        let (d, at) = digits(tid);
+        put(&d[at..]);
+    }
+    put(rest);
+    out
 }
 
-/// Bytes a filesystem holds, from a descriptor of it.
+/// The decimal digits of a pid (never negative here), without formatting machinery.
+fn digits(n: libc::pid_t) -> ([u8; 10], usize) {
+    let mut n = n.unsigned_abs();
+    let mut d = [0u8; 10];
+    let mut at = d.len();
+    loop {
+        at -= 1;
+        d[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    (d, at)
+}
+
+/// Reads the file at the NUL-terminated `path` into `buf`: what fits, which for a status
+/// file is all of it.
+fn read_small<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let path = std::ffi::CStr::from_bytes_until_nul(path).ok()?;
+    let fd = sys::open(path, libc::O_RDONLY, 0).ok()?;
+    let mut len = 0;
+    while len < buf.len() {
+        match sys::read(fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    sys::close(fd);
+    Some(&buf[..len])
+}
+
+/// The number after `key` on its line of a status file, 0 if missing.
+fn field(status: &[u8], key: &[u8]) -> u64 {
+    status
+        .split(|b| *b == b'\n')
+        .find_map(|l| l.strip_prefix(key))
+        .map_or(0, |v| {
+            v.iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u64, |n, b| {
+                    n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+                })
+        })
+}
+
+/// Calls `found` with each child of every thread of `pid` (`/proc/PID/task/TID/children`).
+fn children(pid: libc::pid_t, mut found: impl FnMut(libc::pid_t)) {
+    let tasks = proc_path(pid, None, b"/task");
+    let Ok(tasks) = std::ffi::CStr::from_bytes_until_nul(&tasks) else {
+        return;
+    };
+    let Ok(dir) = sys::open(tasks, libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
+        return;
+    };
+    let _ = sys::for_each_number(dir, |tid| {
+        let path = proc_path(pid, Some(tid), b"/children");
+        let Some(fd) = std::ffi::CStr::from_bytes_until_nul(&path)
+            .ok()
+            .and_then(|p| sys::open(p, libc::O_RDONLY, 0).ok())
+        else {
+            return Ok(());
+        };
+        // Read in chunks: a number cut at a chunk's end carries over.
+        let mut chunk = [0u8; 1024];
+        let mut carry: Option<libc::pid_t> = None;
+        while let Ok(n @ 1..) = sys::read(fd, &mut chunk) {
+            for b in &chunk[..n] {
+                match (b.is_ascii_digit(), carry) {
+                    (true, c) => {
+                        let d = libc::pid_t::from(b - b'0');
+                        carry = Some(c.unwrap_or(0).saturating_mul(10).saturating_add(d));
+                    }
+                    (false, Some(c)) => {
+                        found(c);
+                        carry = None;
+                    }
+                    (false, None) => {}
+                }
+            }
+        }
+        if let Some(c) = carry {
+            found(c);
+        }
+        sys::close(fd);
+        Ok(())
+    });
+    sys::close(dir);
+}
+
 fn used_bytes(fd: &OwnedFd) -> u64 {
     match nix::sys::statfs::fstatfs(fd.as_fd()) {
         Ok(s) => (s.blocks() - s.blocks_free()) * s.block_size() as u64,
@@ -169,9 +258,10 @@ fn used_bytes(fd: &OwnedFd) -> u64 {
 /// any process found below it (without one).
 pub fn kill_all(init: libc::pid_t) {
     let _ = sys::kill(init, libc::SIGKILL);
-    let mut todo = children(init);
+    let mut todo = Vec::new();
+    children(init, |c| todo.push(c));
     while let Some(pid) = todo.pop() {
-        todo.extend(children(pid));
+        children(pid, |c| todo.push(c));
         let _ = sys::kill(pid, libc::SIGKILL);
     }
 }

@@ -147,7 +147,7 @@ pub fn cloexec_from(first: u32) -> SysResult {
         }
         d => d,
     };
-    for_each_fd(dir, |fd| {
+    for_each_number(dir, |fd| {
         if fd >= first as RawFd && fd != dir {
             // SAFETY: F_SETFD on a descriptor of ours only changes its close-on-exec flag.
             check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
@@ -171,7 +171,7 @@ pub fn close_all_except(keep: &[RawFd]) -> SysResult {
         -1 => fd_dir()?,
         d => d,
     };
-    let listed = for_each_fd(dir, |fd| {
+    let listed = for_each_number(dir, |fd| {
         if fd != dir && keep.binary_search(&fd).is_err() {
             close(fd);
         }
@@ -195,14 +195,15 @@ fn close_ranges(keep: &[RawFd]) -> SysResult {
     close_range(from, u32::MAX, 0)
 }
 
-/// This process's descriptor directory, for [`for_each_fd`].
+/// This process's descriptor directory, for [`for_each_number`].
 fn fd_dir() -> SysResult<RawFd> {
     super::open(c"/proc/self/fd", libc::O_RDONLY | libc::O_DIRECTORY, 0)
 }
 
-/// Calls `f` with every descriptor listed in `dir` (a `/proc/<pid>/fd` directory), from the
-/// start; `f` may close them as it goes (procfs lists the table by number). Allocates nothing.
-fn for_each_fd(dir: RawFd, mut f: impl FnMut(RawFd) -> SysResult) -> SysResult {
+/// Calls `f` with every number listed in `dir` (a `/proc/<pid>/fd` or `/proc/<pid>/task`
+/// directory), from the start; `f` may close descriptors as it goes (procfs lists the table by
+/// number). Allocates nothing.
+pub fn for_each_number(dir: RawFd, mut f: impl FnMut(RawFd) -> SysResult) -> SysResult {
     // SAFETY: lseek on our own descriptor.
     if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
         return Err(Errno::last());
@@ -366,7 +367,7 @@ mod tests {
         // Twice: the listing starts over each time.
         for _ in 0..2 {
             seen.clear();
-            for_each_fd(dir, |fd| {
+            for_each_number(dir, |fd| {
                 seen.push(fd);
                 Ok(())
             })
