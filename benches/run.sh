@@ -156,6 +156,13 @@ if want memory; then
     # shellcheck disable=SC2086
     "$PY" "$here/lib/memory.py" --label bwrap --runs "$MEM_RUNS" --out "$res/memory-bwrap.json" --cwd "$work" \
         -- "${as_user[@]}" $bwrap_prefix /usr/bin/sleep 1 || notes+=("memory: bwrap sampling failed")
+    log "memory: $SCALE_N sandboxes at once, summed"
+    # shellcheck disable=SC2086
+    "$PY" "$here/lib/memory.py" --label sbx --runs 2 --copies "$SCALE_N" --out "$res/memory-sbx-$SCALE_N.json" \
+        --cwd "$work" -- "${as_user[@]}" "$sbx" -- /usr/bin/sleep 3 || notes+=("memory: sbx ×$SCALE_N sampling failed")
+    # shellcheck disable=SC2086
+    "$PY" "$here/lib/memory.py" --label bwrap --runs 2 --copies "$SCALE_N" --out "$res/memory-bwrap-$SCALE_N.json" \
+        --cwd "$work" -- "${as_user[@]}" $bwrap_prefix /usr/bin/sleep 3 || notes+=("memory: bwrap ×$SCALE_N sampling failed")
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Peak resident memory of a sandbox tool's own processes (benches/run.sh, comparison c).
 
-    memory.py --label sbx --runs 5 --out FILE.json [--payload-comm sleep] -- CMD...
+    memory.py --label sbx --runs 5 --out FILE.json [--payload-comm sleep] [--copies N] -- CMD...
 
 Starts CMD (for example `setpriv ... sbx -- /usr/bin/sleep 1`) RUNS times. While it runs, it
 walks the process tree under CMD's pid every few milliseconds and, for every process except the
 payload (a process whose comm is --payload-comm), records VmHWM and VmRSS from
-/proc/PID/status and Pss from /proc/PID/smaps_rollup. For sbx the tree is the supervisor and its
+/proc/PID/status and Pss from /proc/PID/smaps_rollup: its largest value (the setup's peak) and
+its value in the last sample before the payload ends (what the tool keeps while it waits). For sbx the tree is the supervisor and its
 init (PID 1 of the sandbox); for bubblewrap the monitor and its init.
 
 VmHWM is each process's own peak; the sum over the tool's processes is the reported figure (it
@@ -83,15 +84,16 @@ def kib(value):
         return 0
 
 
-def one_run(cmd, payload_comm, cwd):
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def one_run(cmd, payload_comm, cwd, copies=1):
+    procs = [subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(copies)]
     per_pid = {}  # pid -> {name, hwm, rss, pss}
     saw_payload = False
-    while proc.poll() is None:
-        # One snapshot of the tree; it only counts once the payload runs, so that every process
-        # of the tool has exec'd into its final image (before that, the first process may still
-        # be setpriv or env, and the payload a not-yet-exec'd fork of init).
-        snapshot, stack, payload_now = [], [proc.pid], False
+    while any(p.poll() is None for p in procs):
+        # One snapshot of the trees; it only counts once every copy's payload runs, so that every
+        # process of the tool has exec'd into its final image (before that, the first process
+        # may still be setpriv or env, and the payload a not-yet-exec'd fork of init).
+        snapshot, stack, payloads = [], [p.pid for p in procs], 0
         while stack:
             pid = stack.pop()
             st = read_status(pid)
@@ -100,9 +102,10 @@ def one_run(cmd, payload_comm, cwd):
             kids = children(pid)
             stack.extend(kids)
             if st.get("Name") == payload_comm and not kids:
-                payload_now = True
+                payloads += 1
                 continue
             snapshot.append((pid, st, read_pss_kib(pid)))
+        payload_now = payloads >= copies
         if payload_now:
             saw_payload = True
             for pid, st, pss in snapshot:
@@ -115,15 +118,20 @@ def one_run(cmd, payload_comm, cwd):
                     entry["mappings"] = rss_by_mapping(pid)
                 if pss is not None:
                     entry["pss"] = max(entry["pss"], pss)
+                    entry["pss_last"] = pss
         time.sleep(0.005)
-    rc = proc.wait()
+    rc = max(p.wait() for p in procs)
     return {
         "exit": rc,
+        "copies": copies,
         "saw_payload": saw_payload,
         "processes": [dict(pid=p, **v) for p, v in sorted(per_pid.items())],
         "hwm_kib": sum(v["hwm"] for v in per_pid.values()),
         "rss_kib": sum(v["rss"] for v in per_pid.values()),
         "pss_kib": sum(v["pss"] for v in per_pid.values()),
+        # The last sample while the payload still ran: what the tool keeps while it waits
+        # (sbx drops its setup's code mappings after SETTLE_MS, see src/sys/process.rs).
+        "pss_waiting_kib": sum(v.get("pss_last", 0) for v in per_pid.values()),
     }
 
 
@@ -134,21 +142,25 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--payload-comm", default="sleep")
     ap.add_argument("--cwd", default=None)
+    ap.add_argument("--copies", type=int, default=1,
+                    help="start this many copies at once; the figures are sums over all of them")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
         ap.error("no command")
-    runs = [one_run(cmd, args.payload_comm, args.cwd) for _ in range(args.runs)]
+    runs = [one_run(cmd, args.payload_comm, args.cwd, args.copies) for _ in range(args.runs)]
     ok = [r for r in runs if r["exit"] == 0 and r["saw_payload"]]
     summary = {
         "label": args.label,
         "command": cmd,
+        "copies": args.copies,
         "runs": runs,
         "ok_runs": len(ok),
         "max_hwm_kib": max((r["hwm_kib"] for r in ok), default=None),
         "median_hwm_kib": statistics.median([r["hwm_kib"] for r in ok]) if ok else None,
         "max_pss_kib": max((r["pss_kib"] for r in ok), default=None),
+        "max_pss_waiting_kib": max((r["pss_waiting_kib"] for r in ok), default=None),
         "nprocs": max(len(r["processes"]) for r in ok) if ok else None,
     }
     with open(args.out, "w") as f:
@@ -157,9 +169,12 @@ def main():
         print(f"memory.py: {args.label}: no successful run (exit codes {[r['exit'] for r in runs]})",
               file=sys.stderr)
         return 1
-    procs = ", ".join(f"{p['name']} {p['hwm']} KiB" for p in ok[-1]["processes"])
+    procs = ", ".join(f"{p['name']} {p['hwm']} KiB" for p in ok[-1]["processes"][:4])
+    if len(ok[-1]["processes"]) > 4:
+        procs += f", … ({len(ok[-1]['processes'])} processes)"
     print(f"  {args.label}: peak sum VmHWM {summary['max_hwm_kib']} KiB "
-          f"(Pss {summary['max_pss_kib']} KiB) over {len(ok)} runs; last run: {procs}")
+          f"(Pss {summary['max_pss_kib']} KiB at its peak, {summary['max_pss_waiting_kib']} KiB while "
+          f"the payload runs) over {len(ok)} runs; last run: {procs}")
     return 0
 
 

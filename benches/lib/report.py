@@ -216,10 +216,30 @@ def memory_rows(t, res):
           f"bwrap {mib(b_hwm)}" + (f" ({bwrap.get('nprocs')} procs)" if bwrap else ""),
           fmt_ratio(ratio(s_hwm, b_hwm)), "sbx ≤ 3.00 MiB",
           met_str(s_hwm is not None and s_hwm <= 3 * 1024))
-    t.add("memory: the same, Σ Pss", mib(s_pss),
+    t.add("memory: the same, Σ Pss at its peak (setup)", mib(s_pss),
           f"bwrap {mib((bwrap or {}).get('max_pss_kib'))}",
           fmt_ratio(ratio(s_pss, (bwrap or {}).get("max_pss_kib"))), "sbx ≤ 1.50 MiB",
           met_str(s_pss is not None and s_pss <= 1.5 * 1024))
+    s_wait, b_wait = sbx.get("max_pss_waiting_kib"), (bwrap or {}).get("max_pss_waiting_kib")
+    if s_wait is not None:
+        t.add("memory: the same, Σ Pss while the command runs", mib(s_wait),
+              f"bwrap {mib(b_wait)}", fmt_ratio(ratio(s_wait, b_wait)), "sbx ≤ 1.50 MiB",
+              met_str(s_wait <= 1.5 * 1024))
+    many = [(load(f"sbx-{n}"), load(f"bwrap-{n}")) for n in sorted(
+        {int(f[len("memory-sbx-"):-5]) for f in os.listdir(res)
+         if f.startswith("memory-sbx-") and f[len("memory-sbx-"):-5].isdigit()})]
+    for s_many, b_many in many:
+        if not s_many:
+            continue
+        n = s_many.get("copies")
+        b_many = b_many or {}
+        t.add(f"memory: {n} sandboxes at once, Σ Pss while the commands run",
+              mib(s_many.get("max_pss_waiting_kib")), f"bwrap {mib(b_many.get('max_pss_waiting_kib'))}",
+              fmt_ratio(ratio(s_many.get("max_pss_waiting_kib"), b_many.get("max_pss_waiting_kib"))),
+              "—", "")
+        t.add(f"memory: {n} sandboxes at once, Σ VmHWM", mib(s_many.get("max_hwm_kib")),
+              f"bwrap {mib(b_many.get('max_hwm_kib'))}",
+              fmt_ratio(ratio(s_many.get("max_hwm_kib"), b_many.get("max_hwm_kib"))), "—", "")
     for run in sbx["runs"][-1:]:
         parts = ", ".join(f"{p['name']} pid {p['pid']}: VmHWM {p['hwm']} KiB, Pss {p['pss']} KiB"
                           for p in run["processes"])

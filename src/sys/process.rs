@@ -209,7 +209,9 @@ pub fn total_ram() -> u64 {
 }
 
 /// How long (ms) a waiting process of sbx's waits before `release_code`.
-pub const SETTLE_MS: libc::c_int = 1000;
+/// Long enough that a short command (a build step's `true`, a `--version`) ends first and never
+/// pays the faults back; short enough that `sbx -- sleep 1` already waits small.
+pub const SETTLE_MS: libc::c_int = 250;
 
 /// Unmaps this process's resident pages of sbx's own code and read-only data (they stay in the
 /// page cache, shared with every other sbx), for a process about to wait for a long time. The
