@@ -217,7 +217,8 @@ pub const SETTLE_MS: libc::c_int = 250;
 /// page cache, shared with every other sbx), for a process about to wait for a long time. The
 /// kernel maps a file's pages 64 KiB around each fault, so the setup has mapped nearly all of
 /// the binary; what the wait loop runs afterwards is mapped back on its first use. Never
-/// allocates. Best effort: a kernel that refuses changes nothing.
+/// allocates. Best effort: a kernel that refuses changes nothing. A debugger's breakpoints
+/// written into the code (ptrace pokes, the only writes it ever gets) go with it.
 #[allow(unsafe_code)]
 pub fn release_code() {
     unsafe extern "C" {
@@ -228,9 +229,10 @@ pub fn release_code() {
     }
     let start = (&raw const __executable_start) as usize & !(page_size() - 1);
     let end = (&raw const etext) as usize;
-    // SAFETY: the range is this binary's own read-only, never written (so never copied on
-    // write) file mapping: MADV_DONTNEED drops its page table entries and the next access
-    // faults the same file pages back in; no memory of ours is lost.
+    // The range is this binary's own read-only file mapping, never written (so never copied
+    // on write): MADV_DONTNEED drops its page table entries, and the next access faults the
+    // same file pages back in; no memory of ours is lost.
+    // SAFETY: see above; madvise reads no memory of ours.
     unsafe {
         libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
     }
