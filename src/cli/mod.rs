@@ -221,6 +221,7 @@ const AS_A_COMMAND: Supervision = Supervision {
     forward_signals: true,
     return_before_teardown: true,
     pty_when_interactive: true,
+    release_code: true,
 };
 
 /// What `sbx [OPTIONS] -- COMMAND` did.

@@ -52,6 +52,10 @@ pub struct Supervision {
     /// run is interactive (`terminal::interactive`): the CLI does, so that Ctrl-C and Ctrl-Z
     /// reach the foreground job of a shell; a library caller's terminal is its own business.
     pub pty_when_interactive: bool,
+    /// Once the command has run `sys::SETTLE_MS`, unmap this process's code and read-only data
+    /// (`sys::release_code`): the CLI does, its code being sbx's; a library caller's code is
+    /// its own (and its debugger's breakpoints would go with it).
+    pub release_code: bool,
 }
 
 /// The run's cgroup, if the profile wants one and the host delegates one. Required fails the
@@ -228,6 +232,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, Error> {
             forward_signals: true,
             return_before_teardown: false,
             pty_when_interactive: false,
+            release_code: false,
         },
     )
 }
@@ -368,7 +373,10 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         early: how.return_before_teardown && cgroup.is_none(),
         watchdog: watchdog::Watchdog::new(pid, watched.0, watched.1, store, start),
         crossed: None,
-        settle: start.checked_add(Duration::from_millis(sys::SETTLE_MS as u64)),
+        settle: how
+            .release_code
+            .then(|| start.checked_add(Duration::from_millis(sys::SETTLE_MS as u64)))
+            .flatten(),
     };
     let (end, timed_out) = watch.run()?;
     let wall_time = start.elapsed();
