@@ -46,8 +46,9 @@ pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: O
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     let mut protected = false;
-    // Init waits for as long as the command runs: once it has run for a while, the setup's
-    // code need not stay mapped (a short command ends first and never pays the faults back).
+    // Init waits for as long as the command runs: once it has waited SETTLE_MS with nothing
+    // to do, the setup's code need not stay mapped (a short command ends first and never pays
+    // the faults back; a busy reaper keeps it until a quiet moment).
     let mut settled = false;
     loop {
         let timeout = match settled {
