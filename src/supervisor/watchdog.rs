@@ -145,12 +145,12 @@ fn proc_path(pid: libc::pid_t, tid: Option<libc::pid_t>, rest: &[u8]) -> [u8; 64
         at += n;
     };
     put(b"/proc/");
-    let (d, at) = digits(pid);
-    put(&d[at..]);
+    let (d, from) = digits(pid);
+    put(&d[from..]);
     if let Some(tid) = tid {
         put(b"/task/");
-        let (d, at) = digits(tid);
-        put(&d[at..]);
+        let (d, from) = digits(tid);
+        put(&d[from..]);
     }
     put(rest);
     out
@@ -263,5 +263,48 @@ pub fn kill_all(init: libc::pid_t) {
     while let Some(pid) = todo.pop() {
         children(pid, |c| todo.push(c));
         let _ = sys::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(p: [u8; 64]) -> String {
+        std::ffi::CStr::from_bytes_until_nul(&p)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn proc_paths_are_built_by_hand_as_format_would() {
+        assert_eq!(path(proc_path(1, None, b"/status")), "/proc/1/status");
+        assert_eq!(
+            path(proc_path(4_194_304, Some(2_147_483_647), b"/children")),
+            "/proc/4194304/task/2147483647/children"
+        );
+        assert_eq!(path(proc_path(0, None, b"/task")), "/proc/0/task");
+    }
+
+    #[test]
+    fn status_fields_are_read_by_key() {
+        let status = b"Name:\tsh\nThreads:\t3\nRssAnon:\t  1024 kB\nRssFile:\t9 kB\n";
+        assert_eq!(field(status, b"RssAnon:"), 1024);
+        assert_eq!(field(status, b"Threads:"), 3);
+        assert_eq!(field(status, b"VmSwap:"), 0);
+    }
+
+    #[test]
+    fn children_of_this_process_are_found() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let mut found = Vec::new();
+        children(std::process::id() as libc::pid_t, |c| found.push(c));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&(child.id() as libc::pid_t)), "{found:?}");
     }
 }
