@@ -34,15 +34,16 @@ pub struct Spawned {
     /// The supervisor's end of the socket on which the helper sends sbx's egress sockets (see
     /// `netns::egress_sockets`).
     pub egress: Option<OwnedFd>,
-    /// The report pipe's write end and the helper's ends, kept until `start_net_helper`.
-    pending: Pending,
+    /// The network namespace's helper's descriptors, kept until `start_net_helper`; None
+    /// without a network namespace.
+    pending: Option<PendingHelper>,
 }
 
-/// What the network namespace's helper is handed, held by the supervisor between the clone
-/// and `Spawned::start_net_helper`.
-struct Pending {
-    report: Option<OwnedFd>,
-    net: Option<OwnedFd>,
+/// What the network namespace's helper is handed: the report pipe's write end, its end of
+/// the socket to init and of the egress socket.
+struct PendingHelper {
+    report: OwnedFd,
+    net: OwnedFd,
     egress: Option<OwnedFd>,
 }
 
@@ -53,25 +54,11 @@ impl Spawned {
     /// tables, which is time init would otherwise wait for. Returns the helper's pid, a child
     /// of the supervisor to reap.
     pub fn start_net_helper(&mut self, plan: &Plan) -> Result<Option<libc::pid_t>, sys::Errno> {
-        let p = std::mem::replace(
-            &mut self.pending,
-            Pending {
-                report: None,
-                net: None,
-                egress: None,
-            },
-        );
-        match (p.net, p.report) {
-            (Some(net), Some(report)) => netns::spawn_helper(
-                plan,
-                self.pid,
-                net.as_raw_fd(),
-                report.as_raw_fd(),
-                raw(&p.egress),
-            )
-            .map(Some),
-            _ => Ok(None),
-        }
+        let Some(p) = self.pending.take() else {
+            return Ok(None);
+        };
+        let (net, report) = (p.net.as_raw_fd(), p.report.as_raw_fd());
+        netns::spawn_helper(plan, self.pid, net, report, raw(&p.egress)).map(Some)
     }
 }
 
@@ -165,17 +152,19 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
         }
         pid => {
             drop((net_init_end, handover_theirs, life_r));
+            // Without a helper, the report pipe's write end closes here.
+            let pending = net_helper_end.map(|net| PendingHelper {
+                report: report_w,
+                net,
+                egress: egress_helper,
+            });
             Ok(Spawned {
                 pid,
                 report: report_r,
                 lifeline: life_w,
                 handover: handover_ours,
                 egress: egress_ours,
-                pending: Pending {
-                    report: Some(report_w),
-                    net: net_helper_end,
-                    egress: egress_helper,
-                },
+                pending,
             })
         }
     }
