@@ -120,7 +120,8 @@ def one_run(cmd, payload_comm, cwd, copies=1):
                     entry["pss"] = max(entry["pss"], pss)
                     entry["pss_last"] = pss
         time.sleep(0.005)
-    rc = max(p.wait() for p in procs)
+    codes = [p.wait() for p in procs]
+    rc = next((c for c in codes if c != 0), 0)
     return {
         "exit": rc,
         "copies": copies,
