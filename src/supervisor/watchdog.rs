@@ -10,7 +10,7 @@
 //! and growth between two samples (each process stays under its RLIMIT_DATA meanwhile); a
 //! cgroup, where the host delegates one, counts everything.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -118,7 +118,9 @@ impl Watchdog {
             if s.processes as usize >= MAX_WALK {
                 break;
             }
-            let Some(status) = read_small(&proc_path(pid, None, b"/status"), &mut buf) else {
+            let Some(status) =
+                open_proc(pid, None, b"/status", 0).and_then(|fd| read_small(fd, &mut buf))
+            else {
                 continue;
             };
             s.processes += 1;
@@ -156,6 +158,13 @@ fn proc_path(pid: libc::pid_t, tid: Option<libc::pid_t>, rest: &[u8]) -> [u8; 64
     out
 }
 
+/// Opens `/proc/PID[/task/TID]REST` read-only with `flags` added.
+fn open_proc(pid: libc::pid_t, tid: Option<libc::pid_t>, rest: &[u8], flags: i32) -> Option<RawFd> {
+    let path = proc_path(pid, tid, rest);
+    let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
+    sys::open(path, libc::O_RDONLY | flags, 0).ok()
+}
+
 /// The decimal digits of a pid (never negative here), without formatting machinery.
 fn digits(n: libc::pid_t) -> ([u8; 10], usize) {
     let mut n = n.unsigned_abs();
@@ -172,11 +181,9 @@ fn digits(n: libc::pid_t) -> ([u8; 10], usize) {
     (d, at)
 }
 
-/// Reads the file at the NUL-terminated `path` into `buf`: what fits, which for a status
-/// file is all of it.
-fn read_small<'a>(path: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    let path = std::ffi::CStr::from_bytes_until_nul(path).ok()?;
-    let fd = sys::open(path, libc::O_RDONLY, 0).ok()?;
+/// Reads the open file `fd` into `buf` and closes it: what fits, which for a status file is
+/// all of it.
+fn read_small(fd: RawFd, buf: &mut [u8]) -> Option<&[u8]> {
     let mut len = 0;
     while len < buf.len() {
         match sys::read(fd, &mut buf[len..]) {
@@ -205,19 +212,11 @@ fn field(status: &[u8], key: &[u8]) -> u64 {
 
 /// Calls `found` with each child of every thread of `pid` (`/proc/PID/task/TID/children`).
 fn children(pid: libc::pid_t, mut found: impl FnMut(libc::pid_t)) {
-    let tasks = proc_path(pid, None, b"/task");
-    let Ok(tasks) = std::ffi::CStr::from_bytes_until_nul(&tasks) else {
-        return;
-    };
-    let Ok(dir) = sys::open(tasks, libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
+    let Some(dir) = open_proc(pid, None, b"/task", libc::O_DIRECTORY) else {
         return;
     };
     let _ = sys::for_each_number(dir, |tid| {
-        let path = proc_path(pid, Some(tid), b"/children");
-        let Some(fd) = std::ffi::CStr::from_bytes_until_nul(&path)
-            .ok()
-            .and_then(|p| sys::open(p, libc::O_RDONLY, 0).ok())
-        else {
+        let Some(fd) = open_proc(pid, Some(tid), b"/children", 0) else {
             return Ok(());
         };
         // Read in chunks: a number cut at a chunk's end carries over.
