@@ -1,0 +1,247 @@
+// text-trace: which functions of a binary a run of it calls, in first-call order, for the
+// link-time text order (benches/text-order.sh).
+//
+//   text-trace ADDRS OUT -- BINARY ARGS...
+//
+// ADDRS lists function start addresses (hex, as in `nm`, relative to the image base). The
+// tracer runs BINARY under ptrace, puts a breakpoint on every listed address right after the
+// exec, and records each function the first time a process calls it; the breakpoint is then
+// put back to the original byte in that process only, so every process reports its own first
+// calls. A process that execs again (the sandboxed command) is let go. OUT gets one line per
+// first call: "ROLE ADDR", ROLE 0 for the first process and its threads (sbx's supervisor),
+// 1 for every other process (init, helpers). Run as root, the command runs as nobody. One trap per function and process: a run costs
+// seconds, where single-stepping costs minutes.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_PIDS (1 << 22)
+
+static unsigned char role_of[MAX_PIDS];
+static unsigned char known[MAX_PIDS];
+static uint64_t *addrs;
+static unsigned char *orig;
+static size_t naddrs;
+static unsigned char *seen[2];
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static long find(uint64_t a) {
+    size_t lo = 0, hi = naddrs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (addrs[mid] < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < naddrs && addrs[lo] == a ? (long)lo : -1;
+}
+
+// The load address of the process's main binary: its first mapping at file offset 0.
+static uint64_t image_base(pid_t pid) {
+    char path[64], exe[512], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n < 0)
+        return 0;
+    exe[n] = 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    uint64_t base = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long start, off;
+        char file[512] = "";
+        if (sscanf(line, "%lx-%*x %*s %lx %*s %*s %511s", &start, &off, file) == 3 && off == 0 &&
+            strcmp(file, exe) == 0) {
+            base = start;
+            break;
+        }
+    }
+    fclose(f);
+    return base;
+}
+
+static int poke_byte(pid_t pid, uint64_t at, unsigned char byte, unsigned char *old) {
+    errno = 0;
+    long word = ptrace(PTRACE_PEEKTEXT, pid, (void *)at, 0);
+    if (errno)
+        return -1;
+    if (old)
+        *old = (unsigned char)word;
+    word = (word & ~0xffL) | byte;
+    return (int)ptrace(PTRACE_POKETEXT, pid, (void *)at, (void *)word);
+}
+
+static int tgid_of(pid_t tid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", tid);
+    FILE *f = fopen(path, "r");
+    int tgid = tid;
+    if (!f)
+        return tgid;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Tgid: %d", &tgid) == 1)
+            break;
+    fclose(f);
+    return tgid;
+}
+
+static uint64_t base;
+
+// The first arming (right after the exec) saves the original bytes; a new process's copy may
+// still hold breakpoints, so later armings only write.
+static int arm(pid_t pid, int first) {
+    for (size_t i = 0; i < naddrs; i++)
+        if (poke_byte(pid, base + addrs[i], 0xcc, first ? &orig[i] : NULL) != 0) {
+            fprintf(stderr, "text-trace: cannot write a breakpoint at %#lx in pid %d: %s\n",
+                    (unsigned long)addrs[i], pid, strerror(errno));
+            return -1;
+        }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5 || strcmp(argv[3], "--") != 0) {
+        fprintf(stderr, "usage: text-trace ADDRS OUT -- BINARY ARGS...\n");
+        return 2;
+    }
+    FILE *in = fopen(argv[1], "r");
+    if (!in) {
+        perror(argv[1]);
+        return 2;
+    }
+    size_t cap = 1024;
+    addrs = malloc(cap * sizeof *addrs);
+    unsigned long a;
+    while (fscanf(in, "%lx", &a) == 1) {
+        if (naddrs == cap)
+            addrs = realloc(addrs, (cap *= 2) * sizeof *addrs);
+        addrs[naddrs++] = a;
+    }
+    fclose(in);
+    qsort(addrs, naddrs, sizeof *addrs, cmp_u64);
+    size_t unique = 0;
+    for (size_t i = 0; i < naddrs; i++)
+        if (unique == 0 || addrs[unique - 1] != addrs[i])
+            addrs[unique++] = addrs[i];
+    naddrs = unique;
+    orig = calloc(naddrs, 1);
+    seen[0] = calloc(naddrs, 1);
+    seen[1] = calloc(naddrs, 1);
+    FILE *out = fopen(argv[2], "w");
+    if (!out) {
+        perror(argv[2]);
+        return 2;
+    }
+
+    pid_t child = fork();
+    if (child == 0) {
+        // sbx makes its processes undumpable, which closes their memory to a tracer without
+        // CAP_SYS_PTRACE over their user namespace: trace as root, run the command as nobody.
+        // The kernel keeps the credentials of the PTRACE_TRACEME call as the tracer's, so it
+        // comes before the drop.
+        ptrace(PTRACE_TRACEME, 0, 0, 0);
+        if (geteuid() == 0 && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
+            _exit(126);
+        raise(SIGSTOP);
+        execvp(argv[4], argv + 4);
+        _exit(127);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    ptrace(PTRACE_SETOPTIONS, child, 0,
+           PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
+               PTRACE_O_EXITKILL);
+    ptrace(PTRACE_CONT, child, 0, 0);
+
+    int armed = 0, exit_code = 1;
+    size_t traps = 0;
+    for (;;) {
+        pid_t t = waitpid(-1, &status, __WALL);
+        if (t < 0) {
+            if (errno == ECHILD)
+                break;
+            continue;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            if (t == child)
+                exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            continue;
+        }
+        if (!WIFSTOPPED(status))
+            continue;
+        int sig = WSTOPSIG(status), event = status >> 16, deliver = 0;
+        if (event == PTRACE_EVENT_EXEC) {
+            if (armed) {
+                ptrace(PTRACE_DETACH, t, 0, 0);
+                continue;
+            }
+            base = image_base(t);
+            if (!base) {
+                fprintf(stderr, "text-trace: no image base for pid %d\n", t);
+                return 1;
+            }
+            if (arm(t, 1) != 0)
+                return 1;
+            armed = 1;
+        } else if (event == 0 && sig == SIGTRAP && armed) {
+            struct user_regs_struct regs;
+            ptrace(PTRACE_GETREGS, t, 0, &regs);
+            long i = find(regs.rip - 1 - base);
+            if (i >= 0) {
+                int role = t < MAX_PIDS ? role_of[t] : 1;
+                if (!seen[role][i]) {
+                    seen[role][i] = 1;
+                    fprintf(out, "%d %lx\n", role, (unsigned long)addrs[i]);
+                }
+                if (poke_byte(t, base + addrs[i], orig[i], NULL) != 0) {
+                    fprintf(stderr, "text-trace: cannot restore %#lx in pid %d: %s\n",
+                            (unsigned long)addrs[i], t, strerror(errno));
+                    kill(child, SIGKILL);
+                    return 1;
+                }
+                regs.rip -= 1;
+                ptrace(PTRACE_SETREGS, t, 0, &regs);
+                traps++;
+            } else {
+                deliver = sig;
+            }
+        } else if (event == 0 && sig == SIGSTOP) {
+            // A new task's first stop. A new process starts with its parent's memory, where
+            // the functions the parent called have their bytes back: arm them all again, so
+            // that it reports its own first calls.
+            if (armed && t < MAX_PIDS && t != child && !known[t]) {
+                known[t] = 1;
+                int tgid = tgid_of(t);
+                if (tgid != t) {
+                    role_of[t] = tgid < MAX_PIDS ? role_of[tgid] : 1;
+                } else {
+                    role_of[t] = 1;
+                    if (arm(t, 0) != 0)
+                        return 1;
+                }
+            }
+        } else if (event == 0 && sig != SIGTRAP) {
+            deliver = sig;
+        }
+        ptrace(PTRACE_CONT, t, 0, deliver);
+    }
+    fclose(out);
+    fprintf(stderr, "text-trace: %zu first calls recorded, command exit %d\n", traps, exit_code);
+    return exit_code;
+}

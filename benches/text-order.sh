@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Writes .cargo/text-order.txt, the order in which the release link places sbx's functions
+# (src/build.rs hands it to lld), from the functions real starts of sbx call. Why: the kernel
+# maps code 64 KiB around each page first run, so scattered hot functions keep the whole text
+# resident in the supervisor and in init (benches/README.md, "Text order").
+#
+#   benches/text-order.sh          rebuild the list (run it after a rustc or dependency update,
+#                                  or when --check says the list is stale)
+#   benches/text-order.sh --check  how many listed functions this toolchain's build has;
+#                                  exit 1 under 90 % (run by .ci/run)
+#
+# It builds sbx with the release profile into its own target directory, with symbols kept
+# (`-C strip=none` in RUSTFLAGS: the symbols' hashes follow the profile, not RUSTFLAGS, so
+# the names match those of a plain `cargo build --release`), then runs each start below under
+# benches/lib/text-trace (ptrace breakpoints on every function; seconds per run) as uid
+# 65534. Needs root (the tracer reads sbx's undumpable processes), cc, nm and python3.
+# Variables: TEXT_ORDER_TARGET, the build's target directory (default target/text-order).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+build=${TEXT_ORDER_TARGET:-$repo/target/text-order}
+list=$repo/.cargo/text-order.txt
+die() { printf 'text-order.sh: %s\n' "$*" >&2; exit 1; }
+
+mode=write
+case ${1:-} in
+    --check) mode=check ;;
+    "") ;;
+    *) die "unknown argument $1 (use --check or nothing)" ;;
+esac
+host=$(rustc -vV | sed -n 's/^host: //p')
+[[ $host == x86_64-unknown-linux-gnu ]] || die "the text order applies to x86_64-unknown-linux-gnu builds only (this host: $host)"
+for tool in cc nm python3; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+echo "building sbx with symbols into $build"
+(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static -C strip=none" \
+    cargo build --release --locked --quiet --target-dir "$build")
+binary=$build/$host/release/sbx
+nm --defined-only "$binary" >"$build/symbols"
+
+if [[ $mode == check ]]; then
+    [[ -f $list ]] || die "no $list"
+    python3 "$here/lib/text_order.py" check "$build/symbols" "$list" ||
+        die "the text order is stale for $(rustc -V): run benches/text-order.sh and commit .cargo/text-order.txt"
+    exit 0
+fi
+
+((EUID == 0)) || die "run as root: the tracer must read sbx's undumpable processes (sbx itself runs as uid 65534)"
+# The runs happen in a directory uid 65534 can reach (a clone under /root is closed to it).
+dir=$(mktemp -d /tmp/sbx-text-order.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+cc -O2 -Wall -o "$dir/text-trace" "$here/lib/text-trace.c"
+install -m 0755 "$binary" "$dir/sbx"
+awk '$2 ~ /^[tTwWiI]$/ {print $1}' "$build/symbols" >"$dir/addresses"
+mkdir -p "$dir/work" "$dir/home"
+chown 65534:65534 "$dir/work" "$dir/home"
+chmod 0755 "$dir"
+
+# The starts whose functions go first: the default profile, the profiles the benchmarks and
+# CI use, a command line that binds, sets and limits. Later runs add only what earlier ones
+# did not call.
+runs=(
+    "-- /bin/true"
+    "--profile net-off -- /bin/true"
+    "--profile ci -- /bin/true"
+    "--profile strict -- /bin/true"
+    "--ro-bind /usr/share --setenv A=1 --memory 64M --limit processes=64 -- /bin/true"
+)
+traces=()
+for i in "${!runs[@]}"; do
+    read -ra args <<<"${runs[$i]}"
+    # The caller's environment: sbx sorts and filters it, and a short one skips the sort.
+    (cd "$dir/work" && HOME="$dir/home" "$dir/text-trace" "$dir/addresses" "$dir/trace.$i" -- "$dir/sbx" "${args[@]}") ||
+        die "sbx ${runs[$i]} failed under the tracer"
+    traces+=("$dir/trace.$i")
+done
+python3 "$here/lib/text_order.py" write "$build/symbols" "$list" "$(rustc -V)" "${traces[@]}"
+echo "wrote $list"
