@@ -406,6 +406,7 @@ for key in "${keys[@]}"; do
   printf '        %s; lsm: %s\n' "${kinfo[$key|landlock]:-landlock: ?}" "${kinfo[$key|lsm]:-?}"
   printf '        %s; overlay module: %s; sbx doctor exit %s\n' "${kinfo[$key|userns]:-userns ?}" \
     "${kinfo[$key|overlay]:-none}" "${kinfo[$key|doctor-exit]:-?}"
+  printf '        memory: %s\n' "${kinfo[$key|memory]:-?}"
   printf '        log: %s\n' "$cache/logs/$key.log"
 done
 

@@ -28,6 +28,7 @@ SHIM
   chmod 0755 /usr/local/sbin/sbx
   info landlock-opt-in "no landlock here: checks run sbx --landlock best-effort (no-landlock-* run it without)"
 fi
+memory_info
 # Overlayfs mounts in a user namespace from Linux 5.11 on; before, sbx refuses overlays (125).
 kv=$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')
 
