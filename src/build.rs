@@ -20,10 +20,16 @@ use std::process::Command;
 const LIST: &str = ".cargo/text-order.txt";
 
 fn main() {
-    println!("cargo:rerun-if-changed={LIST}");
-    println!("cargo:rerun-if-env-changed=SBX_TEXT_ORDER");
     let var = |name: &str| env::var(name).unwrap_or_default();
     let list = Path::new(&var("CARGO_MANIFEST_DIR")).join(LIST);
+    // Cargo reruns a script whose watched path is missing at every build: watch the list only
+    // where there is one (a packaged crate has none).
+    if list.is_file() {
+        println!("cargo:rerun-if-changed={LIST}");
+    } else {
+        println!("cargo:rerun-if-changed=src/build.rs");
+    }
+    println!("cargo:rerun-if-env-changed=SBX_TEXT_ORDER");
     let user_linker = !var("RUSTC_LINKER").is_empty()
         || ["linker", "link-self-contained", "fuse-ld"]
             .iter()
