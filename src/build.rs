@@ -10,8 +10,9 @@
 //!
 //! Only where the linker is known to read the list: rustc ≥ 1.90 links
 //! x86_64-unknown-linux-gnu with its own lld (earlier ones use the system's ld, which has
-//! no such option), and no linker or linker feature of the user's choosing is configured.
-//! `SBX_TEXT_ORDER=off` links without it.
+//! no such option), the toolchain carries that lld (a distribution's rustc may not, and then
+//! links with the system's ld), and no linker or linker feature of the user's choosing is
+//! configured. `SBX_TEXT_ORDER=off` links without it.
 
 use std::env;
 use std::path::Path;
@@ -51,12 +52,23 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }
 
-/// rustc 1.90 made its bundled lld the default linker on x86_64-unknown-linux-gnu.
+/// rustc 1.90 made its bundled lld the default linker on x86_64-unknown-linux-gnu, where the
+/// toolchain ships it (rustup's does, beside the target's libraries).
 fn rustc_links_with_lld(rustc: &str) -> bool {
-    let Ok(out) = Command::new(rustc).arg("-vV").output() else {
-        return false;
+    let output = |arg: &str| {
+        Command::new(rustc)
+            .arg(arg)
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_default()
     };
-    let text = String::from_utf8_lossy(&out.stdout);
+    let sysroot = output("--print=sysroot");
+    let bundled =
+        Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld");
+    if sysroot.is_empty() || !bundled.exists() {
+        return false;
+    }
+    let text = output("-vV");
     let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
         return false;
     };
