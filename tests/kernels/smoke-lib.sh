@@ -215,7 +215,6 @@ check() {
   return 0
 }
 
-# suite_info: what the kernel offers, for the report's header.
 # memory_info: a figure, not a check (benchmarks do not assert): the resident peak of sbx's
 # supervisor and init during `sbx -- sleep 1` on this kernel (benches/README.md, "Text order").
 memory_info() {
@@ -228,6 +227,7 @@ memory_info() {
     echo "VmHWM during sbx -- sleep 1: supervisor $s KiB, init ${i:-?} KiB, sum $((s + ${i:-0})) KiB"' 2>&1)"
 }
 
+# suite_info: what the kernel offers, for the report's header.
 suite_info() {
   info release "$(uname -r)"
   info version "$(uname -v)"
