@@ -29,10 +29,18 @@ case ${1:-} in
     *) die "unknown argument $1 (use --check or nothing)" ;;
 esac
 host=$(rustc -vV | sed -n 's/^host: //p')
-[[ $host == x86_64-unknown-linux-gnu ]] || die "the text order applies to x86_64-unknown-linux-gnu builds only (this host: $host)"
-for tool in cc nm python3; do
+if [[ $host != x86_64-unknown-linux-gnu ]]; then
+    [[ $mode == check ]] && { echo "text order: not used on $host builds, nothing to check"; exit 0; }
+    die "the text order applies to x86_64-unknown-linux-gnu builds only (this host: $host)"
+fi
+tools=(nm python3)
+[[ $mode == write ]] && tools+=(cc)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
+if [[ $mode == write ]] && ((EUID != 0)); then
+    die "run as root: the tracer must read sbx's undumpable processes (sbx itself runs as uid 65534)"
+fi
 
 echo "building sbx with symbols into $build"
 (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static -C strip=none" \
@@ -42,12 +50,16 @@ nm --defined-only "$binary" >"$build/symbols"
 
 if [[ $mode == check ]]; then
     [[ -f $list ]] || die "no $list"
+    # src/build.rs passes the list only where this toolchain's linker takes it.
+    if ! grep -qs symbol-ordering-file "$build"/"$host"/release/build/sbx-*/output; then
+        echo "text order: this toolchain's linker does not take the list (src/build.rs), nothing to check"
+        exit 0
+    fi
     python3 "$here/lib/text_order.py" check "$build/symbols" "$list" ||
         die "the text order is stale for $(rustc -V): run benches/text-order.sh and commit .cargo/text-order.txt"
     exit 0
 fi
 
-((EUID == 0)) || die "run as root: the tracer must read sbx's undumpable processes (sbx itself runs as uid 65534)"
 # The runs happen in a directory uid 65534 can reach (a clone under /root is closed to it).
 dir=$(mktemp -d /tmp/sbx-text-order.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
@@ -67,6 +79,9 @@ runs=(
     "--profile ci -- /bin/true"
     "--profile strict -- /bin/true"
     "--ro-bind /usr/share --setenv A=1 --memory 64M --limit processes=64 -- /bin/true"
+    # A command that outlives the watchdog's first samples and the settle (sys::SETTLE_MS):
+    # what the supervisor runs while it waits, which maps back after its code release.
+    "--memory 64M -- /bin/sleep 0.4"
 )
 traces=()
 for i in "${!runs[@]}"; do

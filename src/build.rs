@@ -8,73 +8,77 @@
 //! the rustc version and the crates' versions, so a list from another toolchain matches
 //! nothing and the binary is linked as before: slower to map, never wrong.
 //!
-//! Only where the linker is known to read the list: rustc ≥ 1.90 links
-//! x86_64-unknown-linux-gnu with its own lld (earlier ones use the system's ld, which has
-//! no such option), the toolchain carries that lld (a distribution's rustc may not, and then
-//! links with the system's ld), and no linker or linker feature of the user's choosing is
-//! configured. `SBX_TEXT_ORDER=off` links without it.
+//! Only for release builds for x86_64-unknown-linux-gnu, and only where the linker this
+//! build uses reads the list: lld does (rustc links with its own from 1.90 on), the system's
+//! GNU ld does not. Rather than guess from versions and flags, a trial link of an empty
+//! program with the build's own flags and linker asks it. `SBX_TEXT_ORDER=off` links
+//! without the list.
 
 use std::env;
-use std::path::Path;
-use std::process::Command;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 const LIST: &str = ".cargo/text-order.txt";
 
 fn main() {
     let var = |name: &str| env::var(name).unwrap_or_default();
     let list = Path::new(&var("CARGO_MANIFEST_DIR")).join(LIST);
-    // Cargo reruns a script whose watched path is missing at every build: watch the list only
-    // where there is one (a packaged crate has none).
+    // Cargo reruns a script whose watched path is missing at every build, and never notices a
+    // file created in a directory it does not watch: watch the list, or else its directory.
     if list.is_file() {
         println!("cargo:rerun-if-changed={LIST}");
+    } else if list.parent().is_some_and(Path::is_dir) {
+        println!("cargo:rerun-if-changed=.cargo");
     } else {
         println!("cargo:rerun-if-changed=src/build.rs");
     }
     println!("cargo:rerun-if-env-changed=SBX_TEXT_ORDER");
-    let user_linker = !var("RUSTC_LINKER").is_empty()
-        || ["linker", "link-self-contained", "fuse-ld"]
-            .iter()
-            .any(|flag| var("CARGO_ENCODED_RUSTFLAGS").contains(flag));
     if var("PROFILE") != "release"
         || var("TARGET") != "x86_64-unknown-linux-gnu"
         || var("SBX_TEXT_ORDER") == "off"
-        || user_linker
         || !list.is_file()
-        || !rustc_links_with_lld(&var("RUSTC"))
+        || !linker_reads_order_files(&var("RUSTC"), &PathBuf::from(var("OUT_DIR")))
     {
         return;
     }
+    // -Xlinker passes the path whole: -Wl, would split it at any comma.
+    println!("cargo:rustc-link-arg-bins=-Xlinker");
     println!(
-        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+        "cargo:rustc-link-arg-bins=--symbol-ordering-file={}",
         list.display()
     );
     // A name the list has and this build lacks is expected after any version change.
-    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    println!("cargo:rustc-link-arg-bins=-Xlinker");
+    println!("cargo:rustc-link-arg-bins=--no-warn-symbol-ordering");
 }
 
-/// rustc 1.90 made its bundled lld the default linker on x86_64-unknown-linux-gnu, where the
-/// toolchain ships it (rustup's does, beside the target's libraries).
-fn rustc_links_with_lld(rustc: &str) -> bool {
-    let output = |arg: &str| {
-        Command::new(rustc)
-            .arg(arg)
-            .output()
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let sysroot = output("--print=sysroot");
-    let bundled =
-        Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld");
-    if sysroot.is_empty() || !bundled.exists() {
+/// Links an empty program the way this build links sbx (its RUSTFLAGS, its configured
+/// linker, the target), with an empty ordering file: whether the linker takes the option.
+fn linker_reads_order_files(rustc: &str, out_dir: &Path) -> bool {
+    let source = out_dir.join("order_probe.rs");
+    let empty = out_dir.join("order_probe.txt");
+    if fs::write(&source, "fn main() {}\n").is_err() || fs::write(&empty, "").is_err() {
         return false;
     }
-    let text = output("-vV");
-    let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
-        return false;
-    };
-    let mut parts = release
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    let mut probe = Command::new(rustc);
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    if let Ok(linker) = env::var("RUSTC_LINKER") {
+        probe.arg(format!("-Clinker={linker}"));
+    }
+    probe
+        .args(["--edition=2021", "--crate-type=bin", "--target"])
+        .arg(env::var("TARGET").unwrap_or_default())
+        .arg("-o")
+        .arg(out_dir.join("order_probe"))
+        .arg("-Clink-arg=-Xlinker")
+        .arg(format!(
+            "-Clink-arg=--symbol-ordering-file={}",
+            empty.display()
+        ))
+        .arg(&source)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    probe.status().is_ok_and(|status| status.success())
 }

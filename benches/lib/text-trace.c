@@ -5,12 +5,13 @@
 //
 // ADDRS lists function start addresses (hex, as in `nm`, relative to the image base). The
 // tracer runs BINARY under ptrace, puts a breakpoint on every listed address right after the
-// exec, and records each function the first time a process calls it; the breakpoint is then
-// put back to the original byte in that process only, so every process reports its own first
-// calls. A process that execs again (the sandboxed command) is let go. OUT gets one line per
-// first call: "ROLE ADDR", ROLE 0 for the first process and its threads (sbx's supervisor),
-// 1 for every other process (init, helpers). Run as root, the command runs as nobody. One trap per function and process: a run costs
-// seconds, where single-stepping costs minutes.
+// exec, and notes each function the first time a process calls it; the breakpoint is then
+// put back to the original byte in that process only, and every new process is armed again,
+// so each process's first calls trap. OUT gets one line per function and role, at its first
+// call in that role: "ROLE ADDR", ROLE 0 for the first process and its threads (sbx's
+// supervisor), 1 for every other process (init, helpers). A process that execs again (the
+// sandboxed command) is let go. Run as root, the command runs as nobody. One trap per
+// function and process: a run costs seconds, where single-stepping costs minutes.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -179,6 +180,9 @@ int main(int argc, char **argv) {
             continue;
         }
         if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            // Its pid may come back as a new task, which must be armed and given its role.
+            if (t < MAX_PIDS)
+                known[t] = 0;
             if (t == child)
                 exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
             continue;
@@ -199,12 +203,16 @@ int main(int argc, char **argv) {
             if (arm(t, 1) != 0)
                 return 1;
             armed = 1;
+            if (t < MAX_PIDS) {
+                known[t] = 1;
+                role_of[t] = 0;
+            }
         } else if (event == 0 && sig == SIGTRAP && armed) {
             struct user_regs_struct regs;
             ptrace(PTRACE_GETREGS, t, 0, &regs);
             long i = find(regs.rip - 1 - base);
             if (i >= 0) {
-                int role = t < MAX_PIDS ? role_of[t] : 1;
+                int role = t < MAX_PIDS && known[t] ? role_of[t] : 1;
                 if (!seen[role][i]) {
                     seen[role][i] = 1;
                     fprintf(out, "%d %lx\n", role, (unsigned long)addrs[i]);
@@ -225,7 +233,7 @@ int main(int argc, char **argv) {
             // A new task's first stop. A new process starts with its parent's memory, where
             // the functions the parent called have their bytes back: arm them all again, so
             // that it reports its own first calls.
-            if (armed && t < MAX_PIDS && t != child && !known[t]) {
+            if (armed && t < MAX_PIDS && !known[t]) {
                 known[t] = 1;
                 int tgid = tgid_of(t);
                 if (tgid != t) {

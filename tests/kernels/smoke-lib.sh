@@ -216,13 +216,16 @@ check() {
 }
 
 # memory_info: a figure, not a check (benchmarks do not assert): the resident peak of sbx's
-# supervisor and init during `sbx -- sleep 1` on this kernel (benches/README.md, "Text order").
+# supervisor and init (its child named sbx: a cgroup janitor is a shell) during `sbx -- sleep 1`
+# on this kernel (benches/README.md, "Text order").
 memory_info() {
   # shellcheck disable=SC2016 # the inner shell's
   info memory "$(as_user --cgroup none sh -c 'sbx -- sleep 1 & p=$!; sleep 0.6
     kib() { awk "/^VmHWM/ { print \$2 }" /proc/$1/status; }
-    c=$(cat /proc/$p/task/$p/children 2>/dev/null)
-    s=$(kib $p); i=$(kib ${c:-none} 2>/dev/null)
+    s=$(kib $p); i=
+    for c in $(cat /proc/$p/task/$p/children 2>/dev/null); do
+      [ "$(cat /proc/$c/comm 2>/dev/null)" = sbx ] && i=$(kib $c)
+    done
     wait
     echo "VmHWM during sbx -- sleep 1: supervisor $s KiB, init ${i:-?} KiB, sum $((s + ${i:-0})) KiB"' 2>&1)"
 }
