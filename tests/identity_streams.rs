@@ -9,7 +9,8 @@
 //! 3. Closed stdin, stdout or stderr, and stdout or stderr a pipe whose reader is gone: the
 //!    command runs and sbx exits with the command's code (never SIGABRT), for a run, an
 //!    error, `-v`, `--explain`, `doctor` and a report to stderr. A command that writes to the
-//!    broken pipe dies of SIGPIPE as it does without sbx.
+//!    broken pipe dies of SIGPIPE as it does without sbx. A closed one is /dev/null in the
+//!    command.
 
 mod common;
 
@@ -253,6 +254,22 @@ fn a_closed_or_broken_stream_never_stops_a_run() {
                 "fd {fd} {how:?}: the command did not run"
             );
         }
+    }
+}
+
+/// A standard descriptor closed when sbx starts is /dev/null in the command, as without a
+/// sandbox under std's start-up: it is never left for sbx's next open (a profile, a mount) to
+/// take, and never closed in the command. The shell's descriptor is read through `/proc/$$/fd`
+/// from a command substitution, before any redirection of the shell's own.
+#[test]
+fn a_closed_standard_stream_is_dev_null_in_the_command() {
+    for fd in 0..3 {
+        let probe = format!("n=$(stat -L -c %t,%T /proc/$$/fd/{fd}); echo \"$n\" > seen.txt");
+        let (r, work) = run_with(common::sbx(["--", "sh", "-c", &probe]), fd, Stream::Closed);
+        assert_eq!(r.code, 0, "fd {fd}: {r:?}");
+        let seen = std::fs::read_to_string(work.path().join("seen.txt")).unwrap();
+        // /dev/null is the character device 1,3 (hexadecimal in stat's %t,%T).
+        assert_eq!(seen.trim(), "1,3", "fd {fd} in the command");
     }
 }
 

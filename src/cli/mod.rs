@@ -135,6 +135,12 @@ fn init_logging(cli: &Cli) {
         .try_init();
 }
 
+/// What std's runtime start-up does that the binary needs, for its C `main` (src/main.rs):
+/// the standard descriptors open, and SIGPIPE ignored.
+pub fn start_process() {
+    crate::sys::start_process();
+}
+
 /// Parses the command line, runs, and returns the exit code.
 pub fn main() -> i32 {
     // This binary links glibc statically: the proxy must not load the host's NSS modules.

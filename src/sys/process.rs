@@ -96,6 +96,36 @@ pub fn sigset_of(signals: &[c_int]) -> libc::sigset_t {
     }
 }
 
+/// The start of a process whose `main` std did not set up: a closed standard descriptor
+/// would be the next `open`'s, so that a mount's or a profile's descriptor became stdout, so
+/// each is opened on `/dev/null`; and writes to a closed pipe return EPIPE instead of
+/// killing sbx (the payload's exec restores the default, see `sandbox::exec`). Both as std
+/// does; a standard descriptor that cannot be opened aborts, as there.
+pub fn start_process() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: fds is a valid array of three pollfd; a zero timeout does not block.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } >= 0;
+    for p in fds {
+        let closed = if polled {
+            p.revents & libc::POLLNVAL != 0
+        } else {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(p.fd, libc::F_GETFD) };
+            flags == -1 && Errno::last() == Errno::EBADF
+        };
+        // SAFETY: the path is a NUL-terminated literal; the lowest free descriptor is p.fd.
+        if closed && unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) } != p.fd {
+            std::process::abort()
+        }
+    }
+    // SAFETY: SIG_IGN is always a valid disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 pub fn default_disposition(sig: c_int) -> SysResult {
     // SAFETY: SIG_DFL is always a valid handler.
     let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
