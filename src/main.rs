@@ -6,9 +6,11 @@
 //! enough to overflow its stack (an overflow still dies on the guard page, without the
 //! message). The two things sbx needs from it, `cli::start_process` does; the arguments
 //! still arrive through glibc's constructors, where std collects them.
-#![no_main]
+// Under `cargo test` the harness brings its own main.
+#![cfg_attr(not(test), no_main)]
 
 // SAFETY: the symbol `main` is defined only here, with the signature glibc's start-up calls.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     sbx::cli::start_process();
