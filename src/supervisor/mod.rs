@@ -52,9 +52,11 @@ pub struct Supervision {
     /// run is interactive (`terminal::interactive`): the CLI does, so that Ctrl-C and Ctrl-Z
     /// reach the foreground job of a shell; a library caller's terminal is its own business.
     pub pty_when_interactive: bool,
-    /// Once the command has run `sys::SETTLE_MS`, unmap this process's code and read-only data
-    /// (`sys::release_code`): the CLI does, its code being sbx's; a library caller's code is
-    /// its own (and its debugger's breakpoints would go with it).
+    /// Before the sandbox's first process is cloned, return the stack that the setup no
+    /// longer uses (`sys::release_dead_stack`), and once the command has run `sys::SETTLE_MS`,
+    /// unmap this process's code and read-only data (`sys::release_code`): the CLI does, its
+    /// code and main thread's stack being sbx's; a library caller's are its own (and its
+    /// debugger's breakpoints would go with the code).
     pub release_code: bool,
 }
 
@@ -275,6 +277,9 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         pty: terminal.is_some(),
         store: watched.0.is_some() && plan.store.is_some(),
     };
+    if how.release_code {
+        sys::release_dead_stack();
+    }
     let mut spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
         errno,
         flags: plan.namespaces,
