@@ -14,7 +14,7 @@ VmHWM is each process's own peak; the sum over the tool's processes is the repor
 counts pages shared between them -- the libc, the binary's text, the copy-on-write pages init
 inherits from the supervisor -- once per process, so it is an upper bound). Pss divides shared
 pages among their users and is the fairer "what it costs the machine" figure; it is sampled, not a
-peak. Setpriv and env exec the next program, so CMD's pid is the tool's first process.
+peak: the largest sum of one sample's processes, and the sum in the last sample. Setpriv and env exec the next program, so CMD's pid is the tool's first process.
 """
 
 import argparse
@@ -89,6 +89,7 @@ def one_run(cmd, payload_comm, cwd, copies=1):
              for _ in range(copies)]
     per_pid = {}  # pid -> {name, hwm, rss, pss}
     saw_payload = False
+    peak_sum = 0
     while any(p.poll() is None for p in procs):
         # One snapshot of the trees; it only counts once every copy's payload runs, so that every
         # process of the tool has exec'd into its final image (before that, the first process
@@ -108,6 +109,11 @@ def one_run(cmd, payload_comm, cwd, copies=1):
         payload_now = payloads >= copies
         if payload_now:
             saw_payload = True
+            # The peak of the sum, sample by sample: a sum of each process's own peak would
+            # count a page twice when the supervisor lets go of it (sys::release_code) and it
+            # becomes init's alone.
+            if all(pss is not None for _, _, pss in snapshot):
+                peak_sum = max(peak_sum, sum(pss for _, _, pss in snapshot))
             for pid, st, pss in snapshot:
                 entry = per_pid.setdefault(pid, {"name": st.get("Name", "?"), "hwm": 0, "rss": 0, "pss": 0})
                 entry["hwm"] = max(entry["hwm"], kib(st.get("VmHWM")))
@@ -129,7 +135,7 @@ def one_run(cmd, payload_comm, cwd, copies=1):
         "processes": [dict(pid=p, **v) for p, v in sorted(per_pid.items())],
         "hwm_kib": sum(v["hwm"] for v in per_pid.values()),
         "rss_kib": sum(v["rss"] for v in per_pid.values()),
-        "pss_kib": sum(v["pss"] for v in per_pid.values()),
+        "pss_kib": peak_sum,
         # The last sample while the payload still ran: what the tool keeps while it waits
         # (sbx drops its setup's code mappings after SETTLE_MS, see src/sys/process.rs).
         "pss_waiting_kib": sum(v.get("pss_last", 0) for v in per_pid.values()),

@@ -19,7 +19,13 @@ pub(super) fn signals() -> libc::sigset_t {
 }
 
 #[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
-pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: Option<Watch>) -> ! {
+pub fn run(
+    plan: &Plan,
+    argv: &Argv,
+    report: RawFd,
+    (pty, watch): (Option<RawFd>, Option<Watch>),
+    release_stack: bool,
+) -> ! {
     let fail = |s, e| -> ! {
         channel::send(report, Failure::new(s, e));
         sys::exit(EXIT_SBX_FAILED)
@@ -42,6 +48,11 @@ pub fn run(plan: &Plan, argv: &Argv, report: RawFd, pty: Option<RawFd>, watch: O
     if let Err(e) = sys::close_all_except(&keep[usize::from(watch_fd < 0)..]) {
         let _ = sys::kill(payload, libc::SIGKILL);
         fail(Step::CloseFds, e)
+    }
+    // The setup's frames (its buffers are on the stack: it never allocates) are dead from here
+    // on, and would stay resident for as long as the command runs.
+    if release_stack {
+        sys::release_dead_stack();
     }
     // Without a PID namespace, init is not PID 1; a subreaper still collects orphans.
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);

@@ -73,6 +73,7 @@ struct ChildEnds {
     late_cgroupns: bool,
     pty: bool,
     store: bool,
+    release_stack: bool,
 }
 
 /// How the supervisor wants the sandbox started.
@@ -87,6 +88,9 @@ pub struct SpawnOptions {
     pub pty: bool,
     /// Hand over a descriptor of the tmpfs store, for the watchdog to measure.
     pub store: bool,
+    /// The caller is sbx's CLI on its main thread: init may return its setup's dead stack
+    /// before it waits (`sys::release_dead_stack`), as the supervisor did before the clone.
+    pub release_stack: bool,
 }
 
 /// The source name of the tmpfs that becomes the sandbox's `/`: an sbx inside tells from its
@@ -147,6 +151,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
                 late_cgroupns: opts.late_cgroupns,
                 pty: opts.pty,
                 store: opts.store,
+                release_stack: opts.release_stack,
             };
             setup::first_process(plan, &argv, ends)
         }

@@ -114,7 +114,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
     if plan.as_pid_1 {
         exec::payload(plan, argv, report, None, pty)
     }
-    init::run(plan, argv, report, pty, watch)
+    init::run(plan, argv, report, (pty, watch), ends.release_stack)
 }
 
 /// Dies with the supervisor. The supervisor sends one byte when the process may go on (after

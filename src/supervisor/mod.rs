@@ -276,6 +276,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         late_cgroupns: cgroup.is_some() && plan.namespaces.cgroup,
         pty: terminal.is_some(),
         store: watched.0.is_some() && plan.store.is_some(),
+        release_stack: how.release_code,
     };
     if how.release_code {
         sys::release_dead_stack();

@@ -276,12 +276,13 @@ const STACK_KEPT: usize = 16 << 10;
 /// free of other mappings below a main thread's stack (`stack_guard_gap`, 1 MiB).
 const STACK_RELEASED: usize = 512 << 10;
 
-/// Returns to the kernel the main thread's stack below the caller's frame, just before the
-/// sandbox's first process is cloned: the setup's dead frames (clap's generated builders take
-/// about 35 KiB each, nested), dirty pages that the clone would share and each process then
-/// keep, or copy on its first write, for as long as the command runs. They come back as zero
-/// pages on the next use. For the CLI's main thread only: below another thread's stack may
-/// lie other memory. Best effort, as `release_code`. (The heap's free pages are not worth a
+/// Returns to the kernel the main thread's stack below the caller's frame: the setup's dead
+/// frames, dirty pages that would stay resident for as long as the command runs. The
+/// supervisor calls it just before the sandbox's first process is cloned (clap's generated
+/// builders take about 35 KiB of frame each, nested, and the clone would share the pages,
+/// each process then keeping or copying them), and init once the payload is forked (its
+/// setup's buffers are on the stack). They come back as zero pages on the next use. For the
+/// CLI's main thread only: below another thread's stack may lie other memory. Best effort, as `release_code`. (The heap's free pages are not worth a
 /// `malloc_trim`: 4 KiB, measured; what the heap holds then is live.)
 #[allow(unsafe_code)]
 pub fn release_dead_stack() {
