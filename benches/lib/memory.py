@@ -14,7 +14,8 @@ VmHWM is each process's own peak; the sum over the tool's processes is the repor
 counts pages shared between them -- the libc, the binary's text, the copy-on-write pages init
 inherits from the supervisor -- once per process, so it is an upper bound). Pss divides shared
 pages among their users and is the fairer "what it costs the machine" figure; it is sampled, not a
-peak: the largest sum of one sample's processes, and the sum in the last sample. Setpriv and env exec the next program, so CMD's pid is the tool's first process.
+peak: the largest sum of one sample's processes, and the sum in the last sample. Setpriv and env
+exec the next program, so CMD's pid is the tool's first process.
 """
 
 import argparse

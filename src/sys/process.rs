@@ -282,8 +282,9 @@ const STACK_RELEASED: usize = 512 << 10;
 /// builders take about 35 KiB of frame each, nested, and the clone would share the pages,
 /// each process then keeping or copying them), and init once the payload is forked (its
 /// setup's buffers are on the stack). They come back as zero pages on the next use. For the
-/// CLI's main thread only: below another thread's stack may lie other memory. Best effort, as `release_code`. (The heap's free pages are not worth a
-/// `malloc_trim`: 4 KiB, measured; what the heap holds then is live.)
+/// CLI's main thread only: below another thread's stack may lie other memory. Best effort, as
+/// `release_code`. (The heap's free pages are not worth a `malloc_trim`: 4 KiB, measured;
+/// what the heap holds then is live.)
 #[allow(unsafe_code)]
 pub fn release_dead_stack() {
     let here = 0u8;
