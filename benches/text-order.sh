@@ -94,7 +94,8 @@ trace() { # NAME ENV... -- SBX-ARGS...
     shift
     while [[ $1 != -- ]]; do extra+=("$1"); shift; done
     shift
-    (cd "$dir/work" && env HOME="$dir/home" "${extra[@]}" "$dir/text-trace" "$dir/addresses" "$dir/trace.$name" -- "$dir/sbx" "$@") ||
+    (cd "$dir/work" && env HOME="$dir/home" "${extra[@]}" \
+        "$dir/text-trace" "$dir/addresses" "$dir/trace.$name" -- "$dir/sbx" "$@") ||
         die "sbx $* failed under the tracer"
     traces+=("$dir/trace.$name")
 }
