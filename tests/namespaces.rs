@@ -481,3 +481,24 @@ fn host_sysv_shared_memory_is_not_visible() {
     let host = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
     assert!(shm_segments(&host).contains(&(shm.key as i64, shm.id as i64)));
 }
+
+/// Init writes the user namespace's limits through a proc of the sandbox's own (see
+/// `sandbox::userns`), never where a bind takes its source from the host's /proc: the bind
+/// shows the host's process 1, and the sandbox's own /proc its own.
+#[test]
+fn a_bind_from_the_hosts_proc_shows_the_host() {
+    let host = std::fs::read_to_string("/proc/1/comm").unwrap();
+    let r = common::sbx([
+        "--ro-bind",
+        "/proc/1/comm:/etc/hostname",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/hostname /proc/1/comm",
+    ])
+    .run();
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some(host.trim_end()), "{r:?}");
+    assert_ne!(lines.get(1).copied(), Some(host.trim_end()), "{r:?}");
+}

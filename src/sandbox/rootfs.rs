@@ -19,10 +19,9 @@ use crate::sys;
 /// The scratch tmpfs and the new root's own tmpfs.
 const SCRATCH: MountAttrs = MountAttrs::NOSUID.union(MountAttrs::NODEV);
 
+/// The mount namespace is private already (`setup`).
 pub fn build(plan: &Plan) -> Result<(), Failure> {
     let fail = |step| move |e| Failure::new(step, e);
-    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
-        .map_err(fail(Step::MakePrivate))?;
     sys::mount(
         Some(c"tmpfs"),
         c"/tmp",

@@ -35,9 +35,12 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         // process opens later is close-on-exec from the start.
         step(Step::CloseFds, || sys::cloexec_from(3))?;
         userns::write_id_maps(plan)?;
-        // While init still sees the host's /proc (the sandbox may have none), and on init's
-        // path before the root is built: the network helper's namespace takes longer than the
-        // root anyway, so init has the time (see benches/README.md).
+        // Before any mount: nothing this namespace mounts may propagate to the caller's.
+        step(Step::MakePrivate, || {
+            sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        })?;
+        // On init's path before the root is built: the network helper's namespace takes
+        // longer than the root anyway, so init has the time (see benches/README.md).
         userns::set_limits(plan, report)?;
         mark(Milestone::IdsMapped);
         rootfs::build(plan)?;
