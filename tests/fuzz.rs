@@ -617,7 +617,7 @@ fn mutated_builtin_profiles_never_panic_the_pipeline() {
     fuzz(
         "mutated built-in profiles",
         (0..BUILTIN.len(), prop::collection::vec(mutation(), 1..4)),
-        |(which, muts)| exercise_profile(apply(BUILTIN[which].1, &muts)),
+        |(which, muts)| exercise_profile(apply(BUILTIN[which].text, &muts)),
     );
 }
 
@@ -638,7 +638,7 @@ fn builtin_profiles_with_replaced_strings_never_panic_the_pipeline() {
     fuzz(
         "built-ins with replaced strings",
         (0..BUILTIN.len(), prop::collection::vec(replace, 1..4)),
-        |(which, muts)| exercise_profile(apply(BUILTIN[which].1, &muts)),
+        |(which, muts)| exercise_profile(apply(BUILTIN[which].text, &muts)),
     );
 }
 

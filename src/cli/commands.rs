@@ -157,7 +157,7 @@ pub fn profile(cmd: ProfileCmd, vars: Vars) -> Result<i32, Error> {
     let mut out = std::io::stdout().lock();
     match cmd {
         ProfileCmd::List => {
-            for (name, text) in profile::BUILTIN {
+            for profile::Builtin { name, text, .. } in profile::BUILTIN {
                 let d = Loader::parse(name, text)
                     .ok()
                     .and_then(|p| p.description)

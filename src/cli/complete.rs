@@ -31,7 +31,7 @@ pub fn script(shell: Shell) -> Vec<u8> {
 
 /// The built-in names, space-separated.
 fn builtin_names() -> String {
-    let names: Vec<&str> = profile::BUILTIN.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = profile::BUILTIN.iter().map(|b| b.name).collect();
     names.join(" ")
 }
 

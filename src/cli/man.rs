@@ -131,7 +131,7 @@ fn builtins(r: &mut String) {
         "Each is shown in full, its extends chain merged, by sbx profile show NAME. What each \
          is for, from its own description:",
     );
-    for (name, text) in profile::BUILTIN {
+    for profile::Builtin { name, text, .. } in profile::BUILTIN {
         // The file as shipped, unexpanded: the page is the same on every host.
         let Ok(p) = Loader::parse(name, text) else {
             continue;

@@ -20,6 +20,8 @@ pub(super) struct Source {
     /// What messages call it: a name for built-ins, the path for files.
     pub(super) display: String,
     pub(super) text: String,
+    /// A built-in's text as JSON, which is what is parsed (see `builtin`).
+    pub(super) json: Option<&'static str>,
     /// Directory that relative `extends` paths resolve against.
     pub(super) dir: Option<PathBuf>,
 }
@@ -79,6 +81,15 @@ impl Loader {
         Ok(p)
     }
 
+    /// A built-in profile from its JSON form; `text` is its TOML, for a message. The JSON is
+    /// built from that TOML, so the two agree (test `builtins_parse_alike_from_json`).
+    fn parse_json(display: &str, text: &str, json: &str) -> Result<ProfileFile, ProfileError> {
+        let mut p: ProfileFile = serde_json::from_str(json)
+            .map_err(|e| ProfileError::parse(display, text, None, &e.to_string()))?;
+        p.stamp_origins(display);
+        Ok(p)
+    }
+
     fn load_inner(
         &self,
         name: &str,
@@ -102,7 +113,10 @@ impl Loader {
                 files: MAX_PROFILES_READ,
             });
         }
-        let mut this = Self::parse(&src.display, &src.text)?;
+        let mut this = match src.json {
+            Some(json) => Self::parse_json(&src.display, &src.text, json)?,
+            None => Self::parse(&src.display, &src.text)?,
+        };
         if !src.id.starts_with("builtin:") {
             this.limits.mark_explicit();
         }
@@ -143,11 +157,12 @@ impl Loader {
             }
             searched.push(path);
         }
-        if let Some(text) = builtin::find(name) {
+        if let Some(b) = builtin::find(name) {
             return Ok(Source {
                 id: format!("builtin:{name}"),
                 display: name.to_string(),
-                text: text.to_string(),
+                text: b.text.to_string(),
+                json: Some(b.json),
                 dir: None,
             });
         }
@@ -173,6 +188,7 @@ impl Loader {
             id: t.canonical.display().to_string(),
             display: path.display().to_string(),
             text: t.text,
+            json: None,
             dir: t.canonical.parent().map(Path::to_path_buf),
         })
     }
@@ -202,7 +218,7 @@ mod tests {
     #[test]
     fn every_builtin_loads() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, _) in builtin::BUILTIN {
+        for builtin::Builtin { name, .. } in builtin::BUILTIN {
             let p = loader(dir.path())
                 .load(name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -211,9 +227,22 @@ mod tests {
     }
 
     #[test]
+    fn builtins_parse_alike_from_json() {
+        for b in builtin::BUILTIN {
+            let from_json = Loader::parse_json(b.name, b.text, b.json).unwrap();
+            assert_eq!(
+                from_json,
+                Loader::parse(b.name, b.text).unwrap(),
+                "{}",
+                b.name
+            );
+        }
+    }
+
+    #[test]
     fn shown_profile_loads_back_identically() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, _) in builtin::BUILTIN {
+        for builtin::Builtin { name, .. } in builtin::BUILTIN {
             let p = loader(dir.path()).load(name).unwrap();
             let text = toml::to_string(&p).unwrap();
             let back = Loader::parse("shown", &text).unwrap();

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_default_profile_writes_usr_where_its_text_says() {
-        let text = super::super::builtin::find("default").unwrap();
+        let text = super::super::builtin::find("default").unwrap().text;
         let line = line_of(text, "filesystem.ro", &|s| s == "/usr").unwrap();
         let written = text.lines().nth(line - 1).unwrap();
         assert!(written.contains("\"/usr\""), "{written}");

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use crate::text;
 
-pub use builtin::BUILTIN;
+pub use builtin::{BUILTIN, Builtin};
 pub use limit::{ExplicitKeys, KEYS as LIMIT_KEYS, LimitError, set_limit, split_assignment};
 pub use load::{Loader, MAX_EXTENDS_DEPTH, MAX_PROFILES_READ};
 pub use locate::{Layer, line_of, line_of_key};

@@ -499,7 +499,7 @@ fn an_overlaid_usr_keeps_the_link() {
 
 #[test]
 fn the_default_profile_shows_this_hosts_system_directories_as_they_are() {
-    let text = crate::profile::BUILTIN[0].1;
+    let text = crate::profile::BUILTIN[0].text;
     let mut fs = crate::profile::Loader::parse("default", text)
         .unwrap()
         .filesystem;
