@@ -257,8 +257,9 @@ def memory_rows(t, res):
                               for p in run["processes"])
             t.notes.append(f"memory (bwrap, last run): {parts}")
     t.notes.append(f"memory: `sbx -- sleep 1` (and the bwrap equivalent), {sbx.get('ok_runs')} runs, the "
-                   "process tree sampled every 5 ms while the payload sleeps; the payload itself is "
-                   "not counted; VmHWM counts shared pages once per process (upper bound)")
+                   "process tree sampled back to back from the tool's start until the payload runs, "
+                   "then every 5 ms while it sleeps; the payload itself is not counted; VmHWM counts "
+                   "shared pages once per process (upper bound)")
 
 
 def read_fail_log(path):
