@@ -12,6 +12,11 @@
 // supervisor), 1 for every other process (init, helpers). A process that execs again (the
 // sandboxed command) is let go. Run as root, the command runs as nobody. One trap per
 // function and process: a run costs seconds, where single-stepping costs minutes.
+//
+// sbx unmaps its own code (madvise MADV_DONTNEED: sys::release_code), which takes the
+// breakpoints with it: the pages come back from the file. The tracer stops each process at
+// its system calls' exits too, and after an madvise arms again every function that process's
+// role has not called yet.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <grp.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,6 +122,15 @@ static int arm(pid_t pid, int first) {
     return 0;
 }
 
+// After an madvise that may have dropped the process's breakpoints: the functions its role
+// has not called yet trap again.
+static int rearm(pid_t pid, int role) {
+    for (size_t i = 0; i < naddrs; i++)
+        if (!seen[role][i] && poke_byte(pid, base + addrs[i], 0xcc, NULL) != 0)
+            return -1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5 || strcmp(argv[3], "--") != 0) {
         fprintf(stderr, "usage: text-trace ADDRS OUT -- BINARY ARGS...\n");
@@ -167,7 +182,7 @@ int main(int argc, char **argv) {
     waitpid(child, &status, 0);
     ptrace(PTRACE_SETOPTIONS, child, 0,
            PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
-               PTRACE_O_EXITKILL);
+               PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD);
     ptrace(PTRACE_CONT, child, 0, 0);
 
     int armed = 0, exit_code = 1;
@@ -229,6 +244,17 @@ int main(int argc, char **argv) {
             } else {
                 deliver = sig;
             }
+        } else if (event == 0 && sig == (SIGTRAP | 0x80)) {
+            // A system call's entry or exit; at an entry, rax holds -ENOSYS.
+            struct user_regs_struct regs;
+            ptrace(PTRACE_GETREGS, t, 0, &regs);
+            int role = t < MAX_PIDS && known[t] ? role_of[t] : 1;
+            if (armed && regs.orig_rax == SYS_madvise && (long)regs.rax != -ENOSYS &&
+                rearm(t, role) != 0) {
+                fprintf(stderr, "text-trace: cannot arm pid %d again: %s\n", t, strerror(errno));
+                kill(child, SIGKILL);
+                return 1;
+            }
         } else if (event == 0 && sig == SIGSTOP) {
             // A new task's first stop. A new process starts with its parent's memory, where
             // the functions the parent called have their bytes back: arm them all again, so
@@ -247,7 +273,7 @@ int main(int argc, char **argv) {
         } else if (event == 0 && sig != SIGTRAP) {
             deliver = sig;
         }
-        ptrace(PTRACE_CONT, t, 0, deliver);
+        ptrace(armed ? PTRACE_SYSCALL : PTRACE_CONT, t, 0, deliver);
     }
     fclose(out);
     fprintf(stderr, "text-trace: %zu first calls recorded, command exit %d\n", traps, exit_code);
