@@ -4,8 +4,8 @@
 //! error messages, and converted to JSON here, which is what a start parses. serde_json's
 //! deserializer is a small part of the code the TOML parser is, and one start of
 //! `sbx --profile net-off` then runs no TOML code at all unless the user has profiles of
-//! their own: 92 fewer functions on the start's path, Σ PSS at the peak 1,646 → 1,562 KiB and
-//! Σ VmHWM 2,654 → 2,404 KiB (benches/README.md, "Code size and the stacks").
+//! their own: 92 fewer functions on the start's path, Σ PSS at the peak 1,640-1,644 → 1,560-1,564
+//! KiB and Σ VmHWM 2,616-2,620 → 2,344 KiB (benches/README.md, "Code size and the stacks").
 //!
 //! **Text order.** The release link gets the text order in `.cargo/text-order.txt`.
 //!
