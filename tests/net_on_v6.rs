@@ -14,14 +14,16 @@
 //!   one to ::1 stays in the sandbox's own loopback (refused, or unanswered: as 127.0.0.1 in
 //!   tests/net_on.rs), and none is echoed;
 //! * a datagram to a public IPv6 address is echoed back, the reply coming from the destination
-//!   address (recvfrom and a connected socket's getpeername). This one waits for sbx's IPv6 UDP
-//!   and fails until it lands.
+//!   address (recvfrom and a connected socket's getpeername);
+//! * the first datagram of each of many sandboxes is echoed (none lost while sbx sets up its
+//!   destination).
 //!
 //! Not claimed yet: `--allow '[::1]:PORT'` mapping a host port in over IPv6 (sbx maps only
 //! 127.0.0.1). Root only (the lab makes veth pairs), and IPv6 on: otherwise each test says SKIP.
 
 mod common;
 
+use common::Ran;
 use common::netlab::{
     HOST_IP6, HOST_PORT, HOST_PRIVATE, HOST_PRIVATE6, Lab, METADATA6, PUBLIC6, client_says,
 };
@@ -147,4 +149,45 @@ fn v6_datagrams_reach_the_internet_from_its_own_address() {
     ]);
     assert_eq!(client_says(&r), want, "{r:?}");
     assert_eq!(echoes(&lab).len(), n0 + 3, "{:?}", lab.log());
+}
+
+/// One datagram with a 2 s wait for the echo: `OK` or `ERR timeout`.
+const PY_UDP6_ONCE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"first", (sys.argv[1], 7, 0, 0))
+try:
+    s.recvfrom(100)
+    print("OK")
+except socket.timeout:
+    print("ERR timeout")
+"#;
+
+/// The first datagram of a sandbox to a new IPv6 destination waits for sbx to add that address
+/// inside and bind a socket to it; the kernel routes to a new IPv6 address a moment after it
+/// acknowledges it, and a datagram sent in that moment was lost (2–3 % of first datagrams,
+/// seen as this file's other datagram test failing about once in 30 runs). Many sandboxes,
+/// each sending its first datagram: every one is echoed.
+#[test]
+fn the_first_v6_datagram_of_every_sandbox_is_echoed() {
+    let Some(lab) = Lab::start_v6("the_first_v6_datagram_of_every_sandbox_is_echoed") else {
+        return;
+    };
+    let runs: usize = std::env::var("SBX_TEST_FIRST_DATAGRAMS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let r = lab.run_bare(&["python3", "-c", PY_UDP6_ONCE, PUBLIC6]);
+    assert_eq!(client_says(&r), "OK", "control: {r:?}");
+    let lost: Vec<Ran> = (0..runs)
+        .map(|_| lab.run_sbx(&["--net", "on", "--", "python3", "-c", PY_UDP6_ONCE, PUBLIC6]))
+        .filter(|r| client_says(r) != "OK")
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {runs} lost: {:?}",
+        lost.len(),
+        lost.first()
+    );
 }
