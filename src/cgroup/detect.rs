@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
 use super::error::{DELEGATE_HINT, io_err};
-use super::files::{read_pids, read_words};
+use super::files::{read_pids, read_text, read_words};
 use super::mountinfo::{MountEntry, parse_mountinfo, relative_to};
 use super::run::supervisor_leaf_name;
 use super::{CgroupError, Delegation};
@@ -19,7 +19,7 @@ use super::{CgroupError, Delegation};
 /// directory, its cgroup.procs and (when controllers are needed) its cgroup.subtree_control
 /// writable by us, and every `needed` controller listed in its cgroup.controllers.
 pub fn detect(needed: &[&str]) -> Result<Delegation, CgroupError> {
-    let read = |p: &str| fs::read_to_string(p).map_err(|e| io_err("read", Path::new(p), &e));
+    let read = |p: &str| read_text(Path::new(p)).map_err(|e| io_err("read", Path::new(p), &e));
     let cgroup_file = read("/proc/self/cgroup")?;
     let cgpath = v2_path(&cgroup_file).ok_or(CgroupError::NotInV2)?;
     let (mount, own) = match usual_mount(cgpath) {
