@@ -1,7 +1,7 @@
 // text-trace: which functions of a binary a run of it calls, in first-call order, for the
 // link-time text order (benches/text-order.sh).
 //
-//   text-trace ADDRS OUT -- BINARY ARGS...
+//   text-trace ADDRS OUT [--linux-5.10] -- BINARY ARGS...
 //
 // ADDRS lists function start addresses (hex, as in `nm`, relative to the image base). The
 // tracer runs BINARY under ptrace, puts a breakpoint on every listed address right after the
@@ -17,6 +17,11 @@
 // breakpoints with it: the pages come back from the file. The tracer stops each process at
 // its system calls' exits too, and after an madvise arms again every function that process's
 // role has not called yet.
+//
+// --linux-5.10 runs BINARY with the system calls of Linux 5.10 only (a seccomp filter: every
+// call numbered after 5.10's last answers ENOSYS, close_range's CLOSE_RANGE_CLOEXEC EINVAL),
+// so that the trace takes the fallbacks a 5.10 kernel sends sbx down (no landlock, no
+// mount_setattr, descriptors listed from /proc/self/fd).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -131,9 +141,37 @@ static int rearm(pid_t pid, int role) {
     return 0;
 }
 
+// 5.10's last system call on x86_64 is process_madvise (440); CLOSE_RANGE_CLOEXEC came in
+// 5.11.
+static int linux_5_10(void) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 441, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 4 /* CLOSE_RANGE_CLOEXEC */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 int main(int argc, char **argv) {
+    int old_kernel = argc > 3 && strcmp(argv[3], "--linux-5.10") == 0;
+    if (old_kernel) {
+        argv[3] = argv[2];
+        argv[2] = argv[1];
+        argv++;
+        argc--;
+    }
     if (argc < 5 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "usage: text-trace ADDRS OUT -- BINARY ARGS...\n");
+        fprintf(stderr, "usage: text-trace ADDRS OUT [--linux-5.10] -- BINARY ARGS...\n");
         return 2;
     }
     FILE *in = fopen(argv[1], "r");
@@ -174,6 +212,8 @@ int main(int argc, char **argv) {
         ptrace(PTRACE_TRACEME, 0, 0, 0);
         if (geteuid() == 0 && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
             _exit(126);
+        if (old_kernel && linux_5_10() != 0)
+            _exit(125);
         raise(SIGSTOP);
         execvp(argv[4], argv + 4);
         _exit(127);

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """The text order for the release link, from text-trace runs (benches/text-order.sh).
 
-  text_order.py write SYMBOLS OUT RUSTC TRACE...   write the list (RUSTC: the version, for the header)
+  text_order.py write SYMBOLS OUT RUSTC TRACE... [--fallback TRACE...]
+                                                    write the list (RUSTC: the version, for the header)
   text_order.py check SYMBOLS LIST                  how much of the list a build has (exit 1 under 90 %)
 
 SYMBOLS is `nm --defined-only` of an unstripped build. Each TRACE holds "ROLE ADDR" lines in
 first-call order (ROLE 0: the supervisor, 1: init and helpers). The list puts the functions
 only the supervisor calls first, then those both call, then those only init calls: each
-process's functions are then one run of pages, and init, which calls few, maps few.
+process's functions are then one run of pages, and init, which calls few, maps few. The
+functions only the --fallback traces call (runs under an older kernel's system calls) come
+last, grouped the same way: a newer kernel never maps them, an older one maps them together.
 """
 import collections
 import sys
@@ -30,28 +33,37 @@ def text_symbols(path):
     return names
 
 
-def write(symbols, out, traces, rustc):
+def write(symbols, out, traces, fallback, rustc):
     names = text_symbols(symbols)
     roles = collections.defaultdict(set)
     first = {}
-    for trace in traces:
+    usual = set()
+    for i, trace in enumerate(traces + fallback):
         with open(trace) as f:
             for line in f:
                 role, addr = line.split()
                 addr = int(addr, 16)
-                roles[addr].add(int(role))
                 first.setdefault(addr, len(first))
+                if i < len(traces):
+                    usual.add(addr)
+                # A usual function keeps its usual roles: the layout a newer kernel maps is the
+                # one it would have without the fallback runs.
+                if i < len(traces) or addr not in usual:
+                    roles[addr].add(int(role))
     missing = [a for a in first if a not in names]
     if missing:
         sys.exit(f"text_order.py: {len(missing)} traced addresses have no symbol, e.g. {missing[0]:#x}")
     groups = [{0}, {0, 1}, {1}]
-    order = sorted(first, key=lambda a: (groups.index(roles[a]), first[a]))
+    order = sorted(first, key=lambda a: (a not in usual, groups.index(roles[a]), first[a]))
     with open(out, "w") as f:
-        f.write(HEADER.format(runs=len(traces), rustc=rustc))
+        f.write(HEADER.format(runs=len(traces) + len(fallback), rustc=rustc))
         for addr in order:
             f.write(names[addr][0] + "\n")
-    counts = [sum(1 for a in first if roles[a] == g) for g in groups]
-    print(f"{len(order)} functions: {counts[0]} supervisor only, {counts[1]} shared, {counts[2]} init only")
+    counts = [sum(1 for a in usual if roles[a] == g) for g in groups]
+    print(
+        f"{len(order)} functions: {counts[0]} supervisor only, {counts[1]} shared, {counts[2]} init only, "
+        f"then {len(first) - len(usual)} that only the fallback runs call"
+    )
 
 
 def check(symbols, listed):
@@ -65,7 +77,9 @@ def check(symbols, listed):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 6 and sys.argv[1] == "write":
-        write(sys.argv[2], sys.argv[3], sys.argv[5:], sys.argv[4])
+        rest = sys.argv[5:]
+        cut = rest.index("--fallback") if "--fallback" in rest else len(rest)
+        write(sys.argv[2], sys.argv[3], rest[:cut], rest[cut + 1 :], sys.argv[4])
     elif len(sys.argv) == 4 and sys.argv[1] == "check":
         found, total = check(sys.argv[2], sys.argv[3])
         sys.exit(0 if total and found * 10 >= total * 9 else 1)
