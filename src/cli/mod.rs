@@ -146,7 +146,7 @@ pub fn main() -> i32 {
     // This binary links glibc statically: the proxy must not load the host's NSS modules.
     crate::proxy::allow::resolve_without_nss_modules();
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    let cli = match parse(&argv) {
         Ok(c) => c,
         Err(e) => return parse_error(e),
     };
@@ -161,6 +161,32 @@ pub fn main() -> i32 {
             EXIT_SBX_FAILED
         }
     }
+}
+
+/// The command line, parsed as a run with the run options' definition alone when that can
+/// give the same result. Building the whole definition (every subcommand, `learn` with its own
+/// copy of the run options) allocated 135 KiB on the start's path, the largest part of the
+/// supervisor's heap before the clone; a run needs only its own options. A subcommand's name
+/// first (clap sees subcommands only there), `help`, and anything the run options alone reject
+/// (help and version flags included) go through the whole definition, so results, messages
+/// and help are the same as without this.
+fn parse(argv: &[OsString]) -> Result<Cli, clap::Error> {
+    match parse_run_only(argv) {
+        Some(run) => Ok(Cli { sub: None, run }),
+        None => Cli::try_parse_from(argv),
+    }
+}
+
+fn parse_run_only(argv: &[OsString]) -> Option<RunArgs> {
+    use clap::{Args, FromArgMatches};
+    let first = argv.get(1)?.to_str()?;
+    if first == "help" || Sub::has_subcommand(first) {
+        return None;
+    }
+    let matches = RunArgs::augment_args(clap::Command::new("sbx"))
+        .try_get_matches_from(argv)
+        .ok()?;
+    RunArgs::from_arg_matches(&matches).ok()
 }
 
 /// Prints clap's message (help and version are its "errors" too) and returns the exit code.
@@ -385,6 +411,42 @@ mod tests {
         let c = Cli::try_parse_from(["sbx", "--", "profile", "list"]).unwrap();
         assert!(c.sub.is_none());
         assert_eq!(c.run.command, ["profile", "list"]);
+    }
+
+    #[test]
+    fn a_run_parses_alike_with_the_run_options_alone() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let runs: &[&[&str]] = &[
+            &["sbx", "--net", "host", "--", "ls", "-la", "--color"],
+            &["sbx", "echo", "-n", "hi"],
+            &["sbx", "-v", "doctor"],
+            &["sbx", "-p", "ci", "--memory", "64M", "--", "make", "-j2"],
+            &["sbx", "--", "profile", "list"],
+            &["sbx", "--setenv", "A=1", "--protect", "-x", "true"],
+        ];
+        for argv in runs {
+            let lean = parse_run_only(&os(argv)).unwrap_or_else(|| panic!("{argv:?}"));
+            let whole = Cli::try_parse_from(*argv).unwrap();
+            assert!(whole.sub.is_none(), "{argv:?}");
+            assert_eq!(format!("{lean:?}"), format!("{:?}", whole.run), "{argv:?}");
+        }
+        // These go through the whole definition: subcommands, help, version, mistakes.
+        let others: &[&[&str]] = &[
+            &["sbx"],
+            &["sbx", "profile", "list"],
+            &["sbx", "learn", "--", "true"],
+            &["sbx", "help"],
+            &["sbx", "--help"],
+            &["sbx", "-V"],
+            &["sbx", "--version"],
+            &["sbx", "--bogus-flag", "--", "true"],
+            &["sbx", "--memory"],
+        ];
+        for argv in others {
+            assert!(parse_run_only(&os(argv)).is_none(), "{argv:?}");
+            let (a, b) = (parse(&os(argv)), Cli::try_parse_from(*argv));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{argv:?}");
+        }
     }
 
     #[test]
