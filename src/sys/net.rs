@@ -330,6 +330,13 @@ fn await_local_route6(ip: [u8; 16]) -> SysResult {
         if kind == libc::RTM_NEWROUTE && n as usize > TYPE_AT && answer[TYPE_AT] == RTN_LOCAL {
             break Ok(());
         }
+        // An error other than "no route yet" will not go away by asking again.
+        if kind == libc::NLMSG_ERROR as u16 && n >= 20 {
+            let error = i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]);
+            if error != 0 && error != -libc::ENETUNREACH && error != -libc::EHOSTUNREACH {
+                break Err(Errno::from_raw(-error));
+            }
+        }
         if std::time::Instant::now() >= deadline {
             break Err(Errno::ETIMEDOUT);
         }
