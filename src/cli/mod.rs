@@ -449,6 +449,17 @@ mod tests {
         }
     }
 
+    /// `parse_run_only` asks `Sub::has_subcommand`, which knows names, not aliases: an alias
+    /// would be taken for a command to run.
+    #[test]
+    fn every_subcommand_is_known_by_its_name_alone() {
+        use clap::CommandFactory;
+        for sub in Cli::command().get_subcommands() {
+            assert!(Sub::has_subcommand(sub.get_name()), "{}", sub.get_name());
+            assert_eq!(sub.get_all_aliases().count(), 0, "{}", sub.get_name());
+        }
+    }
+
     #[test]
     fn setenv_needs_an_equals_sign() {
         let c = Cli::try_parse_from(["sbx", "--setenv", "NOEQ", "true"]).unwrap();
