@@ -18,8 +18,9 @@ import sys
 HEADER = """\
 # The order in which the release link places sbx's functions (lld --symbol-ordering-file,
 # passed by src/build.rs): those one start calls, supervisor-only first, then shared, then
-# init-only, each in first-call order. Written by benches/text-order.sh from {runs} traced
-# runs with {rustc}; a name this build lacks is ignored.
+# init-only, each in first-call order; then, grouped the same way, those that only the runs
+# under an older kernel's system calls call. Written by benches/text-order.sh from {runs}
+# traced runs with {rustc}; a name this build lacks is ignored.
 """
 
 
