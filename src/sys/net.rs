@@ -125,39 +125,58 @@ fn new_address_header(len: usize) -> libc::nlmsghdr {
 
 /// Sends one rtnetlink request of `len` bytes at `req` and reads its acknowledgement.
 fn netlink_request(req: *const libc::c_void, len: usize) -> SysResult {
+    let fd = netlink_socket()?;
+    // The acknowledgement: a header and an nlmsgerr whose error is 0 or -errno.
+    let mut ack = [0u8; 64];
+    let r = netlink_ask(fd, req, len, &mut ack).and_then(|n| match netlink_error(&ack[..n]) {
+        Some(0) => Ok(()),
+        Some(e) => Err(Errno::from_raw(-e)),
+        None => Err(Errno::EPROTO),
+    });
+    super::close(fd);
+    r
+}
+
+/// An rtnetlink socket in the current network namespace.
+fn netlink_socket() -> SysResult<RawFd> {
     // SAFETY: plain socket creation.
-    let fd = check(unsafe {
+    check(unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
             libc::NETLINK_ROUTE,
         )
-    })?;
-    let r = (|| {
-        // SAFETY: the caller passes a complete request of `len` bytes; the kernel's netlink
-        // address is the default (pid 0) for an unaddressed send.
-        let n = unsafe { libc::send(fd, req, len, 0) };
-        if n < 0 {
-            return Err(Errno::last());
-        }
-        // The acknowledgement: a header and an nlmsgerr whose error is 0 or -errno.
-        let mut ack = [0u8; 64];
-        // SAFETY: ack is a writable buffer of its length.
-        let n = unsafe { libc::recv(fd, ack.as_mut_ptr().cast(), ack.len(), 0) };
-        if n < 0 {
-            return Err(Errno::last());
-        }
-        if (n as usize) < 20 {
-            return Err(Errno::EPROTO);
-        }
-        let error = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
-        match error {
-            0 => Ok(()),
-            e => Err(Errno::from_raw(-e)),
-        }
-    })();
-    super::close(fd);
-    r
+    })
+}
+
+/// Sends the request of `len` bytes at `req` on the rtnetlink socket `fd` and reads the
+/// kernel's answer into `answer` (cut to its length); returns the bytes read.
+fn netlink_ask(
+    fd: RawFd,
+    req: *const libc::c_void,
+    len: usize,
+    answer: &mut [u8],
+) -> SysResult<usize> {
+    // SAFETY: the caller passes a complete request of `len` bytes; the kernel's netlink
+    // address is the default (pid 0) for an unaddressed send.
+    if unsafe { libc::send(fd, req, len, 0) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: answer is a writable buffer of its length.
+    let n = unsafe { libc::recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    Ok((n as usize).min(answer.len()))
+}
+
+/// The error an NLMSG_ERROR answer carries (0 for an acknowledgement, else -errno); None for
+/// an answer of another kind.
+fn netlink_error(answer: &[u8]) -> Option<i32> {
+    let kind = u16::from_ne_bytes([*answer.get(4)?, *answer.get(5)?]);
+    let error = answer.get(16..20)?;
+    (kind == libc::NLMSG_ERROR as u16)
+        .then(|| i32::from_ne_bytes([error[0], error[1], error[2], error[3]]))
 }
 
 /// A UDP socket bound to [`ip`]:`port` in the current network namespace. Never allocates.
@@ -297,45 +316,29 @@ fn await_local_route6(ip: [u8; 16]) -> SysResult {
         dst_type: RTA_DST,
         dst: ip,
     };
-    // SAFETY: plain socket creation.
-    let fd = check(unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    })?;
+    let fd = netlink_socket()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     let r = loop {
-        // SAFETY: req is a complete request of its size, sent to the kernel (pid 0).
-        let n = unsafe {
-            libc::send(
-                fd,
-                (&req as *const Request).cast(),
-                std::mem::size_of::<Request>(),
-                0,
-            )
-        };
-        if n < 0 {
-            break Err(Errno::last());
-        }
         let mut answer = [0u8; 512];
-        // SAFETY: answer is a writable buffer of its length; a longer answer is cut, and
-        // only its first bytes are read.
-        let n = unsafe { libc::recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0) };
-        if n < 0 {
-            break Err(Errno::last());
-        }
+        let n = match netlink_ask(
+            fd,
+            (&req as *const Request).cast(),
+            std::mem::size_of::<Request>(),
+            &mut answer,
+        ) {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
         let kind = u16::from_ne_bytes([answer[4], answer[5]]);
-        if kind == libc::RTM_NEWROUTE && n as usize > TYPE_AT && answer[TYPE_AT] == RTN_LOCAL {
+        if kind == libc::RTM_NEWROUTE && n > TYPE_AT && answer[TYPE_AT] == RTN_LOCAL {
             break Ok(());
         }
         // An error other than "no route yet" will not go away by asking again.
-        if kind == libc::NLMSG_ERROR as u16 && n >= 20 {
-            let error = i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]);
-            if error != 0 && error != -libc::ENETUNREACH && error != -libc::EHOSTUNREACH {
-                break Err(Errno::from_raw(-error));
+        match netlink_error(&answer[..n]) {
+            Some(e) if e != 0 && e != -libc::ENETUNREACH && e != -libc::EHOSTUNREACH => {
+                break Err(Errno::from_raw(-e));
             }
+            _ => {}
         }
         if std::time::Instant::now() >= deadline {
             break Err(Errno::ETIMEDOUT);
