@@ -21,9 +21,15 @@ Until the payload runs, the tree is sampled back to back (a sample takes 0.1-0.3
 5 ms: a tool may let go of pages during its setup (sbx unmaps its code before it clones), and
 the largest sum can be the first process alone, before any child exists. Samples taken while
 the first process is still setpriv or env are left out.
+
+A child that shares its parent's address space (sbx's payload between its spawn and its
+`execve`: CLONE_VM, as `posix_spawn`) is counted once, with its parent: its status and
+smaps_rollup show the same memory again. kcmp(2) tells (KCMP_VM); a kernel without it counts
+every process.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -78,6 +84,18 @@ def rss_by_mapping(pid, top=5):
     return sorted(((k, v) for k, v in agg.items() if v), key=lambda kv: -kv[1])[:top]
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+KCMP_VM = 1
+
+
+def same_memory(pid, other):
+    """True when pid and other share one address space (kcmp answers 0)."""
+    if SYS_KCMP is None or other is None:
+        return False
+    return _libc.syscall(SYS_KCMP, pid, other, KCMP_VM, 0, 0) == 0
+
+
 def children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -104,16 +122,18 @@ def one_run(cmd, payload_comm, cwd, copies=1):
         # One snapshot of the trees; it only counts once every copy's payload runs, so that every
         # process of the tool has exec'd into its final image (before that, the first process
         # may still be setpriv or env, and the payload a not-yet-exec'd fork of init).
-        snapshot, stack, payloads = [], [p.pid for p in procs], 0
+        snapshot, stack, payloads = [], [(p.pid, None) for p in procs], 0
         while stack:
-            pid = stack.pop()
+            pid, parent = stack.pop()
             st = read_status(pid)
             if st is None:
                 continue
             kids = children(pid)
-            stack.extend(kids)
+            stack.extend((k, pid) for k in kids)
             if st.get("Name") == payload_comm and not kids:
                 payloads += 1
+                continue
+            if same_memory(pid, parent):
                 continue
             snapshot.append((pid, st, read_pss_kib(pid)))
         payload_now = payloads >= copies

@@ -18,7 +18,7 @@ pub(super) fn signals() -> libc::sigset_t {
     sys::sigset_of(&all)
 }
 
-#[allow(unsafe_code)] // clone_fork: the one unsafe call of the sandbox side
+#[allow(unsafe_code)] // spawn_sharing_memory: the one unsafe call of the sandbox side
 pub fn run(
     plan: &Plan,
     argv: &Argv,
@@ -34,10 +34,13 @@ pub fn run(
     // The signals init waits for are blocked since the process started (see
     // `setup::first_process`); a signalfd of its own receives them.
     let signal_fd = sys::signalfd(&signals()).unwrap_or_else(|e| fail(Step::Signals, e));
-    // SAFETY: the child runs `exec::payload`, which never allocates and ends in execve or
-    // _exit; init itself is single-threaded.
-    let payload = match unsafe { sys::clone_fork(0) } {
-        Ok(0) => exec::payload(plan, argv, report, Some(me), pty),
+    // The command's process shares init's memory until its execve: a fork would copy init's
+    // page tables, only for the execve to throw the copy away.
+    // SAFETY: init is single-threaded; `exec::payload` never allocates, writes only to its
+    // own stack (and the report channel) and ends in execve or _exit.
+    let payload = match unsafe {
+        sys::spawn_sharing_memory(&mut || exec::payload(plan, argv, report, Some(me), pty))
+    } {
         Ok(pid) => pid,
         Err(e) => fail(Step::ForkPayload, e),
     };
