@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -136,6 +137,109 @@ fn run_gets_its_own_cgroup_and_leaves_nothing() {
         "the run's cgroup {path} was not removed"
     );
     assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
+}
+
+/// `sbx -v ARGS...` started as nobody from inside the delegated cgroup, with the system calls
+/// `calls` answering ENOSYS (a seccomp filter loaded just before sbx, as a container profile
+/// would); stdout and stderr piped.
+fn spawn_in_filtered(
+    cg: &Delegated,
+    work: &Workdir,
+    calls: &[&str],
+    args: &[&str],
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let procs =
+        std::ffi::CString::new(cg.0.join("cgroup.procs").into_os_string().into_vec()).unwrap();
+    let prog = common::enosys::filter(calls);
+    let mut cmd = Command::new(common::binary());
+    cmd.arg("-v")
+        .args(NO_CONTROLLERS)
+        .args(args)
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", work.subdir("home"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure makes only async-signal-safe system calls on
+    // data prepared before the fork (apply_filter allocates nothing on success).
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: libc::c_int| match r {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            };
+            // "0" moves the writer itself into the cgroup.
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            check(fd)?;
+            check(libc::write(fd, c"0".as_ptr().cast(), 1) as libc::c_int)?;
+            libc::close(fd);
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(common::NOBODY))?;
+            check(libc::setuid(common::NOBODY))?;
+            seccompiler::apply_filter(&prog)
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The sandbox is created inside its cgroup (clone3's CLONE_INTO_CGROUP) and, where clone3
+/// answers ENOSYS (Docker's and podman's seccomp profiles do), moved there after the clone:
+/// either way the command runs in the run's cgroup and nothing is left behind.
+#[test]
+fn the_sandbox_starts_in_its_cgroup_with_and_without_clone3() {
+    for (tag, calls) in [("clone3", &[][..]), ("noclone3", &["clone3"][..])] {
+        let Some(cg) = Delegated::new(tag) else {
+            return;
+        };
+        if !calls.is_empty() {
+            common::enosys::assert_taken_away(calls);
+        }
+        let work = Workdir::new();
+        let ready = work.path().join("ready");
+        let script = format!("cat /proc/self/cgroup; touch {}; sleep 1", ready.display());
+        let child = spawn_in_filtered(
+            &cg,
+            &work,
+            calls,
+            &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // While the command runs, its processes are in the run's process leaf, seen from the
+        // host: `<delegated>/sbx-<pid>-<n>/sandbox`.
+        let leaves: Vec<String> = cg
+            .children()
+            .iter()
+            .map(|run| fs::read_to_string(cg.0.join(run).join("sandbox/cgroup.procs")))
+            .filter_map(Result::ok)
+            .collect();
+        let out = child.wait_with_output().unwrap();
+        let (code, stdout, err) = (
+            exit_code(out.status),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(code, 0, "{tag}: stdout {stdout}\nstderr {err}");
+        assert!(
+            leaves.iter().any(|procs| procs.lines().count() >= 2),
+            "{tag}: no run cgroup held init and the command: {leaves:?}"
+        );
+        // The cgroup namespace is rooted at the run's cgroup: the command stands at its root.
+        assert!(stdout.lines().any(|l| l == "0::/"), "{tag}: {stdout}");
+        let moved = err.contains("CLONE_INTO_CGROUP is missing");
+        assert_eq!(moved, !calls.is_empty(), "{tag}: {err}");
+        assert!(
+            cg.children().is_empty(),
+            "{tag}: left behind: {:?}",
+            cg.children()
+        );
+    }
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub struct Spawned {
     /// The supervisor's end of the socket on which the helper sends sbx's egress sockets (see
     /// `netns::egress_sockets`).
     pub egress: Option<OwnedFd>,
+    /// Whether the process was born in [`SpawnOptions::cgroup`] (clone3's CLONE_INTO_CGROUP);
+    /// if not, the supervisor still has to move it there.
+    pub in_cgroup: bool,
     /// The network namespace's helper's descriptors, kept until `start_net_helper`; None
     /// without a network namespace.
     pending: Option<PendingHelper>,
@@ -91,6 +94,8 @@ pub struct SpawnOptions {
     /// The caller is sbx's CLI on its main thread: init may return its setup's dead stack
     /// before it waits (`sys::release_dead_stack`), as the supervisor did before the clone.
     pub release_stack: bool,
+    /// The run's cgroup (its process leaf, open), to create the process in.
+    pub cgroup: Option<RawFd>,
 }
 
 /// The source name of the tmpfs that becomes the sandbox's `/`: an sbx inside tells from its
@@ -137,9 +142,21 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     }
     // A helper creates it, beside the root (see `netns`).
     flags &= !libc::CLONE_NEWNET;
-    // SAFETY: the child runs `setup::first_process`, which never allocates, takes no lock and
-    // ends in execve or _exit.
-    match unsafe { sys::clone_fork(flags) }? {
+    // Born in the run's cgroup where the kernel can (Linux 5.7), rather than moved there: a
+    // move waits for an RCU grace period. Any refusal takes the classic clone, whose own
+    // error, if any, is the one to report; the supervisor then moves the process.
+    let born_in = opts.cgroup.and_then(|cg| {
+        // SAFETY: the child runs `setup::first_process`, which never allocates, takes no lock
+        // and ends in execve or _exit.
+        unsafe { sys::clone_fork_into_cgroup(flags, cg) }.ok()
+    });
+    let in_cgroup = born_in.is_some();
+    let forked = match born_in {
+        Some(pid) => pid,
+        // SAFETY: as above.
+        None => unsafe { sys::clone_fork(flags) }?,
+    };
+    match forked {
         0 => {
             drop((report_r, life_w, handover_ours, net_helper_end));
             drop((egress_ours, egress_helper));
@@ -169,6 +186,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
                 lifeline: life_w,
                 handover: handover_ours,
                 egress: egress_ours,
+                in_cgroup,
                 pending,
             })
         }

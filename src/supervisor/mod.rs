@@ -282,6 +282,7 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         pty: terminal.is_some(),
         store: watched.0.is_some() && plan.store.is_some(),
         release_stack: how.release_code,
+        cgroup: cgroup.as_ref().map(RunCgroup::dir_fd),
     };
     if how.release_code {
         sys::release_dead_stack();
@@ -298,7 +299,13 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         let _ = sys::wait4(pid, 0);
         e
     };
-    if let Some(cg) = &cgroup {
+    if let (Some(cg), false) = (&cgroup, spawned.in_cgroup) {
+        if sys::clone_into_cgroup_missing() {
+            tracing::info!(
+                "clone3's CLONE_INTO_CGROUP is missing (Linux 5.7; ENOSYS or E2BIG): the \
+                 sandbox is moved into its cgroup after the clone, which waits for the kernel"
+            );
+        }
         cg.add_process(pid).map_err(|e| abandon(Error::Cgroup(e)))?;
     }
     sys::write_all(spawned.lifeline.as_raw_fd(), b"g").map_err(|errno| {
