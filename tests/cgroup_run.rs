@@ -242,6 +242,42 @@ fn the_sandbox_starts_in_its_cgroup_with_and_without_clone3() {
     }
 }
 
+/// With a cgroup to remove, sbx waits for init's exit; the protected paths' inotify instance is
+/// then made by the supervisor and kept by the cgroup's janitor too (so that init's close does
+/// not wait for the kernel's mark reaper). The watch must still end a command that creates a
+/// protected path, and the janitor must leave once dismissed.
+#[test]
+fn a_protected_path_ends_a_run_with_its_own_cgroup() {
+    let Some(cg) = Delegated::new("protect") else {
+        return;
+    };
+    let work = Workdir::new();
+    let (code, out, err) = sbx_in(
+        &cg,
+        &work,
+        &[
+            "--limit",
+            "cgroup=required",
+            "--",
+            "sh",
+            "-c",
+            "mkdir .git; sleep 5; echo survived",
+        ],
+    );
+    assert_eq!(code, 137, "stdout {out}\nstderr {err}");
+    assert!(!out.contains("survived"), "{out}");
+    assert!(err.contains("protected path"), "{err}");
+    assert!(
+        !work.path().join(".git").exists(),
+        "the created .git stayed"
+    );
+    assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
+    // The janitor is a shell whose arguments name the delegated subtree.
+    let marker = cg.0.display().to_string();
+    let left = survivors_with(&[marker], Duration::from_secs(3));
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
 #[test]
 fn timeout_kills_a_daemon_outside_the_pid_namespace() {
     let Some(cg) = Delegated::new("daemon") else {

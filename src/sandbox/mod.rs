@@ -77,6 +77,7 @@ struct ChildEnds {
     pty: bool,
     store: bool,
     release_stack: bool,
+    watch: Option<RawFd>,
 }
 
 /// How the supervisor wants the sandbox started.
@@ -96,6 +97,10 @@ pub struct SpawnOptions {
     pub release_stack: bool,
     /// The run's cgroup (its process leaf, open), to create the process in.
     pub cgroup: Option<RawFd>,
+    /// An inotify instance for init's watch over the protected paths, made by the caller,
+    /// which gives a second reference to a process nobody waits for: closing the last
+    /// reference waits for the kernel's mark reaper (see `watch`). None: init makes its own.
+    pub watch: Option<RawFd>,
 }
 
 /// The source name of the tmpfs that becomes the sandbox's `/`: an sbx inside tells from its
@@ -169,6 +174,7 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
                 pty: opts.pty,
                 store: opts.store,
                 release_stack: opts.release_stack,
+                watch: opts.watch,
             };
             setup::first_process(plan, &argv, ends)
         }

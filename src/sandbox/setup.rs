@@ -51,7 +51,7 @@ pub(super) fn first_process(plan: &Plan, argv: &Argv, ends: ChildEnds) -> ! {
         }
         // Before the command exists, so that nothing it creates goes unseen.
         let watch = match plan.as_pid_1 {
-            false => Watch::start(plan)?,
+            false => Watch::start(plan, ends.watch)?,
             true => None,
         };
         if let Some(sock) = ends.net {

@@ -1,8 +1,11 @@
 //! Init's watch over the protected paths that do not exist (see `plan::mount::protect`): an
 //! inotify instance on their parent directories, set up once the root is built and before the
 //! command exists, read in init's loop. Init rather than the supervisor holds it because
-//! destroying an inotify instance waits for the kernel's mark reaper (milliseconds), and the
-//! supervisor does not wait for init's exit. Allocation-free: init is a fork.
+//! destroying an inotify instance waits for the kernel's mark reaper (an SRCU grace period,
+//! 8 ms measured), and the supervisor does not wait for init's exit. Where it does (the run
+//! has a cgroup to remove), the supervisor makes the instance before the clone and the cgroup's
+//! janitor keeps a second reference, so that init's close is not the one that waits
+//! (`SpawnOptions::watch`). Allocation-free: init is a fork.
 
 use std::os::fd::RawFd;
 
@@ -28,13 +31,17 @@ pub struct Watch {
 struct Events([u8; 4096]);
 
 impl Watch {
-    /// Watches every guard's directory; None when there is no guard.
-    pub fn start(plan: &Plan) -> Result<Option<Watch>, Failure> {
+    /// Watches every guard's directory, on `instance` if the supervisor made one, else on a
+    /// new one; None when there is no guard.
+    pub fn start(plan: &Plan, instance: Option<RawFd>) -> Result<Option<Watch>, Failure> {
         let guards = &plan.protect.guards;
         if guards.is_empty() {
             return Ok(None);
         }
-        let fd = sys::inotify_init().map_err(|e| Failure::new(Step::Protect, e))?;
+        let fd = match instance {
+            Some(fd) => fd,
+            None => sys::inotify_init().map_err(|e| Failure::new(Step::Protect, e))?,
+        };
         let mut wds = [-1; MAX_GUARDS];
         for (i, g) in guards.iter().take(MAX_GUARDS).enumerate() {
             // The same directory gives the same watch descriptor again.

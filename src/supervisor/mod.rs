@@ -254,10 +254,23 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         .unwrap_or_else(|| how.pty_when_interactive && terminal::interactive());
     let (_restore, signals) = block_forwarded(pty, how.forward_signals)?;
     let (cgroup, cgroup_note) = run_cgroup(plan)?;
+    // With a cgroup to remove, the supervisor waits for init's exit, where closing the last
+    // reference to the protected paths' inotify instance would wait for the kernel's mark
+    // reaper (8 ms, benches/README.md "Runs in a cgroup"). For a caller that exits right away,
+    // the instance is made here and the janitor, which nobody waits for, keeps a reference.
+    let watch = (cgroup.is_some()
+        && how.return_before_teardown
+        && !plan.as_pid_1
+        && !plan.protect.guards.is_empty())
+    .then(sys::inotify_init)
+    .and_then(Result::ok);
     // Dropped (dismissed) once the cgroup is removed below, after the run.
     let janitor = cgroup.as_ref().and_then(|cg| {
-        let run = cg.path().to_path_buf();
-        janitor::Janitor::start(&[], std::slice::from_ref(&run))
+        let run = [cg.path().to_path_buf()];
+        match watch {
+            Some(fd) => janitor::Janitor::start_keeping(&[], &run, fd),
+            None => janitor::Janitor::start(&[], &run),
+        }
     });
     // The protected paths' directories, opened before the sandbox can change them.
     let guard = guard::Guard::new(&plan.protect)?;
@@ -283,12 +296,18 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         store: watched.0.is_some() && plan.store.is_some(),
         release_stack: how.release_code,
         cgroup: cgroup.as_ref().map(RunCgroup::dir_fd),
+        // Without the janitor's reference, init makes its own instance.
+        watch: watch.filter(|_| janitor.is_some()),
     };
     if how.release_code {
         sys::release_dead_stack();
         sys::release_code();
     }
-    let mut spawned = sandbox::spawn(plan, opts).map_err(|errno| Error::Spawn {
+    let spawned = sandbox::spawn(plan, opts);
+    if let Some(fd) = watch {
+        sys::close(fd);
+    }
+    let mut spawned = spawned.map_err(|errno| Error::Spawn {
         errno,
         flags: plan.namespaces,
     })?;

@@ -53,6 +53,13 @@ pub fn dup_to(fd: RawFd, to: RawFd) -> SysResult {
     check(unsafe { libc::dup2(fd, to) }).map(drop)
 }
 
+/// Makes `to` a copy of `fd` that survives execve (dup2 keeps the flag when `fd == to`).
+pub fn dup_to_inherited(fd: RawFd, to: RawFd) -> SysResult {
+    dup_to(fd, to)?;
+    // SAFETY: F_SETFD on a descriptor of ours only changes its close-on-exec flag.
+    check(unsafe { libc::fcntl(to, libc::F_SETFD, 0) }).map(drop)
+}
+
 /// Takes ownership of a descriptor the kernel just returned.
 fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel just returned this fd to us and nothing else refers to it.
