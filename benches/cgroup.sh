@@ -26,13 +26,17 @@ done
 [[ -n $mount ]] || die "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified"
 cg=$mount/sbx-bench-cgroup-$$
 mkdir "$cg"
+# Kills what is left in the subtree (a run interrupted, a janitor still closing its watch),
+# then removes it, deepest first, retrying for up to 2 s while the killed processes go.
 cleanup() {
-    for d in "$cg"/*/; do
-        [[ -d $d ]] || continue
-        echo 1 >"$d/cgroup.kill" 2>/dev/null || true
-        rmdir "$d"sandbox "$d" 2>/dev/null || true
+    echo 1 >"$cg/cgroup.kill" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do
+        find "$cg" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null || true
+        rmdir "$cg" 2>/dev/null && return
+        sleep 0.02
     done
-    rmdir "$cg" 2>/dev/null || true
+    echo "cgroup.sh: could not remove $cg" >&2
 }
 trap cleanup EXIT
 for f in "" cgroup.procs cgroup.subtree_control cgroup.threads; do

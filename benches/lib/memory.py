@@ -24,8 +24,9 @@ the first process is still setpriv or env are left out.
 
 A child that shares its parent's address space (sbx's payload between its spawn and its
 `execve`: CLONE_VM, as `posix_spawn`) is counted once, with its parent: its status and
-smaps_rollup show the same memory again. kcmp(2) tells (KCMP_VM); a kernel without it counts
-every process.
+smaps_rollup show the same memory again. kcmp(2) tells (KCMP_VM); it needs ptrace access to
+both processes (root has it; sbx's init is not dumpable), and where it is refused or missing
+every process counts, which memory.py says once on stderr.
 """
 
 import argparse
@@ -89,11 +90,20 @@ SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
 KCMP_VM = 1
 
 
+_kcmp_refused = []
+
+
 def same_memory(pid, other):
     """True when pid and other share one address space (kcmp answers 0)."""
     if SYS_KCMP is None or other is None:
         return False
-    return _libc.syscall(SYS_KCMP, pid, other, KCMP_VM, 0, 0) == 0
+    r = _libc.syscall(SYS_KCMP, pid, other, KCMP_VM, 0, 0)
+    if r < 0 and ctypes.get_errno() in (1, 13, 38) and not _kcmp_refused:
+        # EPERM, EACCES, ENOSYS: a process sharing its parent's memory would count twice.
+        _kcmp_refused.append(True)
+        print(f"memory.py: kcmp refused ({os.strerror(ctypes.get_errno())}): a child sharing "
+              "its parent's memory counts twice", file=sys.stderr)
+    return r == 0
 
 
 def children(pid):

@@ -34,9 +34,10 @@ pub struct Spawned {
     /// The supervisor's end of the socket on which the helper sends sbx's egress sockets (see
     /// `netns::egress_sockets`).
     pub egress: Option<OwnedFd>,
-    /// Whether the process was born in [`SpawnOptions::cgroup`] (clone3's CLONE_INTO_CGROUP);
-    /// if not, the supervisor still has to move it there.
-    pub in_cgroup: bool,
+    /// Whether the process was born in [`SpawnOptions::cgroup`] (clone3's CLONE_INTO_CGROUP):
+    /// Ok(false) without a cgroup to start in; Err(errno) when clone3 refused (the process was
+    /// cloned the classic way, and the supervisor still has to move it there).
+    pub in_cgroup: Result<bool, sys::Errno>,
     /// The network namespace's helper's descriptors, kept until `start_net_helper`; None
     /// without a network namespace.
     pending: Option<PendingHelper>,
@@ -150,16 +151,17 @@ pub fn spawn(plan: &Plan, opts: SpawnOptions) -> Result<Spawned, sys::Errno> {
     // Born in the run's cgroup where the kernel can (Linux 5.7), rather than moved there: a
     // move waits for an RCU grace period. Any refusal takes the classic clone, whose own
     // error, if any, is the one to report; the supervisor then moves the process.
-    let born_in = opts.cgroup.and_then(|cg| {
+    let born_in = opts.cgroup.map(|cg| {
         // SAFETY: the child runs `setup::first_process`, which never allocates, takes no lock
         // and ends in execve or _exit.
-        unsafe { sys::clone_fork_into_cgroup(flags, cg) }.ok()
+        unsafe { sys::clone_fork_into_cgroup(flags, cg) }
     });
-    let in_cgroup = born_in.is_some();
-    let forked = match born_in {
-        Some(pid) => pid,
+    let (forked, in_cgroup) = match born_in {
+        Some(Ok(pid)) => (pid, Ok(true)),
         // SAFETY: as above.
-        None => unsafe { sys::clone_fork(flags) }?,
+        Some(Err(e)) => (unsafe { sys::clone_fork(flags) }?, Err(e)),
+        // SAFETY: as above.
+        None => (unsafe { sys::clone_fork(flags) }?, Ok(false)),
     };
     match forked {
         0 => {

@@ -92,9 +92,9 @@ impl Janitor {
         argv: &[*const libc::c_char],
         env: &[*const libc::c_char],
     ) -> Option<libc::pid_t> {
-        // SAFETY: the child only calls async-signal-safe dup2, fcntl, close_range, setsid and
-        // execve (or open, getdents64, close), on arguments built before; it ends in execve or
-        // _exit.
+        // The child only calls async-signal-safe dup2, fcntl, close_range, setsid and execve
+        // (or open, getdents64, close), on arguments built before.
+        // SAFETY: as above; the child ends in execve or _exit.
         match unsafe { sys::clone_fork(0) } {
             Ok(0) => {
                 let ok = sys::dup_to(read, 0).and_then(|_| sys::dup_to(null, 1));
@@ -126,7 +126,7 @@ impl Janitor {
 }
 
 /// Dropped when sbx has cleaned up itself: the janitor leaves without touching anything, and
-/// is reaped.
+/// is reaped (one started by [`Janitor::start_keeping`] is left to exit on its own).
 impl Drop for Janitor {
     fn drop(&mut self) {
         if let Some(pipe) = self.pipe.take() {

@@ -45,8 +45,10 @@ pub struct Supervision {
     /// the sandbox is dead, without waiting for init's own exit and the kernel's teardown of
     /// the namespaces (as bubblewrap does). Init is then left unreaped, to exit on its own: for
     /// a caller that exits right away (the CLI does), not for a long-lived one, which would
-    /// collect a zombie per run. Ignored when the run has a cgroup, which must be empty to be
-    /// removed.
+    /// collect a zombie per run. With a cgroup, which must be empty to be removed, sbx still
+    /// waits for init's exit; the cgroup's janitor is then the one left to exit on its own,
+    /// after it has closed the protected paths' watch (a close that waits for the kernel,
+    /// benches/README.md "Runs in a cgroup"): it outlives sbx by those milliseconds only.
     pub return_before_teardown: bool,
     /// Give the command a pty of its own when the profile leaves `process.pty` unset and the
     /// run is interactive (`terminal::interactive`): the CLI does, so that Ctrl-C and Ctrl-Z
@@ -262,13 +264,13 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         && how.return_before_teardown
         && !plan.as_pid_1
         && !plan.protect.guards.is_empty())
-    .then(sys::inotify_init)
+    .then(sys::inotify_instance)
     .and_then(Result::ok);
     // Dropped (dismissed) once the cgroup is removed below, after the run.
     let janitor = cgroup.as_ref().and_then(|cg| {
         let run = [cg.path().to_path_buf()];
-        match watch {
-            Some(fd) => janitor::Janitor::start_keeping(&[], &run, fd),
+        match &watch {
+            Some(fd) => janitor::Janitor::start_keeping(&[], &run, fd.as_raw_fd()),
             None => janitor::Janitor::start(&[], &run),
         }
     });
@@ -297,16 +299,17 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         release_stack: how.release_code,
         cgroup: cgroup.as_ref().map(RunCgroup::dir_fd),
         // Without the janitor's reference, init makes its own instance.
-        watch: watch.filter(|_| janitor.is_some()),
+        watch: (watch.as_ref())
+            .filter(|_| janitor.is_some())
+            .map(AsRawFd::as_raw_fd),
     };
     if how.release_code {
         sys::release_dead_stack();
         sys::release_code();
     }
     let spawned = sandbox::spawn(plan, opts);
-    if let Some(fd) = watch {
-        sys::close(fd);
-    }
+    // Init and the janitor hold the watch now; the network helper, forked next, must not.
+    drop(watch);
     let mut spawned = spawned.map_err(|errno| Error::Spawn {
         errno,
         flags: plan.namespaces,
@@ -318,14 +321,27 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
         let _ = sys::wait4(pid, 0);
         e
     };
-    if let (Some(cg), false) = (&cgroup, spawned.in_cgroup) {
-        if sys::clone_into_cgroup_missing() {
-            tracing::info!(
-                "clone3's CLONE_INTO_CGROUP is missing (Linux 5.7; ENOSYS or E2BIG): the \
-                 sandbox is moved into its cgroup after the clone, which waits for the kernel"
-            );
+    if let Some(cg) = &cgroup {
+        match spawned.in_cgroup {
+            Ok(true) => {
+                tracing::info!("the sandbox started in its cgroup (clone3's CLONE_INTO_CGROUP)")
+            }
+            Ok(false) => {}
+            Err(errno) => {
+                match sys::clone_into_cgroup_missing() {
+                    true => tracing::info!(
+                        "clone3's CLONE_INTO_CGROUP is missing (Linux 5.7; ENOSYS or E2BIG): the \
+                         sandbox is moved into its cgroup after the clone, which waits for the kernel"
+                    ),
+                    false => tracing::info!(
+                        "clone3 into the cgroup was refused ({}): the sandbox is moved into its \
+                         cgroup after the clone",
+                        errno.desc()
+                    ),
+                }
+                cg.add_process(pid).map_err(|e| abandon(Error::Cgroup(e)))?;
+            }
         }
-        cg.add_process(pid).map_err(|e| abandon(Error::Cgroup(e)))?;
     }
     sys::write_all(spawned.lifeline.as_raw_fd(), b"g").map_err(|errno| {
         abandon(Error::Supervisor {

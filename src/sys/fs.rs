@@ -173,6 +173,12 @@ pub fn inotify_init() -> SysResult<RawFd> {
     check(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })
 }
 
+/// [`inotify_init`], owned: closed when dropped.
+pub fn inotify_instance() -> SysResult<std::os::fd::OwnedFd> {
+    // SAFETY: a fresh descriptor from inotify_init1, owned by nothing else.
+    inotify_init().map(|fd| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 /// Watches `path` for `mask`; returns the watch descriptor.
 pub fn inotify_add_watch(fd: RawFd, path: &CStr, mask: u32) -> SysResult<libc::c_int> {
     // SAFETY: path is NUL-terminated.

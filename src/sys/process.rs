@@ -61,8 +61,9 @@ pub fn clone_into_cgroup_missing() -> bool {
 
 /// [`clone_fork`] with the child born in the cgroup whose directory `cgroup` is open: no
 /// migration afterwards. Moving a running process into a cgroup takes the kernel's
-/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (10-14 ms
-/// measured here); a child created in place takes it only for reading, as every fork does.
+/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (≈ 8 ms of a
+/// start measured here); a child created in place takes it only for reading, as every fork
+/// does.
 /// Err(ENOSYS) without asking the kernel again once it said clone3 or the flag is missing.
 ///
 /// # Safety
@@ -74,6 +75,8 @@ pub unsafe fn clone_fork_into_cgroup(
     if CLONE_INTO_CGROUP_MISSING.get() {
         return Err(Errno::ENOSYS);
     }
+    // The exit signal is the one CSIGNAL bit used; CLONE_NEWTIME (0x80) would share that byte.
+    debug_assert_eq!(flags & libc::CSIGNAL & !libc::SIGCHLD, 0);
     let args = CloneArgs {
         // clone3 takes the exit signal apart from the flags.
         flags: (flags & !libc::CSIGNAL) as u32 as u64 | CLONE_INTO_CGROUP,
@@ -138,9 +141,9 @@ pub unsafe fn spawn_sharing_memory(mut child: &mut dyn FnMut() -> c_int) -> SysR
     // SAFETY: the lowest page of the mapping above becomes the guard an overflow faults on.
     let guarded = unsafe { libc::mprotect(base, guard, libc::PROT_NONE) };
     let pid = match check(guarded) {
-        // SAFETY: the stack's top is the mapping's end (page-aligned); `start` gets a pointer to
-        // `child`, alive until clone returns, which with CLONE_VFORK is after the child's
-        // execve or exit (the caller's duties: above).
+        // The stack's top is the mapping's end (page-aligned). `start` gets a pointer to
+        // `child`, alive until clone returns: with CLONE_VFORK, after the child's execve or exit.
+        // SAFETY: as above; the child keeps to the caller's duties (see the doc).
         Ok(_) => check(unsafe {
             libc::clone(
                 start,
