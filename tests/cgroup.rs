@@ -407,7 +407,8 @@ fn child_delegated(mount: &Path, own: &Path) {
         .unwrap();
     assert_eq!(cgroup_of(grandchild), leaf_rel);
 
-    // Straight into the leaf with clone3(CLONE_INTO_CGROUP), as the supervisor will.
+    // Straight into the leaf with clone3(CLONE_INTO_CGROUP), as the supervisor does
+    // (`sys::clone_fork_into_cgroup`, which this crate cannot reach).
     let direct = clone_into_cgroup(run.dir_fd());
     if let Some(pid) = direct {
         assert_eq!(cgroup_of(pid), leaf_rel);
