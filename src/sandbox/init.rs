@@ -1,5 +1,6 @@
-//! The sandbox's PID 1: it forks the payload, forwards the signals the supervisor relays,
-//! reaps orphans, and exits with the payload's status (128+N for a signal).
+//! The sandbox's PID 1: it spawns the payload (which shares init's memory until its execve),
+//! forwards the signals the supervisor relays, reaps orphans, and exits with the payload's
+//! status (128+N for a signal).
 
 use std::os::fd::RawFd;
 

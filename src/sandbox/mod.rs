@@ -1,6 +1,6 @@
 //! Executes a plan: one module per stage, in kernel order. The process that `spawn` clones is
 //! created in every planned namespace but the network one, and runs the steps listed in
-//! `setup::first_process`; it becomes the sandbox's PID 1 (`init`), which forks the command
+//! `setup::first_process`; it becomes the sandbox's PID 1 (`init`), which spawns the command
 //! (`exec::payload`). A helper creates the network namespace beside it (see `netns`).
 
 pub mod channel;
