@@ -258,6 +258,7 @@ fn a_protected_path_ends_a_run_with_its_own_cgroup() {
         return;
     };
     let work = Workdir::new();
+    let marker = unique_number();
     let (code, out, err) = sbx_in(
         &cg,
         &work,
@@ -267,7 +268,7 @@ fn a_protected_path_ends_a_run_with_its_own_cgroup() {
             "--",
             "sh",
             "-c",
-            "mkdir .git; sleep 5; echo survived",
+            &format!("mkdir .git; sleep {marker}; echo survived"),
         ],
     );
     assert_eq!(code, 137, "stdout {out}\nstderr {err}");
@@ -278,9 +279,49 @@ fn a_protected_path_ends_a_run_with_its_own_cgroup() {
         "the created .git stayed"
     );
     assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
-    // The janitor is a shell whose arguments name the delegated subtree.
-    let marker = cg.0.display().to_string();
-    let left = survivors_with(&[marker], Duration::from_secs(3));
+    // The janitor, as a fork of sbx (sbx's command line) or as a shell (the cgroup's path).
+    let left = survivors_with(
+        &[marker, cg.0.display().to_string()],
+        Duration::from_secs(3),
+    );
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
+/// sbx killed (SIGKILL) in a run with its own cgroup: its janitor, a fork of sbx waiting on a
+/// pipe, sees the pipe close, starts its shell and removes the run's cgroup once the sandbox
+/// (which dies with sbx) has left it. Nothing of the run may be left.
+#[test]
+fn the_janitor_removes_the_cgroup_of_a_killed_sbx() {
+    let Some(cg) = Delegated::new("killed") else {
+        return;
+    };
+    let work = Workdir::new();
+    let ready = work.path().join("ready");
+    let marker = unique_number();
+    let script = format!("touch {}; exec sleep {marker}", ready.display());
+    let mut child = spawn_in_filtered(
+        &cg,
+        &work,
+        &[],
+        &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ready.exists(), "the command never ran");
+    assert_eq!(cg.children().len(), 1, "no run cgroup: {:?}", cg.children());
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The janitor's shell retries every 0.1 s, for 5 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cg.children().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
+    // The sandbox, the janitor as a fork (sbx's command line) and as a shell (the cgroup's path).
+    let markers = [marker, cg.0.display().to_string()];
+    let left = survivors_with(&markers, Duration::from_secs(3));
     assert!(left.is_empty(), "still running: {left:?}");
 }
 

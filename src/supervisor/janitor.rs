@@ -1,11 +1,18 @@
 //! What sbx leaves on the host during a run (a private overlay layer in `$TMPDIR`, the run's
 //! cgroup) is removed by sbx at the end; a janitor removes it if sbx itself is killed first.
-//! The janitor is a shell forked before the sandbox starts, blocked reading a pipe whose only
-//! writer is sbx: a line means the run is over and sbx cleaned up itself (the janitor leaves);
-//! end of file without a line means sbx died, and the janitor cleans up. It holds nothing else
-//! of sbx's (not its terminal, not its output), except, when started with
-//! [`Janitor::start_keeping`], one descriptor whose last close may wait (init's inotify
+//! The janitor is forked before the sandbox starts and waits on a pipe whose only writer is
+//! sbx: a byte means the run is over and sbx cleaned up itself (the janitor leaves); end of file
+//! without one means sbx died, and the janitor cleans up with a shell. It holds nothing else of
+//! sbx's (not its terminal, not its output), except, when started with
+//! [`Janitor::start_for_command`], one descriptor whose last close may wait (init's inotify
 //! instance): the janitor closes it as it exits, and sbx does not wait for that.
+//!
+//! For a library caller the fork execs the shell at once: a fork of the caller's program that
+//! lived through the run would keep a copy of every page the program writes meanwhile. For the
+//! `sbx` command, whose memory is small, the fork itself waits, and execs the shell only if sbx
+//! dies: the shell's start (an exec and a dynamic link, ≈ 0.5 ms of CPU) had run beside the
+//! sandbox's setup in every run with a cgroup, on the CPU init needed (benches/README.md, "Runs
+//! in a cgroup").
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -36,24 +43,38 @@ pub struct Janitor {
     reap: bool,
 }
 
-/// The descriptor a janitor started by [`Janitor::start_keeping`] holds.
+/// The descriptor a janitor started by [`Janitor::start_for_command`] keeps for the shell.
 const KEPT_FD: libc::c_int = 3;
+
+/// How the janitor waits for sbx's word.
+#[derive(Clone, Copy)]
+enum Waiting {
+    /// As the shell, exec'd at once (a library caller's program).
+    InTheShell,
+    /// As a fork of sbx, holding `keep` if given; the shell only if sbx dies (the command).
+    InTheFork { keep: Option<RawFd> },
+}
 
 impl Janitor {
     /// Starts a janitor for `dirs` and `cgroups`; None when there is nothing to clean or it
     /// cannot start (the run goes on: this only covers sbx being killed).
     pub fn start(dirs: &[PathBuf], cgroups: &[PathBuf]) -> Option<Janitor> {
-        Self::start_with(dirs, cgroups, None)
+        Self::start_with(dirs, cgroups, Waiting::InTheShell)
     }
 
-    /// [`Janitor::start`] for a caller that exits as soon as the run is over (the CLI): the
-    /// janitor also keeps `fd` open until it exits, and dismissing it does not wait for that
-    /// exit, so that the close of `fd` that waits is the janitor's alone.
-    pub fn start_keeping(dirs: &[PathBuf], cgroups: &[PathBuf], fd: RawFd) -> Option<Janitor> {
-        Self::start_with(dirs, cgroups, Some(fd))
+    /// [`Janitor::start`] for the `sbx` command, which exits as soon as the run is over: the
+    /// janitor waits as a fork of sbx (see the module's doc), keeps `keep` open until it exits,
+    /// and dismissing it does not wait for that exit, so that a close of `keep` that waits is
+    /// the janitor's alone.
+    pub fn start_for_command(
+        dirs: &[PathBuf],
+        cgroups: &[PathBuf],
+        keep: Option<RawFd>,
+    ) -> Option<Janitor> {
+        Self::start_with(dirs, cgroups, Waiting::InTheFork { keep })
     }
 
-    fn start_with(dirs: &[PathBuf], cgroups: &[PathBuf], keep: Option<RawFd>) -> Option<Janitor> {
+    fn start_with(dirs: &[PathBuf], cgroups: &[PathBuf], waiting: Waiting) -> Option<Janitor> {
         if dirs.is_empty() && cgroups.is_empty() {
             return None;
         }
@@ -75,28 +96,42 @@ impl Janitor {
         let env = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
         let null = sys::open(c"/dev/null", libc::O_RDWR, 0).ok()?;
         let (read, write) = sys::pipe().ok()?;
-        let pid = Self::fork(read.as_raw_fd(), null, keep, &argv, &env);
+        let pid = Self::fork(read.as_raw_fd(), null, waiting, &argv, &env);
         sys::close(null);
         Some(Janitor {
             pipe: Some(write),
             pid: pid?,
-            reap: keep.is_none(),
+            reap: matches!(waiting, Waiting::InTheShell),
         })
     }
 
-    #[allow(unsafe_code)] // clone_fork: the child only moves descriptors and execs
+    #[allow(unsafe_code)] // clone_fork: the child only waits, moves descriptors and execs
     fn fork(
         read: libc::c_int,
         null: libc::c_int,
-        keep: Option<RawFd>,
+        waiting: Waiting,
         argv: &[*const libc::c_char],
         env: &[*const libc::c_char],
     ) -> Option<libc::pid_t> {
-        // The child only calls async-signal-safe dup2, fcntl, close_range, setsid and execve
-        // (or open, getdents64, close), on arguments built before.
+        // The child only calls async-signal-safe setsid, read, dup2, fcntl, close_range and
+        // execve (or open, getdents64, close), on arguments built before.
         // SAFETY: as above; the child ends in execve or _exit.
         match unsafe { sys::clone_fork(0) } {
             Ok(0) => {
+                // A new session: a Ctrl-C or hangup meant for sbx does not reach the janitor.
+                let _ = sys::setsid();
+                let keep = match waiting {
+                    Waiting::InTheShell => None,
+                    Waiting::InTheFork { keep } => {
+                        let mut held = [read, null, keep.unwrap_or(read)];
+                        held.sort_unstable();
+                        let _ = sys::close_all_except(&held);
+                        if sys::read(read, &mut [0u8; 1]) == Ok(1) {
+                            sys::exit(0);
+                        }
+                        keep
+                    }
+                };
                 let ok = sys::dup_to(read, 0).and_then(|_| sys::dup_to(null, 1));
                 let ok = ok
                     .and_then(|_| sys::dup_to(null, 2))
@@ -110,8 +145,6 @@ impl Janitor {
                     // Without close_range a failure to list /proc/self/fd leaves sbx's own
                     // descriptors to a helper of sbx's: not worth losing the clean-up for.
                     let _ = sys::close_all_except(kept);
-                    // A new session: a Ctrl-C meant for sbx does not reach the janitor.
-                    let _ = sys::setsid();
                     sys::execve(c"/bin/sh", argv, env);
                 }
                 sys::exit(127)
@@ -126,7 +159,7 @@ impl Janitor {
 }
 
 /// Dropped when sbx has cleaned up itself: the janitor leaves without touching anything, and
-/// is reaped (one started by [`Janitor::start_keeping`] is left to exit on its own).
+/// is reaped (one started by [`Janitor::start_for_command`] is left to exit on its own).
 impl Drop for Janitor {
     fn drop(&mut self) {
         if let Some(pipe) = self.pipe.take() {

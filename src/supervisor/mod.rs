@@ -269,9 +269,13 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
     // Dropped (dismissed) once the cgroup is removed below, after the run.
     let janitor = cgroup.as_ref().and_then(|cg| {
         let run = [cg.path().to_path_buf()];
-        match &watch {
-            Some(fd) => janitor::Janitor::start_keeping(&[], &run, fd.as_raw_fd()),
-            None => janitor::Janitor::start(&[], &run),
+        match how.return_before_teardown {
+            true => janitor::Janitor::start_for_command(
+                &[],
+                &run,
+                watch.as_ref().map(AsRawFd::as_raw_fd),
+            ),
+            false => janitor::Janitor::start(&[], &run),
         }
     });
     // The protected paths' directories, opened before the sandbox can change them.

@@ -216,11 +216,12 @@ check() {
 }
 
 # memory_info: a figure, not a check (benchmarks do not assert): the resident peak of sbx's
-# supervisor and init (its child named sbx: a cgroup janitor is a shell) during `sbx -- sleep 1`
-# on this kernel (benches/README.md, "Text order"), and their summed Pss (a walk of the page
-# tables) at 0.2 s, while the setup's code is still mapped, and at 0.6 s, after the settle
-# (sys::SETTLE_MS). Before 6.2 (5.10, 6.1) a process's RSS counters lag its last page faults
-# (up to 64 of them), so VmHWM there is a lower bound; Pss is exact everywhere.
+# supervisor and init (its child named sbx; with `--cgroup none` there is no cgroup janitor,
+# whose fork would be another) during `sbx -- sleep 1` on this kernel (benches/README.md,
+# "Text order"), and their summed Pss (a walk of the page tables) at 0.2 s, while the setup's
+# code is still mapped, and at 0.6 s, after the settle (sys::SETTLE_MS). Before 6.2 (5.10,
+# 6.1) a process's RSS counters lag its last page faults (up to 64 of them), so VmHWM there is
+# a lower bound; Pss is exact everywhere.
 memory_info() {
   # As root, which may read init's smaps_rollup (its user namespace's owner may not). The
   # supervisor is the first process named sbx below as_user's (busybox su forks).
