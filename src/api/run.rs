@@ -43,10 +43,13 @@ impl Sandbox {
         let landlock_abi = sys::landlock_abi();
         let mut layer_root = self.layer_root()?;
         // A private layer must not outlive sbx even if it is killed; dropped after the root.
-        let janitor = layer_root
-            .as_ref()
-            .filter(|r| !r.kept)
-            .and_then(|r| Janitor::start(std::slice::from_ref(&r.path), &[]));
+        let janitor = layer_root.as_ref().filter(|r| !r.kept).and_then(|r| {
+            let dirs = std::slice::from_ref(&r.path);
+            match how.return_before_teardown {
+                true => Janitor::start_for_command(dirs, &[], None),
+                false => Janitor::start(dirs, &[]),
+            }
+        });
         let mut plan = Plan::build(
             &self.profile,
             &self.vars,
