@@ -325,6 +325,70 @@ fn the_janitor_removes_the_cgroup_of_a_killed_sbx() {
     assert!(left.is_empty(), "still running: {left:?}");
 }
 
+/// In a run with its own cgroup sbx waits for init's exit; the janitor holds the sandbox's mount
+/// namespace, so that tearing the sandbox's mounts down is the janitor's exit's work and not
+/// init's. While the command runs, a process must hold a descriptor of the command's mount
+/// namespace; after the run, none.
+#[test]
+fn the_janitor_holds_the_sandboxs_mounts_in_a_run_with_a_cgroup() {
+    let Some(cg) = Delegated::new("holds") else {
+        return;
+    };
+    let work = Workdir::new();
+    let ready = work.path().join("ready");
+    let marker = unique_number();
+    let script = format!("touch {}; sleep 1; : {marker}", ready.display());
+    let child = spawn_in_filtered(
+        &cg,
+        &work,
+        &[],
+        &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The command's mount namespace, from the host: `sh -c ... MARKER` is the command.
+    let command = common::host_processes_with(&[format!(": {marker}")]);
+    let ns = command
+        .iter()
+        .find(|(_, cmdline)| cmdline.starts_with("sh -c"))
+        .and_then(|(pid, _)| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok())
+        .expect("the command's mount namespace");
+    let held_during = holders_of(&ns);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        exit_code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!held_during.is_empty(), "no process held {}", ns.display());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !holders_of(&ns).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        holders_of(&ns),
+        Vec::<i32>::new(),
+        "still held after the run"
+    );
+}
+
+/// The processes with a descriptor open on the namespace `ns` (a `mnt:[N]` link).
+fn holders_of(ns: &Path) -> Vec<i32> {
+    let pids = fs::read_dir("/proc").unwrap().flatten();
+    pids.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten();
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == ns))
+        })
+        .collect()
+}
+
 #[test]
 fn timeout_kills_a_daemon_outside_the_pid_namespace() {
     let Some(cg) = Delegated::new("daemon") else {

@@ -38,9 +38,10 @@ pub struct Janitor {
     /// The write end of the pipe the janitor waits on.
     pipe: Option<OwnedFd>,
     pid: libc::pid_t,
-    /// Whether dismissing it waits for its exit (else it is left to its new parent once sbx
-    /// exits, which the caller does right away).
-    reap: bool,
+    /// Started by [`Janitor::start_for_command`]: dismissing it does not wait for its exit (it
+    /// is left to its new parent once sbx exits, which the caller does right away), and it
+    /// takes descriptors to hold.
+    for_command: bool,
 }
 
 /// The descriptor a janitor started by [`Janitor::start_for_command`] keeps for the shell.
@@ -95,13 +96,17 @@ impl Janitor {
             .collect();
         let env = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
         let null = sys::open(c"/dev/null", libc::O_RDWR, 0).ok()?;
-        let (read, write) = sys::pipe().ok()?;
+        // The fork receives descriptors to hold (`Janitor::hold`) on the same channel.
+        let (read, write) = match waiting {
+            Waiting::InTheShell => sys::pipe().ok()?,
+            Waiting::InTheFork { .. } => sys::stream_socketpair().ok()?,
+        };
         let pid = Self::fork(read.as_raw_fd(), null, waiting, &argv, &env);
         sys::close(null);
         Some(Janitor {
             pipe: Some(write),
             pid: pid?,
-            reap: matches!(waiting, Waiting::InTheShell),
+            for_command: matches!(waiting, Waiting::InTheFork { .. }),
         })
     }
 
@@ -113,7 +118,7 @@ impl Janitor {
         argv: &[*const libc::c_char],
         env: &[*const libc::c_char],
     ) -> Option<libc::pid_t> {
-        // The child only calls async-signal-safe setsid, read, dup2, fcntl, close_range and
+        // The child only calls async-signal-safe setsid, recvmsg, dup2, fcntl, close_range and
         // execve (or open, getdents64, close), on arguments built before.
         // SAFETY: as above; the child ends in execve or _exit.
         match unsafe { sys::clone_fork(0) } {
@@ -126,9 +131,16 @@ impl Janitor {
                         let mut held = [read, null, keep.unwrap_or(read)];
                         held.sort_unstable();
                         let _ = sys::close_all_except(&held);
-                        if sys::read(read, &mut [0u8; 1]) == Ok(1) {
-                            sys::exit(0);
+                        let mut mounts = None;
+                        loop {
+                            match sys::recv_byte_and_fd(read) {
+                                Ok((1, Some(fd))) => mounts = Some(fd),
+                                Ok((1, None)) => sys::exit(0),
+                                _ => break,
+                            }
                         }
+                        // The shell must not keep the sandbox's mounts (host paths) busy.
+                        drop(mounts);
                         keep
                     }
                 };
@@ -158,6 +170,19 @@ impl Janitor {
     }
 }
 
+impl Janitor {
+    /// Gives a janitor started by [`Janitor::start_for_command`] `fd` to hold until it exits
+    /// (the sandbox's mount namespace: its last close tears the sandbox's mounts down, ≈ 0.2 ms
+    /// that init's exit, which sbx waits for with a cgroup, then does not spend). A janitor
+    /// that execs its shell at once takes nothing.
+    pub fn hold(&self, fd: RawFd) -> sys::SysResult {
+        match (&self.pipe, self.for_command) {
+            (Some(channel), true) => sys::send_fd(channel.as_raw_fd(), fd),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Dropped when sbx has cleaned up itself: the janitor leaves without touching anything, and
 /// is reaped (one started by [`Janitor::start_for_command`] is left to exit on its own).
 impl Drop for Janitor {
@@ -165,7 +190,7 @@ impl Drop for Janitor {
         if let Some(pipe) = self.pipe.take() {
             let _ = sys::write_all(pipe.as_raw_fd(), b"done\n");
             drop(pipe);
-            if self.reap {
+            if !self.for_command {
                 let _ = sys::wait4(self.pid, 0);
             }
         }

@@ -359,6 +359,19 @@ pub fn run_with(plan: &Plan, how: Supervision) -> Result<Outcome, Error> {
             flags: plan.namespaces,
         })
     })?);
+    // With a cgroup sbx waits for init's exit; the janitor takes over the teardown of the
+    // sandbox's mounts by holding its mount namespace (benches/README.md, "Runs in a cgroup").
+    // Opened while init builds the root, before it makes itself non-dumpable; should sbx come
+    // too late, init's exit tears them down as before.
+    if let (Some(j), true) = (&janitor, how.return_before_teardown) {
+        let held = std::ffi::CString::new(format!("/proc/{pid}/ns/mnt"))
+            .map_err(|_| sys::Errno::EINVAL)
+            .and_then(|path| sys::open_owned(&path, libc::O_RDONLY))
+            .and_then(|ns| j.hold(ns.as_raw_fd()));
+        if let Err(errno) = held {
+            tracing::debug!("the janitor holds no mounts: {}", errno.desc());
+        }
+    }
     // init hands over, in order, the proxy's listener, the pty's master, the tmpfs store and the
     // interception's seccomp listener. If it failed before, there is nothing to serve: its own
     // failure report says why.

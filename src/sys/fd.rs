@@ -76,12 +76,22 @@ pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
 
 /// A connected pair of unix sockets (close-on-exec) for handing over a file descriptor.
 pub fn socketpair() -> SysResult<(OwnedFd, OwnedFd)> {
+    socketpair_of(libc::SOCK_SEQPACKET)
+}
+
+/// [`socketpair`] of byte streams: a reader that reads a byte at a time (a shell's `read`)
+/// sees what a pipe would show it, and a byte can still carry a file descriptor.
+pub fn stream_socketpair() -> SysResult<(OwnedFd, OwnedFd)> {
+    socketpair_of(libc::SOCK_STREAM)
+}
+
+fn socketpair_of(kind: libc::c_int) -> SysResult<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     check(unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            kind | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
@@ -300,6 +310,12 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
 
 /// Receives one fd sent with `send_fd`; None when the peer closed without sending.
 pub fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
+    recv_byte_and_fd(sock).map(|(_, fd)| fd)
+}
+
+/// Receives one byte and the fd sent with it, if any: (0, None) when the peer closed, (1,
+/// None) for a byte alone. Allocates nothing.
+pub fn recv_byte_and_fd(sock: RawFd) -> SysResult<(usize, Option<OwnedFd>)> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -307,7 +323,7 @@ pub fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
     };
     let mut cmsg = FdCmsg { buf: [0; 24] };
     let mut msg = fd_message(&mut byte, &mut iov, &mut cmsg);
-    loop {
+    let n = loop {
         // SAFETY: msg points at valid buffers; MSG_CMSG_CLOEXEC marks the received fd.
         let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n < 0 {
@@ -317,10 +333,10 @@ pub fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
             }
             return Err(e);
         }
-        if n == 0 {
-            return Ok(None);
-        }
-        break;
+        break n as usize;
+    };
+    if n == 0 {
+        return Ok((0, None));
     }
     // SAFETY: the kernel filled msg_control; walking it with the CMSG macros is the documented way.
     let fd = unsafe {
@@ -329,11 +345,11 @@ pub fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
             || (*hdr).cmsg_level != libc::SOL_SOCKET
             || (*hdr).cmsg_type != libc::SCM_RIGHTS
         {
-            return Ok(None);
+            return Ok((n, None));
         }
         std::ptr::read_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>())
     };
-    Ok(Some(owned(fd)))
+    Ok((n, Some(owned(fd))))
 }
 
 /// A signalfd (close-on-exec) for the signals in `set`, which must be blocked.
