@@ -268,7 +268,7 @@ fn a_protected_path_ends_a_run_with_its_own_cgroup() {
             "--",
             "sh",
             "-c",
-            &format!("mkdir .git; sleep {marker}; echo survived"),
+            &format!("mkdir .git; sleep 5; echo survived {marker}"),
         ],
     );
     assert_eq!(code, 137, "stdout {out}\nstderr {err}");
@@ -288,41 +288,78 @@ fn a_protected_path_ends_a_run_with_its_own_cgroup() {
 }
 
 /// sbx killed (SIGKILL) in a run with its own cgroup: its janitor, a fork of sbx waiting on a
-/// pipe, sees the pipe close, starts its shell and removes the run's cgroup once the sandbox
-/// (which dies with sbx) has left it. Nothing of the run may be left.
+/// socket, sees it close, starts its shell and removes the run's cgroup once the sandbox
+/// (which dies with sbx) has left it. Nothing of the run may be left. Killed twice: sbx alone,
+/// and every process of the run named `sbx` (as `pkill -x sbx` would: the janitor must not be
+/// one of them).
 #[test]
 fn the_janitor_removes_the_cgroup_of_a_killed_sbx() {
-    let Some(cg) = Delegated::new("killed") else {
-        return;
-    };
-    let work = Workdir::new();
-    let ready = work.path().join("ready");
-    let marker = unique_number();
-    let script = format!("touch {}; exec sleep {marker}", ready.display());
-    let mut child = spawn_in_filtered(
-        &cg,
-        &work,
-        &[],
-        &["--limit", "cgroup=required", "--", "sh", "-c", &script],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    for by_name in [false, true] {
+        let tag = if by_name { "killed-by-name" } else { "killed" };
+        let Some(cg) = Delegated::new(tag) else {
+            return;
+        };
+        let work = Workdir::new();
+        let ready = work.path().join("ready");
+        let marker = unique_number();
+        let script = format!("touch {}; exec sleep {marker}", ready.display());
+        let mut child = spawn_in_filtered(
+            &cg,
+            &work,
+            &[],
+            &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "{tag}: the command never ran");
+        assert_eq!(
+            cg.children().len(),
+            1,
+            "{tag}: no run cgroup: {:?}",
+            cg.children()
+        );
+        if by_name {
+            // This run's processes named sbx (its command line carries the marker): what
+            // `pkill -9 -x sbx` would kill of it, without touching other tests' runs.
+            let named_sbx: Vec<i32> = common::host_processes_with(&[&marker])
+                .into_iter()
+                .map(|(pid, _)| pid)
+                .filter(|pid| {
+                    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sbx")
+                })
+                .collect();
+            assert!(
+                named_sbx.contains(&(child.id() as i32)),
+                "{tag}: {named_sbx:?}"
+            );
+            for pid in named_sbx {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        } else {
+            child.kill().unwrap();
+        }
+        let _ = child.wait();
+        // The janitor's shell retries every 0.1 s, for 5 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cg.children().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            cg.children().is_empty(),
+            "{tag}: left behind: {:?}",
+            cg.children()
+        );
+        // The sandbox, the janitor as a fork (sbx's command line) and as a shell (the cgroup's
+        // path).
+        let markers = [marker, cg.0.display().to_string()];
+        let left = survivors_with(&markers, Duration::from_secs(3));
+        assert!(left.is_empty(), "{tag}: still running: {left:?}");
     }
-    assert!(ready.exists(), "the command never ran");
-    assert_eq!(cg.children().len(), 1, "no run cgroup: {:?}", cg.children());
-    child.kill().unwrap();
-    let _ = child.wait();
-    // The janitor's shell retries every 0.1 s, for 5 s.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cg.children().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(cg.children().is_empty(), "left behind: {:?}", cg.children());
-    // The sandbox, the janitor as a fork (sbx's command line) and as a shell (the cgroup's path).
-    let markers = [marker, cg.0.display().to_string()];
-    let left = survivors_with(&markers, Duration::from_secs(3));
-    assert!(left.is_empty(), "still running: {left:?}");
 }
 
 /// In a run with its own cgroup sbx waits for init's exit; the janitor holds the sandbox's mount

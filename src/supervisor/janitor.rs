@@ -1,18 +1,20 @@
 //! What sbx leaves on the host during a run (a private overlay layer in `$TMPDIR`, the run's
 //! cgroup) is removed by sbx at the end; a janitor removes it if sbx itself is killed first.
-//! The janitor is forked before the sandbox starts and waits on a pipe whose only writer is
-//! sbx: a byte means the run is over and sbx cleaned up itself (the janitor leaves); end of file
-//! without one means sbx died, and the janitor cleans up with a shell. It holds nothing else of
-//! sbx's (not its terminal, not its output), except, when started with
-//! [`Janitor::start_for_command`], one descriptor whose last close may wait (init's inotify
-//! instance): the janitor closes it as it exits, and sbx does not wait for that.
+//! The janitor is forked before the sandbox starts and waits on a channel whose only writer is
+//! sbx: "done" means the run is over and sbx cleaned up itself (the janitor leaves); end of
+//! file without it means sbx died, and the janitor cleans up with a shell. It holds nothing
+//! else of sbx's (not its terminal, not its output) but, when started with
+//! [`Janitor::start_for_command`], init's inotify instance and the sandbox's mount namespace,
+//! whose last closes wait for the kernel or take it a while: the janitor closes them as it
+//! exits, and sbx does not wait for that.
 //!
-//! For a library caller the fork execs the shell at once: a fork of the caller's program that
-//! lived through the run would keep a copy of every page the program writes meanwhile. For the
-//! `sbx` command, whose memory is small, the fork itself waits, and execs the shell only if sbx
-//! dies: the shell's start (an exec and a dynamic link, ≈ 0.5 ms of CPU) had run beside the
-//! sandbox's setup in every run with a cgroup, on the CPU init needed (benches/README.md, "Runs
-//! in a cgroup").
+//! Unless the caller sets `Supervision::return_before_teardown` (the `sbx` command does), the
+//! fork execs the shell at once: a fork of a library caller's program that lived through the
+//! run would keep a copy of every page the program writes meanwhile. For the command, whose
+//! memory is small, the fork itself waits, and execs the shell only if sbx dies: the shell's
+//! start (an exec and a dynamic link, ≈ 0.5 ms of CPU) had run beside the sandbox's setup in
+//! every run with a cgroup, on the CPU init needed (benches/README.md, "Runs in a cgroup").
+//! That fork is named `janitor`, so that `pkill -x sbx` or `killall sbx` spares it.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -35,7 +37,8 @@ for p in "$@"; do
 done"#;
 
 pub struct Janitor {
-    /// The write end of the pipe the janitor waits on.
+    /// sbx's end of the channel (a pipe, or a socket pair for a janitor that holds
+    /// descriptors) the janitor waits on.
     pipe: Option<OwnedFd>,
     pid: libc::pid_t,
     /// Started by [`Janitor::start_for_command`]: dismissing it does not wait for its exit (it
@@ -124,18 +127,26 @@ impl Janitor {
         match unsafe { sys::clone_fork(0) } {
             Ok(0) => {
                 // A new session: a Ctrl-C or hangup meant for sbx does not reach the janitor.
+                // Its own name and no blocked signal, as the shell it was before: a kill by
+                // sbx's name spares it, and one meant for it reaches it.
                 let _ = sys::setsid();
+                let _ = sys::set_name(c"janitor");
+                let _ = sys::set_sigmask(&sys::empty_sigset());
                 let keep = match waiting {
                     Waiting::InTheShell => None,
                     Waiting::InTheFork { keep } => {
                         let mut held = [read, null, keep.unwrap_or(read)];
                         held.sort_unstable();
                         let _ = sys::close_all_except(&held);
+                        // A descriptor to hold comes with a zero byte (`hold`, which a
+                        // refused descriptor leaves alone); "done" ends the wait. End of file,
+                        // or an error, and the shell's own `read` takes over the channel.
                         let mut mounts = None;
                         loop {
                             match sys::recv_byte_and_fd(read) {
-                                Ok((1, Some(fd))) => mounts = Some(fd),
-                                Ok((1, None)) => sys::exit(0),
+                                Ok((Some(b'd'), _)) => sys::exit(0),
+                                Ok((Some(_), Some(fd))) => mounts = Some(fd),
+                                Ok((Some(_), None)) => {}
                                 _ => break,
                             }
                         }

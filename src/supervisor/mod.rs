@@ -47,8 +47,12 @@ pub struct Supervision {
     /// a caller that exits right away (the CLI does), not for a long-lived one, which would
     /// collect a zombie per run. With a cgroup, which must be empty to be removed, sbx still
     /// waits for init's exit; the cgroup's janitor is then the one left to exit on its own,
-    /// after it has closed the protected paths' watch (a close that waits for the kernel,
-    /// benches/README.md "Runs in a cgroup"): it outlives sbx by those milliseconds only.
+    /// after it has closed the protected paths' watch and the sandbox's mount namespace (a
+    /// close that waits for the kernel and a teardown, benches/README.md "Runs in a cgroup"):
+    /// it outlives sbx by those milliseconds only. The janitors (of the cgroup, of a private
+    /// overlay layer) then wait as forks of the calling process, which suits a process as
+    /// small as sbx's: in a large program such a fork would keep a copy of every page the
+    /// program writes during the run (`supervisor::janitor`).
     pub return_before_teardown: bool,
     /// Give the command a pty of its own when the profile leaves `process.pty` unset and the
     /// run is interactive (`terminal::interactive`): the CLI does, so that Ctrl-C and Ctrl-Z

@@ -313,9 +313,9 @@ pub fn recv_fd(sock: RawFd) -> SysResult<Option<OwnedFd>> {
     recv_byte_and_fd(sock).map(|(_, fd)| fd)
 }
 
-/// Receives one byte and the fd sent with it, if any: (0, None) when the peer closed, (1,
-/// None) for a byte alone. Allocates nothing.
-pub fn recv_byte_and_fd(sock: RawFd) -> SysResult<(usize, Option<OwnedFd>)> {
+/// Receives one byte and the fd sent with it, if any: (None, None) when the peer closed.
+/// Allocates nothing.
+pub fn recv_byte_and_fd(sock: RawFd) -> SysResult<(Option<u8>, Option<OwnedFd>)> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -336,8 +336,9 @@ pub fn recv_byte_and_fd(sock: RawFd) -> SysResult<(usize, Option<OwnedFd>)> {
         break n as usize;
     };
     if n == 0 {
-        return Ok((0, None));
+        return Ok((None, None));
     }
+    let got = Some(byte[0]);
     // SAFETY: the kernel filled msg_control; walking it with the CMSG macros is the documented way.
     let fd = unsafe {
         let hdr = libc::CMSG_FIRSTHDR(&msg);
@@ -345,11 +346,11 @@ pub fn recv_byte_and_fd(sock: RawFd) -> SysResult<(usize, Option<OwnedFd>)> {
             || (*hdr).cmsg_level != libc::SOL_SOCKET
             || (*hdr).cmsg_type != libc::SCM_RIGHTS
         {
-            return Ok((n, None));
+            return Ok((got, None));
         }
         std::ptr::read_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>())
     };
-    Ok((n, Some(owned(fd))))
+    Ok((got, Some(owned(fd))))
 }
 
 /// A signalfd (close-on-exec) for the signals in `set`, which must be blocked.

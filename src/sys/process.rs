@@ -169,6 +169,22 @@ pub fn prctl(option: c_int, arg: c_ulong) -> SysResult {
     check(unsafe { libc::prctl(option, arg, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
 }
 
+/// Sets the calling process's name (`comm`, what `ps`, `pkill -x` and `killall` match), cut
+/// to 15 bytes.
+pub fn set_name(name: &std::ffi::CStr) -> SysResult {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string, which `name` is, during the call.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            name.as_ptr(),
+            0 as c_ulong,
+            0 as c_ulong,
+            0 as c_ulong,
+        )
+    })
+    .map(drop)
+}
+
 pub fn setsid() -> SysResult {
     // SAFETY: no arguments.
     check(unsafe { libc::setsid() }).map(drop)
