@@ -186,6 +186,30 @@ fn spawn_in_filtered(
     cmd.spawn().unwrap()
 }
 
+/// `sbx -v --limit cgroup=required -- sh -c "touch READY; SCRIPT"` started as
+/// [`spawn_in_filtered`] does, returned once the command has touched READY (`ready` in the work
+/// directory) or 20 s have passed.
+fn start_command(
+    cg: &Delegated,
+    work: &Workdir,
+    calls: &[&str],
+    script: &str,
+) -> std::process::Child {
+    let ready = work.path().join("ready");
+    let script = format!("touch {}; {script}", ready.display());
+    let child = spawn_in_filtered(
+        cg,
+        work,
+        calls,
+        &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 /// The sandbox is created inside its cgroup (clone3's CLONE_INTO_CGROUP) and, where clone3
 /// answers ENOSYS (Docker's and podman's seccomp profiles do), moved there after the clone:
 /// either way the command runs in the run's cgroup and nothing is left behind.
@@ -199,18 +223,7 @@ fn the_sandbox_starts_in_its_cgroup_with_and_without_clone3() {
             common::enosys::assert_taken_away(calls);
         }
         let work = Workdir::new();
-        let ready = work.path().join("ready");
-        let script = format!("cat /proc/self/cgroup; touch {}; sleep 1", ready.display());
-        let child = spawn_in_filtered(
-            &cg,
-            &work,
-            calls,
-            &["--limit", "cgroup=required", "--", "sh", "-c", &script],
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = start_command(&cg, &work, calls, "cat /proc/self/cgroup; sleep 1");
         // While the command runs, its processes are in the run's process leaf, seen from the
         // host: `<delegated>/sbx-<pid>-<n>/sandbox`.
         let leaves: Vec<String> = cg
@@ -300,20 +313,12 @@ fn the_janitor_removes_the_cgroup_of_a_killed_sbx() {
             return;
         };
         let work = Workdir::new();
-        let ready = work.path().join("ready");
         let marker = unique_number();
-        let script = format!("touch {}; exec sleep {marker}", ready.display());
-        let mut child = spawn_in_filtered(
-            &cg,
-            &work,
-            &[],
-            &["--limit", "cgroup=required", "--", "sh", "-c", &script],
+        let mut child = start_command(&cg, &work, &[], &format!("exec sleep {marker}"));
+        assert!(
+            work.path().join("ready").exists(),
+            "{tag}: the command never ran"
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(ready.exists(), "{tag}: the command never ran");
         assert_eq!(
             cg.children().len(),
             1,
@@ -372,19 +377,8 @@ fn the_janitor_holds_the_sandboxs_mounts_in_a_run_with_a_cgroup() {
         return;
     };
     let work = Workdir::new();
-    let ready = work.path().join("ready");
     let marker = unique_number();
-    let script = format!("touch {}; sleep 1; : {marker}", ready.display());
-    let child = spawn_in_filtered(
-        &cg,
-        &work,
-        &[],
-        &["--limit", "cgroup=required", "--", "sh", "-c", &script],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = start_command(&cg, &work, &[], &format!("sleep 1; : {marker}"));
     // The command's mount namespace, from the host: `sh -c ... MARKER` is the command.
     let command = common::host_processes_with(&[format!(": {marker}")]);
     let ns = command
