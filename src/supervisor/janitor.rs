@@ -78,6 +78,17 @@ impl Janitor {
         Self::start_with(dirs, cgroups, Waiting::InTheFork { keep })
     }
 
+    /// Gives a janitor started by [`Janitor::start_for_command`] `fd` to hold until it exits
+    /// (the sandbox's mount namespace: its last close tears the sandbox's mounts down, ≈ 0.2 ms
+    /// that init's exit, which sbx waits for with a cgroup, then does not spend). A janitor
+    /// that execs its shell at once takes nothing.
+    pub fn hold(&self, fd: RawFd) -> sys::SysResult {
+        match (&self.pipe, self.for_command) {
+            (Some(channel), true) => sys::send_fd(channel.as_raw_fd(), fd),
+            _ => Ok(()),
+        }
+    }
+
     fn start_with(dirs: &[PathBuf], cgroups: &[PathBuf], waiting: Waiting) -> Option<Janitor> {
         if dirs.is_empty() && cgroups.is_empty() {
             return None;
@@ -138,9 +149,10 @@ impl Janitor {
                         let mut held = [read, null, keep.unwrap_or(read)];
                         held.sort_unstable();
                         let _ = sys::close_all_except(&held);
-                        // A descriptor to hold comes with a zero byte (`hold`, which a
-                        // refused descriptor leaves alone); "done" ends the wait. End of file,
-                        // or an error, and the shell's own `read` takes over the channel.
+                        // A descriptor to hold comes with a zero byte (`Janitor::hold`); the
+                        // byte alone (the kernel refused the descriptor) changes nothing;
+                        // "done" ends the wait. At end of file, or an error, the shell's own
+                        // `read` takes over the channel.
                         let mut mounts = None;
                         loop {
                             match sys::recv_byte_and_fd(read) {
@@ -177,19 +189,6 @@ impl Janitor {
                 tracing::debug!("janitor: cannot fork: {}", e.desc());
                 None
             }
-        }
-    }
-}
-
-impl Janitor {
-    /// Gives a janitor started by [`Janitor::start_for_command`] `fd` to hold until it exits
-    /// (the sandbox's mount namespace: its last close tears the sandbox's mounts down, ≈ 0.2 ms
-    /// that init's exit, which sbx waits for with a cgroup, then does not spend). A janitor
-    /// that execs its shell at once takes nothing.
-    pub fn hold(&self, fd: RawFd) -> sys::SysResult {
-        match (&self.pipe, self.for_command) {
-            (Some(channel), true) => sys::send_fd(channel.as_raw_fd(), fd),
-            _ => Ok(()),
         }
     }
 }
